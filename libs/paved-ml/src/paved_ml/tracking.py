@@ -1,0 +1,108 @@
+"""MLflow runs that carry a team repo's lineage.
+
+Every run a pipeline stage opens through `lineage_run` is tagged with the owning team,
+the project, the platform release that rendered the repo, the paved-ml version, the git
+commit (and whether the tree was dirty) and the DVC md5 of each data input, so any
+registered model can be traced back to the exact code and data that made it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from paved_ml import __version__
+from paved_ml.config import ProjectConfig
+from paved_ml.data import file_md5
+
+__all__ = ["TAG_PREFIX", "lineage_run", "lineage_tags", "pinned_requirements", "use_tracking"]
+
+TAG_PREFIX = "paved."
+
+
+def use_tracking(config: ProjectConfig) -> str:
+    """Point MLflow at the project's tracking store and experiment; return the experiment id."""
+    mlflow.set_tracking_uri(config.tracking_uri)
+    mlflow.set_registry_uri(config.tracking_uri)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(config.project)
+    if experiment is None:
+        # An embedded store keeps its artifacts beside the database, whatever the cwd.
+        location = (
+            (config.root / "mlruns").as_uri() if config.tracking_uri.startswith("sqlite") else None
+        )
+        experiment_id: str = client.create_experiment(config.project, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def lineage_tags(config: ProjectConfig, inputs: Sequence[Path] = ()) -> dict[str, str]:
+    """The tags that tie a run to its team, platform release, code and data."""
+    commit, dirty = _git_state(config.root)
+    tags = {
+        f"{TAG_PREFIX}team": config.team,
+        f"{TAG_PREFIX}project": config.project,
+        f"{TAG_PREFIX}platform_version": config.platform_version,
+        f"{TAG_PREFIX}paved_ml_version": __version__,
+        f"{TAG_PREFIX}git.dirty": str(dirty).lower(),
+        "mlflow.source.git.commit": commit,
+    }
+    for path in inputs:
+        absolute = path if path.is_absolute() else config.root / path
+        relative = absolute.relative_to(config.root).as_posix()
+        tags[f"{TAG_PREFIX}data.{relative}.md5"] = file_md5(absolute)
+    return tags
+
+
+@contextmanager
+def lineage_run(
+    config: ProjectConfig,
+    *,
+    run_name: str | None = None,
+    inputs: Sequence[Path] = (),
+    run_id: str | None = None,
+) -> Iterator[mlflow.ActiveRun]:
+    """Open (or resume, given `run_id`) an MLflow run carrying the lineage tags."""
+    use_tracking(config)
+    tags = None if run_id else lineage_tags(config, inputs)
+    with mlflow.start_run(run_id=run_id, run_name=run_name, tags=tags) as run:
+        yield run
+
+
+def pinned_requirements(*distributions: str) -> list[str]:
+    """`name==version` for each installed distribution, to log with a model.
+
+    Handing MLflow the requirements skips its inference, which imports the model in a
+    subprocess and costs seconds on every `log_model`/`save_model`.
+    """
+    pins = []
+    for name in distributions:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError as exc:
+            raise ValueError(f"{name} is not installed, so it cannot be pinned") from exc
+    return pins
+
+
+def _git_state(root: Path) -> tuple[str, bool]:
+    """The commit checked out at `root` and whether the tree has changes, or 'unknown'."""
+    try:
+        commit = _git(root, "rev-parse", "HEAD")
+        dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+    return commit, dirty
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=root, check=True, capture_output=True, text=True
+    ).stdout.strip()

@@ -1,0 +1,116 @@
+"""`paved new`: generate a team repo, then make it a git repo with a locked environment.
+
+copier renders the files; this adds what copier leaves to the user and what `copier
+update` needs later: a git repository with a first commit holding the rendered files
+(update diffs against it) and the uv lock file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from paved._errors import PavedError
+
+__all__ = ["PLATFORM_URL", "new_project"]
+
+#: The canonical URL of the platform repository. Generated repos record it as their
+#: template source and pin paved-ml and the reusable workflows to it.
+PLATFORM_URL = "https://github.com/acme/paved.git"
+
+
+def new_project(
+    dest: Path,
+    *,
+    src: str = PLATFORM_URL,
+    data: Mapping[str, Any] | None = None,
+    vcs_ref: str | None = None,
+    defaults: bool = False,
+    lock: bool = True,
+) -> Path:
+    """Render the template into `dest` (new or empty), init git, lock, commit; return `dest`.
+
+    On any failure the folder is removed again if this call created it, so a refused
+    answer or a failed lock leaves nothing behind.
+    """
+    _check_source(src)
+    dest = dest.absolute()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise PavedError(f"{dest} already exists and is not an empty folder")
+    created = not dest.exists()
+    try:
+        _render(src, dest, dict(data or {}), vcs_ref=vcs_ref, defaults=defaults)
+        _git(dest, "init", "--quiet", "--initial-branch=main")
+        if lock:
+            _lock(dest)
+        _git(dest, "add", "--all")
+        _git(dest, *_identity(dest), "commit", "--quiet", "-m", "Generate from the Paved template")
+    except BaseException:
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            for child in dest.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        raise
+    return dest
+
+
+def _check_source(src: str) -> None:
+    if src.startswith("file://"):
+        raise PavedError(
+            f"source {src!r}: copier refuses plain file:// URLs; use git+file://{src[7:]}"
+        )
+    if "/templates/" in src.rstrip("/") + "/" and not src.endswith(".git"):
+        raise PavedError(
+            f"source {src!r} is a folder inside the platform repo: a repo copied from a "
+            "subfolder can never be updated. Copy the platform repo itself."
+        )
+
+
+def _render(
+    src: str, dest: Path, data: dict[str, Any], *, vcs_ref: str | None, defaults: bool
+) -> None:
+    from copier import run_copy
+    from copier.errors import CopierError
+
+    try:
+        run_copy(
+            src,
+            dest,
+            data=data,
+            vcs_ref=vcs_ref,
+            defaults=defaults,
+            quiet=True,
+            unsafe=False,
+        )
+    except (CopierError, ValueError) as exc:
+        raise PavedError(str(exc)) from exc
+
+
+def _lock(dest: Path) -> None:
+    uv = shutil.which("uv")
+    if uv is None:
+        raise PavedError("uv is not on PATH: install it, or pass --no-lock and run `uv lock` later")
+    result = subprocess.run([uv, "lock", "--quiet"], cwd=dest, capture_output=True, text=True)
+    if result.returncode:
+        raise PavedError(f"`uv lock` failed in {dest}:\n{result.stderr.strip()}")
+
+
+def _identity(dest: Path) -> list[str]:
+    """Commit as the user when git knows them, else as Paved (the commit only holds the render)."""
+    known = subprocess.run(
+        ["git", "config", "user.email"], cwd=dest, capture_output=True, text=True
+    ).stdout.strip()
+    if known or os.environ.get("GIT_AUTHOR_EMAIL"):
+        return []
+    return ["-c", "user.name=Paved", "-c", "user.email=paved@localhost"]
+
+
+def _git(cwd: Path, *args: str) -> None:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode:
+        raise PavedError(f"`git {' '.join(args)}` failed in {cwd}:\n{result.stderr.strip()}")
