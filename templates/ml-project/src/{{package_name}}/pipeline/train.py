@@ -47,9 +47,7 @@ def main() -> None:
 
     if CANDIDATE.exists():
         shutil.rmtree(CANDIDATE)
-    mlflow.sklearn.save_model(
-        model, CANDIDATE, signature=signature, pip_requirements=requirements
-    )
+    mlflow.sklearn.save_model(model, CANDIDATE, signature=signature, pip_requirements=requirements)
     record = {"model_name": config.model_name, "version": version, "run_id": run.info.run_id}
     REGISTRATION.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"train: registered {config.model_name} v{version} (run {run.info.run_id})")

@@ -1,0 +1,152 @@
+"""The golden path of a team repo as code: generate, install, run the pipeline, serve.
+
+Shared by the demo (ci/demo.py), the project-tier tests and the benchmarks, so all three
+exercise exactly the same steps with the real tools (copier, uv, DVC, MLflow, BentoML).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from snapshot import PLATFORM_URL, QUIET_ENV, canonical_env
+
+DEMO_ANSWERS = {"project_name": "Iris Demo", "team": "data-science"}
+IRIS_ROW = {
+    "sepal_length_cm": 5.9,
+    "sepal_width_cm": 3.0,
+    "petal_length_cm": 5.1,
+    "petal_width_cm": 1.8,
+}
+
+
+def tool_env(platform_clone: Path, **extra: str) -> dict[str, str]:
+    """The environment for every step: canonical platform URL mapped to the clone, quiet tools."""
+    env = {**os.environ, **canonical_env(platform_clone), **QUIET_ENV, **extra}
+    env.pop("VIRTUAL_ENV", None)  # the team repo uses its own environment, not ours
+    return env
+
+
+def run(cmd: list[str], cwd: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a step; on failure raise with its output, so a broken step says why."""
+    result = subprocess.run(cmd, cwd=cwd, env=dict(env), capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(
+            f"`{' '.join(cmd)}` exited {result.returncode} in {cwd}\n"
+            f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def generate(dest: Path, env: Mapping[str, str], answers: Mapping[str, str]) -> Path:
+    """`paved new` from the canonical URL (served from the clone by git's insteadOf)."""
+    data = [arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")]
+    run(["paved", "new", str(dest), "--src", PLATFORM_URL, "--defaults", *data], dest.parent, env)
+    return dest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Service:
+    """A running model service."""
+
+    url: str
+    pid: int
+
+    def post(self, path: str, body: bytes | dict[str, Any]) -> tuple[int, Any]:
+        """POST JSON (or raw bytes); return (status, decoded body)."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, headers={"content-type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def get(self, path: str) -> int:
+        """GET a path; return the status."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+
+@contextmanager
+def serve(
+    project: Path, env: Mapping[str, str], *, port: int | None = None, timeout: float = 90
+) -> Iterator[Service]:
+    """`uv run bentoml serve` on 127.0.0.1; yield once /readyz answers; stop it by PID."""
+    port = port or free_port()
+    log = project / ".serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                "uv",
+                "run",
+                "--frozen",
+                "bentoml",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=project,
+            env={**env, "BENTOML_HOME": str(project / ".bentoml")},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the workers stop with it
+        )
+    service = Service(f"http://127.0.0.1:{port}", process.pid)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _ready(service):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"service did not become ready:\n{log.read_text()[-4000:]}")
+            time.sleep(0.25)
+        yield service
+    finally:
+        _stop(process)
+
+
+def _ready(service: Service) -> bool:
+    try:
+        return service.get("/readyz") == 200
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # The group may still hold a worker after the leader exits.
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        return

@@ -1,0 +1,255 @@
+"""Project tier: a generated repo installs, passes its own checks, runs its pipeline with the
+champion/challenger gate, round-trips through its DVC remote and serves the champion.
+
+Real tools throughout: `paved new` (copier), uv, ruff, pytest, DVC, MLflow's sqlite store and
+`bentoml serve` on a free loopback port. The steps build on each other, in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from golden_path import IRIS_ROW, Service, generate, run, serve, tool_env
+from helpers import BASE_ANSWERS, RELEASE
+
+pytestmark = pytest.mark.project
+
+PACKAGE = "iris_demo"
+
+
+class Repo:
+    """The generated repo and the environment every command in it runs with."""
+
+    def __init__(self, path: Path, env: dict[str, str]) -> None:
+        self.path = path
+        self.env = env
+
+    def run(self, *cmd: str, cwd: Path | None = None) -> str:
+        result = run(["uv", "run", "--frozen", *cmd], cwd or self.path, self.env)
+        return result.stdout + result.stderr
+
+    def python(self, code: str, cwd: Path | None = None) -> Any:
+        """Run code in the repo's own environment; it prints one JSON value."""
+        return json.loads(self.run("python", "-c", code, cwd=cwd).strip().splitlines()[-1])
+
+    def set_param(self, stage: str, key: str, value: Any) -> None:
+        params_file = self.path / "params.yaml"
+        params = yaml.safe_load(params_file.read_text())
+        params[stage][key] = value
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def champion(self) -> dict[str, Any]:
+        return self.python(
+            "import json; from paved_ml.config import load_config; "
+            "from paved_ml.registry import champion; c = champion(load_config()); "
+            "print(json.dumps(c and {'version': str(c.version), 'run_id': c.run_id}))"
+        )
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        return run(["git", *args], cwd or self.path, self.env).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def repo(platform: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    clone, _ = platform
+    work = tmp_path_factory.mktemp("project")
+    env = tool_env(
+        clone,
+        GIT_AUTHOR_NAME="Data Scientist",
+        GIT_AUTHOR_EMAIL="ds@example.com",
+        GIT_COMMITTER_NAME="Data Scientist",
+        GIT_COMMITTER_EMAIL="ds@example.com",
+    )
+    path = generate(
+        work / "iris-demo", env, {**BASE_ANSWERS, "dvc_remote_url": str(work / "dvc-remote")}
+    )
+    run(["uv", "sync", "--frozen"], path, env)
+    return Repo(path, env)
+
+
+def test_paved_new_commits_the_render_and_lock(repo: Repo) -> None:
+    assert repo.git("status", "--porcelain") == ""
+    tracked = set(repo.git("ls-files").splitlines())
+    assert {"uv.lock", ".copier-answers.yml", "dvc.yaml", f"src/{PACKAGE}/service.py"} <= tracked
+    lock = (repo.path / "uv.lock").read_text()
+    assert 'name = "paved-ml"' in lock and "subdirectory=libs%2Fpaved-ml" in lock.replace(
+        "/", "%2F"
+    )
+
+
+def test_lint_and_own_tests_pass(repo: Repo) -> None:
+    repo.run("ruff", "check", ".")
+    repo.run("ruff", "format", "--check", ".")
+    assert "4 passed" in repo.run("pytest", "-q")
+
+
+def test_telemetry_is_off_in_the_environment(repo: Repo) -> None:
+    env = {k: v for k, v in repo.env.items()}
+    for name in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DVC_NO_ANALYTICS"):
+        env.pop(name, None)
+    out = run(
+        [
+            "uv",
+            "run",
+            "--frozen",
+            "python",
+            "-c",
+            "import os; print([os.environ.get(k) for k in "
+            "('BENTOML_DO_NOT_TRACK', 'MLFLOW_DISABLE_TELEMETRY', 'DVC_NO_ANALYTICS')])",
+        ],
+        repo.path,
+        env,
+    ).stdout
+    assert out.strip() == "['true', 'true', '1']"
+
+
+def test_first_run_promotes_a_champion(repo: Repo) -> None:
+    repo.set_param("train", "C", 0.1)
+    out = repo.run("dvc", "repro")
+    assert "promoted iris-demo v1 (f1_macro=0.8452) to 'champion': there was no champion" in out
+    assert repo.champion()["version"] == "1"
+    record = json.loads((repo.path / "models/champion/champion.json").read_text())
+    assert record["version"] == "1" and record["metrics"]["f1_macro"] == pytest.approx(
+        0.8452, abs=1e-4
+    )
+    metrics = json.loads((repo.path / "metrics.json").read_text())
+    assert set(metrics) == {"accuracy", "f1_macro"}
+
+
+def test_runs_carry_lineage(repo: Repo) -> None:
+    run_id = repo.champion()["run_id"]
+    tags = repo.python(
+        "import json, mlflow; from paved_ml.tracking import use_tracking; "
+        "from paved_ml.config import load_config; use_tracking(load_config()); "
+        f"print(json.dumps(mlflow.get_run('{run_id}').data.tags))"
+    )
+    lock = yaml.safe_load((repo.path / "dvc.lock").read_text())
+    train_dep = next(
+        d for d in lock["stages"]["train"]["deps"] if d["path"] == "data/prepared/train.csv"
+    )
+    assert tags["paved.team"] == "data-science"
+    assert tags["paved.project"] == "iris-demo"
+    assert tags["paved.platform_version"] == RELEASE
+    assert tags["mlflow.source.git.commit"] == repo.git("rev-parse", "HEAD")
+    assert tags["paved.data.data/prepared/train.csv.md5"] == train_dep["md5"]
+
+
+def test_worse_challenger_leaves_the_champion(repo: Repo) -> None:
+    repo.set_param("train", "C", 0.001)
+    out = repo.run("dvc", "repro")
+    assert "kept champion v1 (f1_macro=0.8452): challenger iris-demo v2 (f1_macro=0.7454)" in out
+    assert repo.champion()["version"] == "1"
+    assert json.loads((repo.path / "models/champion/champion.json").read_text())["version"] == "1"
+
+
+def test_better_challenger_becomes_champion(repo: Repo) -> None:
+    repo.set_param("train", "C", 3.0)
+    out = repo.run("dvc", "repro")
+    assert "promoted iris-demo v3 (f1_macro=0.9487) to 'champion': it beats v1" in out
+    assert repo.champion()["version"] == "3"
+    assert json.loads((repo.path / "models/champion/champion.json").read_text())["version"] == "3"
+
+
+def test_bad_data_fails_prepare_naming_the_column(repo: Repo) -> None:
+    raw = repo.path / "data/raw/table.csv"
+    original = raw.read_bytes()
+    lines = original.decode().splitlines()
+    header = lines[0].split(",")
+    row = lines[5].split(",")
+    row[header.index("petal_width_cm")] = "-3.0"
+    lines[5] = ",".join(row)
+    raw.write_text("\n".join(lines) + "\n")
+    try:
+        with pytest.raises(RuntimeError) as failure:
+            repo.run("dvc", "repro", "--single-item", "prepare")
+        assert "column 'petal_width_cm': values below 0 in rows 4" in str(failure.value)
+    finally:
+        raw.write_bytes(original)
+    repo.run("dvc", "repro")  # restored data: the pipeline is whole again
+    assert "up to date" in repo.run("dvc", "status").lower()
+
+
+def test_push_then_pull_in_a_fresh_clone_reproduces_hashes(repo: Repo, tmp_path: Path) -> None:
+    repo.git("add", "--all")
+    repo.git("commit", "-m", "Train the champion")
+    repo.run("dvc", "push")
+    clone = tmp_path / "clone"
+    repo.git("clone", "--quiet", str(repo.path), str(clone), cwd=tmp_path)
+    run(["uv", "sync", "--frozen"], clone, repo.env)
+    repo.run("dvc", "pull", cwd=clone)
+    assert "up to date" in repo.run("dvc", "status", cwd=clone).lower()
+    for out in (
+        "data/raw/table.csv",
+        "data/prepared/train.csv",
+        "data/prepared/test.csv",
+        "models/candidate",
+        "models/champion",
+    ):
+        assert _tree_bytes(clone / out) == _tree_bytes(repo.path / out), out
+
+
+def _tree_bytes(path: Path) -> dict[str, bytes]:
+    if path.is_file():
+        return {"": path.read_bytes()}
+    return {
+        p.relative_to(path).as_posix(): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def service(repo: Repo) -> Iterator[Service]:
+    with serve(repo.path, repo.env) as running:
+        yield running
+
+
+def test_service_predicts_with_the_champion(service: Service) -> None:
+    assert service.get("/livez") == 200
+    assert service.get("/readyz") == 200
+    status, body = service.post(
+        "/predict",
+        {"rows": [IRIS_ROW, {**IRIS_ROW, "petal_length_cm": 1.2, "petal_width_cm": 0.2}]},
+    )
+    assert status == 200
+    assert body == {"predictions": [2, 0], "model_name": "iris-demo", "model_version": "3"}
+
+
+MALFORMED = [
+    ({"rows": [{**IRIS_ROW, "sepal_length_cm": "wide"}]}, ["rows", 0, "sepal_length_cm"]),
+    ({"rows": [{**IRIS_ROW, "colour": "blue"}]}, ["rows", 0, "colour"]),
+    (
+        {"rows": [{k: v for k, v in IRIS_ROW.items() if k != "petal_width_cm"}]},
+        ["rows", 0, "petal_width_cm"],
+    ),
+    ({"rows": []}, ["rows"]),
+    ({"rows": [IRIS_ROW] * 1001}, ["rows"]),
+    ({"row": [IRIS_ROW]}, ["rows"]),
+    (b'{"rows": [{"sepal_length_cm": 5.1,', []),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    MALFORMED,
+    ids=["type", "extra", "missing", "empty", "too-many", "wrong-key", "bad-json"],
+)
+def test_service_rejects_malformed_requests_naming_the_field(
+    service: Service, body: Any, loc: list[Any]
+) -> None:
+    status, answer = service.post("/predict", body)
+    assert status == 400
+    assert loc in [error["loc"] for error in answer["detail"]]
+
+
+def test_stopped_service_leaves_no_process(repo: Repo) -> None:
+    with serve(repo.path, repo.env) as running:
+        assert running.get("/livez") == 200
+    with pytest.raises(ProcessLookupError):
+        os.killpg(running.pid, 0)  # no process of the service's group is left

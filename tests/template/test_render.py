@@ -1,0 +1,235 @@
+"""Render tier: every answer set renders the exact file set, with no template left over."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import BASE_ANSWERS, RELEASE, Render
+from snapshot import PLATFORM_URL, ROOT
+
+pytestmark = pytest.mark.render
+
+PACKAGE = "iris_demo"
+EXPECTED_FILES = {
+    ".copier-answers.yml",
+    ".dvc/.gitignore",
+    ".dvc/config",
+    ".dvcignore",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    ".python-version",
+    "README.md",
+    "bentofile.yaml",
+    "data/schema.yaml",
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    f"src/{PACKAGE}/__init__.py",
+    f"src/{PACKAGE}/pipeline/__init__.py",
+    f"src/{PACKAGE}/pipeline/_common.py",
+    f"src/{PACKAGE}/pipeline/evaluate.py",
+    f"src/{PACKAGE}/pipeline/ingest.py",
+    f"src/{PACKAGE}/pipeline/prepare.py",
+    f"src/{PACKAGE}/pipeline/train.py",
+    f"src/{PACKAGE}/service.py",
+    "tests/test_pipeline.py",
+}
+
+MATRIX = [
+    {},
+    {"python_version": "3.12"},
+    {"dvc_remote": "s3"},
+    {"dvc_remote": "gs", "dvc_remote_url": "gs://ml-bucket/iris"},
+    {"dvc_remote": "azure", "python_version": "3.12"},
+    {"mlflow_tracking_uri": "http://mlflow.internal:5000", "org": "Data-Corp"},
+    {"container_registry": "registry.internal:5000/ml", "package_name": "iris_model"},
+]
+
+
+def files_of(repo: Path) -> set[str]:
+    return {p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()}
+
+
+def _matrix_id(answers: dict[str, str]) -> str:
+    return "-".join(f"{k}={v}" for k, v in answers.items()) or "defaults"
+
+
+@pytest.mark.parametrize("answers", MATRIX, ids=_matrix_id)
+def test_render_matrix(render: Render, platform: tuple[Path, str], answers: dict[str, str]) -> None:
+    repo = render(**answers)
+    package = answers.get("package_name", PACKAGE)
+    assert files_of(repo) == {f.replace(PACKAGE, package) for f in EXPECTED_FILES}
+
+    for path in repo.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            assert not re.search(r"\{\{|\{%|\{#", text), f"template syntax left in {path}"
+
+    recorded = yaml.safe_load((repo / ".copier-answers.yml").read_text())
+    assert recorded["_src_path"] == PLATFORM_URL
+    assert recorded["_commit"] == RELEASE
+    for key, value in {**BASE_ANSWERS, **answers}.items():
+        assert recorded[key] == value
+    assert not {"platform_git_url", "model_name", "service_class", "image_name"} & recorded.keys()
+
+    project = tomllib.loads((repo / "pyproject.toml").read_text())
+    _, sha = platform
+    pins = [*project["project"]["dependencies"], *project["dependency-groups"]["dev"]]
+    assert f"paved-ml @ git+{PLATFORM_URL}@{sha}#subdirectory=libs/paved-ml" in pins
+    assert f"paved @ git+{PLATFORM_URL}@{sha}#subdirectory=libs/paved" in pins
+    assert project["project"]["requires-python"] == f"=={answers.get('python_version', '3.11')}.*"
+    assert (repo / ".python-version").read_text().strip() == answers.get("python_version", "3.11")
+    pin_line = f'@{sha}#subdirectory=libs/paved-ml",  # {RELEASE}'
+    assert pin_line in (repo / "pyproject.toml").read_text()
+    tracking = answers.get("mlflow_tracking_uri", "sqlite:///mlflow.db")
+    assert project["tool"]["paved"]["tracking-uri"] == tracking
+
+    remote_kind = answers.get("dvc_remote", "local")
+    dvc_config = (repo / ".dvc/config").read_text()
+    url = re.search(r"url = (.+)", dvc_config).group(1)
+    if remote_kind == "local":
+        assert url == "~/.local/share/paved/dvc-storage/data-science/iris-demo"
+        assert any(dep.startswith("dvc>=") for dep in project["project"]["dependencies"])
+    else:
+        assert url.startswith(f"{remote_kind}://")
+        extra = f"dvc[{remote_kind}]"
+        assert any(dep.startswith(extra) for dep in project["project"]["dependencies"])
+
+    bentofile = yaml.safe_load((repo / "bentofile.yaml").read_text())
+    service_class = "".join(part.capitalize() for part in package.split("_")) + "Service"
+    assert bentofile["service"] == f"{package}.service:{service_class}"
+
+
+def ruff(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args, "--no-cache", "."],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_generated_lint_rules_fire(render: Render) -> None:
+    """The generated ruff config is live: a planted unused import is reported."""
+    repo = render()
+    (repo / "src" / PACKAGE / "bad.py").write_text("import os\n")
+    result = ruff(repo, "check")
+    assert result.returncode == 1
+    assert "F401" in result.stdout and "bad.py" in result.stdout
+
+
+def test_rendered_python_is_clean(render: Render) -> None:
+    repo = render(package_name="iris_model", python_version="3.12")
+    for args in (["check"], ["format", "--check"]):
+        result = ruff(repo, *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+BAD_ANSWERS = [
+    ("project_name", "", "must not be empty"),
+    ("project_name", "..", "is not a name"),
+    ("project_name", "team/iris", "path separator"),
+    ("project_name", "Iris\nDemo", "single line"),
+    ("project_name", "x" * 65, "at most 64"),
+    ("distribution_name", "", "must not be empty"),
+    ("distribution_name", ".", "is not a name"),
+    ("distribution_name", "../iris", "path separator"),
+    ("distribution_name", "1iris", "must not start with a digit"),
+    ("distribution_name", "iris demo", "is not valid"),
+    ("distribution_name", "Iris_Demo", "is not valid"),
+    ("distribution_name", "i" * 65, "at most 64"),
+    ("package_name", "class", "Python keyword"),
+    ("package_name", "json", "standard-library module"),
+    ("package_name", "logging", "standard-library module"),
+    ("package_name", "mlflow", "would shadow"),
+    ("package_name", "2fast", "must not start with a digit"),
+    ("package_name", "iris demo", "is not valid"),
+    ("package_name", "iris-demo", "is not valid"),
+    ("package_name", "iris\nx", "single line"),
+    ("package_name", "p" * 65, "at most 64"),
+    ("team", "", "must not be empty"),
+    ("team", "Data Science", "is not valid"),
+    ("description", "two\nlines", "single line"),
+    ("python_version", "3.10", "Invalid choice"),
+    ("python_version", "3.13", "Invalid choice"),
+    ("dvc_remote", "ftp", "Invalid choice"),
+    ("dvc_remote_url", "s3://bucket/x", "is a path"),
+    ("mlflow_tracking_uri", "ftp://mlflow", "is not valid"),
+    ("container_registry", "https://ghcr.io/acme", "without a scheme"),
+    ("platform_repo_url", "file:///srv/paved", "git+file"),
+    ("org", "-acme", "GitHub organisation"),
+]
+
+
+@pytest.mark.parametrize(("question", "value", "message"), BAD_ANSWERS, ids=lambda v: repr(v)[:30])
+def test_bad_answer_is_refused_and_writes_nothing(
+    platform: tuple[Path, str], tmp_path: Path, question: str, value: str, message: str
+) -> None:
+    dest = tmp_path / "repo"
+    data = {**BASE_ANSWERS, question: value}
+    args = [arg for key, val in data.items() for arg in ("--data", f"{key}={val}")]
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--defaults", *args, PLATFORM_URL, str(dest)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert question in result.stderr
+    assert message in result.stderr
+    assert not dest.exists()
+
+
+def test_remote_url_must_match_remote_kind(platform: tuple[Path, str], tmp_path: Path) -> None:
+    dest = tmp_path / "repo"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "copier",
+            "copy",
+            "--defaults",
+            "--data",
+            "project_name=Iris",
+            "--data",
+            "team=ds",
+            "--data",
+            "dvc_remote=s3",
+            "--data",
+            "dvc_remote_url=gs://b/x",
+            PLATFORM_URL,
+            str(dest),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "dvc_remote_url" in result.stderr and "s3://bucket/path" in result.stderr
+    assert not dest.exists()
+
+
+def test_reserved_names_are_current() -> None:
+    """templates/_shared/reserved.jinja is what ci/reserved_names.py makes on this Python."""
+    from reserved_names import TARGET
+    from reserved_names import render as make
+
+    assert TARGET.read_text(encoding="utf-8") == make(), "run: uv run python ci/reserved_names.py"
+
+
+def test_subfolder_copy_is_not_offered() -> None:
+    """No doc or script tells anyone to copy templates/<kind> directly: it loses updates."""
+    pattern = re.compile(r"copier copy \S*templates/")
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("README.md", "docs", "ci", "copier.yml", "templates", "libs")
+        for path in ([ROOT / folder] if (ROOT / folder).is_file() else (ROOT / folder).rglob("*"))
+        if path.is_file()
+        and path.suffix in {".md", ".py", ".yml", ".yaml", ".jinja", ""}
+        and pattern.search(path.read_text(encoding="utf-8", errors="ignore"))
+    ]
+    assert offenders == []
