@@ -93,24 +93,23 @@ class Service:
 
 @contextmanager
 def serve(
-    project: Path, env: Mapping[str, str], *, port: int | None = None, timeout: float = 90
+    project: Path,
+    env: Mapping[str, str],
+    *,
+    command: tuple[str, ...] = ("uv", "run", "--frozen", "bentoml", "serve"),
+    port: int | None = None,
+    timeout: float = 90,
 ) -> Iterator[Service]:
-    """`uv run bentoml serve` on 127.0.0.1; yield once /readyz answers; stop it by PID."""
+    """`bentoml serve` (in the repo's environment) on 127.0.0.1; yield once /readyz answers.
+
+    The service runs in a process group of its own and is stopped by PID on the way out,
+    workers included.
+    """
     port = port or free_port()
     log = project / ".serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                "uv",
-                "run",
-                "--frozen",
-                "bentoml",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
             cwd=project,
             env={**env, "BENTOML_HOME": str(project / ".bentoml")},
             stdout=out,

@@ -43,7 +43,7 @@ class Column:
         if nulls.any() and not self.nullable:
             found.append(f"column '{self.name}': empty values in rows {_rows(nulls)}")
         values = series[~nulls]
-        if values.dtype.kind not in _DTYPES[self.dtype]:
+        if values.dtype.kind not in _DTYPES[self.dtype] and not _whole_floats(self, values):
             found.append(
                 f"column '{self.name}': expected {self.dtype}, found {values.dtype} "
                 f"(e.g. {values.iloc[0]!r})"
@@ -142,6 +142,11 @@ def file_md5(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _whole_floats(column: Column, values: pd.Series[Any]) -> bool:
+    """An int column with empty cells reads as floats: accept it when every value is whole."""
+    return column.dtype == "int" and values.dtype.kind == "f" and bool((values % 1 == 0).all())
 
 
 def _rows(mask: pd.Series[bool]) -> str:

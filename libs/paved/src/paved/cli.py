@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from paved import __version__
 from paved._errors import PavedError
@@ -60,7 +61,7 @@ def new(
             dest, src=src, data=answers, vcs_ref=vcs_ref, defaults=defaults, lock=lock
         )
     except PavedError as exc:
-        _err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
     _err.print(f"[green]created[/] {path}")
 
