@@ -1,0 +1,1 @@
+"""Iris Demo: Iris Demo: a model trained, tracked and served on the Paved road."""

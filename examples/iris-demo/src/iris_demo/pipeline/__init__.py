@@ -1,0 +1,1 @@
+"""The DVC pipeline stages: ingest -> prepare -> train -> evaluate (see dvc.yaml)."""

@@ -1,0 +1,57 @@
+"""Train: fit the model, track the run with its lineage, register it as a challenger."""
+
+import json
+import shutil
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+from mlflow.models import infer_signature
+from paved_ml.config import load_config
+from paved_ml.data import Schema
+from paved_ml.registry import register
+from paved_ml.tracking import lineage_run, pinned_requirements
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ._common import CANDIDATE, REGISTRATION, SCHEMA, TRAIN, params
+
+
+def build_model(settings: dict) -> Pipeline:
+    """The estimator; its settings come from the `train` section of params.yaml."""
+    return make_pipeline(
+        StandardScaler(),
+        LogisticRegression(
+            C=settings["C"], max_iter=settings["max_iter"], random_state=settings["seed"]
+        ),
+    )
+
+
+def main() -> None:
+    settings = params("train")
+    config = load_config()
+    schema = Schema.from_yaml(SCHEMA)
+    frame = pd.read_csv(TRAIN)
+    features, target = frame[schema.features], frame[schema.target]
+    model = build_model(settings).fit(features, target)
+    signature = infer_signature(features, model.predict(features))
+    requirements = pinned_requirements("mlflow", "scikit-learn", "skops", "pandas", "numpy")
+
+    with lineage_run(config, run_name="train", inputs=[TRAIN]) as run:
+        mlflow.log_params(settings)
+        info = mlflow.sklearn.log_model(
+            model, name="model", signature=signature, pip_requirements=requirements
+        )
+        version = register(config, info.model_uri, tags={"paved.run_id": run.info.run_id})
+
+    if CANDIDATE.exists():
+        shutil.rmtree(CANDIDATE)
+    mlflow.sklearn.save_model(model, CANDIDATE, signature=signature, pip_requirements=requirements)
+    record = {"model_name": config.model_name, "version": version, "run_id": run.info.run_id}
+    REGISTRATION.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(f"train: registered {config.model_name} v{version} (run {run.info.run_id})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""The Iris Demo model service: serves the champion (models/champion) with BentoML.
+
+Run `uv run bentoml serve` from the repo root. The request body is
+`{"rows": [{<feature>: <value>, ...}, ...]}`; the row fields come from the champion's
+signature, and any unknown, missing or mistyped field is answered with a 400 naming it.
+"""
+
+from typing import Annotated
+
+import bentoml
+from paved_ml.serving import MAX_ROWS, ChampionModel, Prediction
+from pydantic import Field
+
+CHAMPION = ChampionModel.from_env()
+Row = CHAMPION.row_model
+
+
+@bentoml.service(name="iris-demo", traffic={"timeout": 10})
+class IrisDemoService:
+    """Predicts with the champion model for one or many rows."""
+
+    def __init__(self) -> None:
+        self.predictor = CHAMPION.load()
+
+    @bentoml.api
+    def predict(
+        self,
+        rows: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)],  # type: ignore[valid-type]
+    ) -> Prediction:
+        """One prediction per row, with the champion's name and version."""
+        return self.predictor.predict(rows)

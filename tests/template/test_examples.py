@@ -1,0 +1,56 @@
+"""The committed examples are exactly what the template renders now."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from render_examples import EXAMPLES, examples, render_example
+from snapshot import ROOT, git
+
+pytestmark = pytest.mark.render
+
+SHA = re.compile(r"\b[0-9a-f]{40}\b")
+
+
+def normalised(tree: Path) -> dict[str, str]:
+    """Every file's text, with the release identifiers (`_commit`, pinned SHAs) blanked."""
+    release = str(yaml.safe_load((tree / ".copier-answers.yml").read_text())["_commit"])
+    files = {}
+    for path in sorted(tree.rglob("*")):
+        if path.is_file():
+            text = SHA.sub("<sha>", path.read_text(encoding="utf-8"))
+            files[path.relative_to(tree).as_posix()] = text.replace(release, "<release>")
+    return files
+
+
+@pytest.mark.parametrize("name", sorted(examples()))
+def test_example_is_a_fresh_render(platform: tuple[Path, str], tmp_path: Path, name: str) -> None:
+    fresh = render_example(examples()[name], tmp_path / name)
+    committed = normalised(EXAMPLES / name)
+    rendered = normalised(fresh)
+    assert sorted(committed) == sorted(rendered), (
+        "file sets differ: uv run python ci/render_examples.py"
+    )
+    stale = [path for path in rendered if committed[path] != rendered[path]]
+    assert stale == [], f"stale example files {stale}: uv run python ci/render_examples.py"
+
+
+def test_there_is_an_example() -> None:
+    assert examples(), "examples/ must hold at least one <name>.answers.yml and its render"
+
+
+def test_no_machine_path_in_committed_files() -> None:
+    """Committed files name the canonical platform URL, never a local path or file URL."""
+    tracked = git(ROOT, "ls-files", "--cached", "--others", "--exclude-standard").splitlines()
+    pattern = re.compile(r"(file://|/tmp/|/home/|/root/|/Users/)")
+    offenders = [
+        name
+        for name in tracked
+        if name.startswith("examples/")
+        and (ROOT / name).is_file()
+        and pattern.search((ROOT / name).read_text(encoding="utf-8", errors="ignore"))
+    ]
+    assert offenders == []
