@@ -2,6 +2,7 @@
 
     python3 ci/dev.py demo     # generate a team repo, run its pipeline, serve, predict
     python3 ci/dev.py test     # every test tier (extra arguments go to pytest)
+    python3 ci/dev.py lint     # ruff and strict mypy on libs/
 
 Installs uv (into a private venv under ~/.cache/paved, unless uv is on PATH), syncs the
 workspace from uv.lock, then runs the job inside it. Standard library only.
@@ -19,9 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "paved" / "tools"
 UV_VERSION = "0.13.9"
+#: Each job's commands; extra arguments go to the last one.
 JOBS = {
-    "demo": ["python", "ci/demo.py"],
-    "test": ["pytest"],
+    "demo": [["python", "ci/demo.py"]],
+    "test": [["pytest"]],
+    "lint": [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
 }
 
 
@@ -52,7 +55,12 @@ def main(argv: list[str]) -> int:
     # Later steps (paved new, the team repo's own syncs) find uv on PATH.
     env["PATH"] = f"{Path(uv).parent}{os.pathsep}{env.get('PATH', '')}"
     subprocess.run([uv, "sync", "--locked", "--quiet"], cwd=ROOT, env=env, check=True)
-    return subprocess.run([uv, "run", "--locked", *JOBS[job], *extra], cwd=ROOT, env=env).returncode
+    *first, last = JOBS[job]
+    for command in [*first, [*last, *extra]]:
+        code = subprocess.run([uv, "run", "--locked", *command], cwd=ROOT, env=env).returncode
+        if code:
+            return code
+    return 0
 
 
 if __name__ == "__main__":
