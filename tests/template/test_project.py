@@ -89,6 +89,13 @@ def test_lint_and_own_tests_pass(repo: Repo) -> None:
     assert "4 passed" in repo.run("pytest", "-q")
 
 
+def test_pre_commit_hooks_run_from_the_project_environment(repo: Repo) -> None:
+    out = repo.run("pre-commit", "run", "--all-files")
+    assert "ruff" in out and "Passed" in out and "Failed" not in out
+    out = repo.run("pre-commit", "run", "--all-files", "--hook-stage", "pre-push")
+    assert "pytest" in out and "Passed" in out
+
+
 def test_telemetry_is_off_in_the_environment(repo: Repo) -> None:
     env = {k: v for k, v in repo.env.items()}
     for name in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DVC_NO_ANALYTICS"):

@@ -89,6 +89,8 @@ def test_render_matrix(render: Render, platform: tuple[Path, str], answers: dict
     assert pin_line in (repo / "pyproject.toml").read_text()
     tracking = answers.get("mlflow_tracking_uri", "sqlite:///mlflow.db")
     assert project["tool"]["paved"]["tracking-uri"] == tracking
+    registry = answers.get("container_registry", f"ghcr.io/{answers.get('org', 'acme').lower()}")
+    assert project["tool"]["paved"]["image"] == f"{registry}/iris-demo"
 
     remote_kind = answers.get("dvc_remote", "local")
     dvc_config = (repo / ".dvc/config").read_text()
@@ -143,6 +145,7 @@ BAD_ANSWERS = [
     ("distribution_name", "1iris", "must not start with a digit"),
     ("distribution_name", "iris demo", "is not valid"),
     ("distribution_name", "Iris_Demo", "is not valid"),
+    ("distribution_name", "iris\ndemo", "single line"),
     ("distribution_name", "i" * 65, "at most 64"),
     ("package_name", "class", "Python keyword"),
     ("package_name", "json", "standard-library module"),
@@ -233,3 +236,16 @@ def test_subfolder_copy_is_not_offered() -> None:
         and pattern.search(path.read_text(encoding="utf-8", errors="ignore"))
     ]
     assert offenders == []
+
+
+def test_platform_and_team_repos_share_their_lint_hooks() -> None:
+    """The platform uses its own output: the ruff hooks are the same in both configs."""
+
+    def hooks(path: Path) -> dict[str, dict[str, object]]:
+        config = yaml.safe_load(path.read_text())
+        return {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+
+    platform = hooks(ROOT / ".pre-commit-config.yaml")
+    team = hooks(ROOT / "templates/ml-project/.pre-commit-config.yaml")
+    for hook_id in ("ruff", "ruff-format"):
+        assert platform[hook_id] == team[hook_id]
