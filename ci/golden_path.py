@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -52,7 +53,8 @@ def run(cmd: list[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Complet
 def generate(dest: Path, env: Mapping[str, str], answers: Mapping[str, str]) -> Path:
     """`paved new` from the canonical URL (served from the clone by git's insteadOf)."""
     data = [arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")]
-    run(["paved", "new", str(dest), "--src", PLATFORM_URL, "--defaults", *data], dest.parent, env)
+    command = [sys.executable, "-m", "paved", "new", str(dest), "--src", PLATFORM_URL, "--defaults"]
+    run([*command, *data], dest.parent, env)
     return dest
 
 

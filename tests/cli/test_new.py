@@ -96,6 +96,7 @@ def test_refuses_a_non_empty_folder(platform: tuple[Path, str], tmp_path: Path) 
     [
         ("file:///srv/paved", "use git+file:///srv/paved"),
         ("/srv/paved/templates/ml-project", "a folder inside the platform repo"),
+        ("git+file:///srv/paved/templates", "a folder inside the platform repo"),
     ],
 )
 def test_refuses_sources_that_break_updates(tmp_path: Path, src: str, message: str) -> None:
@@ -105,7 +106,7 @@ def test_refuses_sources_that_break_updates(tmp_path: Path, src: str, message: s
     assert not (tmp_path / "x").exists()
 
 
-def test_new_project_api_cleans_up_an_empty_dest_it_did_not_create(
+def test_new_project_api_leaves_an_existing_empty_dest_empty(
     platform: tuple[Path, str], tmp_path: Path
 ) -> None:
     with pytest.raises(paved.PavedError):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.pyfunc
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -30,6 +31,7 @@ __all__ = [
     "champion",
     "decision_record",
     "export_champion",
+    "load_champion",
     "promote_if_better",
     "read_champion_file",
     "register",
@@ -143,6 +145,13 @@ def export_champion(config: ProjectConfig, dest: Path) -> Path:
     metrics = MlflowClient().get_run(current.run_id).data.metrics
     _write_champion_file(dest, config.model_name, str(current.version), metrics)
     return dest
+
+
+def load_champion(config: ProjectConfig) -> Any:
+    """Load the registry's champion (as a pyfunc model) by its alias."""
+    if champion(config) is None:
+        raise RegistryError(f"{config.model_name} has no '{CHAMPION_ALIAS}' in the registry")
+    return mlflow.pyfunc.load_model(f"models:/{config.model_name}@{CHAMPION_ALIAS}")
 
 
 def read_champion_file(model_dir: Path) -> dict[str, Any]:

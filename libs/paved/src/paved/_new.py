@@ -64,7 +64,8 @@ def _check_source(src: str) -> None:
         raise PavedError(
             f"source {src!r}: copier refuses plain file:// URLs; use git+file://{src[7:]}"
         )
-    if "/templates/" in src.rstrip("/") + "/" and not src.endswith(".git"):
+    parts = src.rstrip("/").split("/")
+    if "templates" in parts[-2:]:
         raise PavedError(
             f"source {src!r} is a folder inside the platform repo: a repo copied from a "
             "subfolder can never be updated. Copy the platform repo itself."
