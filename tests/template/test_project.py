@@ -36,7 +36,8 @@ class Repo:
 
     def python(self, code: str, cwd: Path | None = None) -> Any:
         """Run code in the repo's own environment; it prints one JSON value."""
-        return json.loads(self.run("python", "-c", code, cwd=cwd).strip().splitlines()[-1])
+        result = run(["uv", "run", "--frozen", "python", "-c", code], cwd or self.path, self.env)
+        return json.loads(result.stdout.strip().splitlines()[-1])
 
     def set_param(self, stage: str, key: str, value: Any) -> None:
         params_file = self.path / "params.yaml"
