@@ -249,3 +249,24 @@ def test_platform_and_team_repos_share_their_lint_hooks() -> None:
     team = hooks(ROOT / "templates/ml-project/.pre-commit-config.yaml")
     for hook_id in ("ruff", "ruff-format"):
         assert platform[hook_id] == team[hook_id]
+
+
+def test_plain_copier_copy_prints_the_next_steps(
+    platform: tuple[Path, str], tmp_path: Path
+) -> None:
+    dest = tmp_path / "repo"
+    args = [a for k, v in BASE_ANSWERS.items() for a in ("--data", f"{k}={v}")]
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--defaults", *args, PLATFORM_URL, str(dest)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    for step in (
+        "git init --initial-branch=main",
+        "uv sync",
+        "uv run dvc repro",
+        "uv run bentoml serve",
+    ):
+        assert step in output
