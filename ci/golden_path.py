@@ -127,7 +127,7 @@ def serve(
             time.sleep(0.25)
         yield service
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _ready(service: Service) -> bool:
@@ -137,17 +137,34 @@ def _ready(service: Service) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children may leave its process group, as BentoML's do)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
             continue
-        # The group may still hold a worker after the leader exits.
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server by PID: its process group, then any descendant that left the group."""
+    tree = _descendants(process.pid)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        return
+        process.wait(timeout=10)
+    for pid in tree:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

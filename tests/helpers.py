@@ -10,6 +10,21 @@ RELEASE = "v0.1.0"
 BASE_ANSWERS = {"project_name": "Iris Demo", "team": "data-science"}
 Render = Callable[..., Path]
 
+#: Answer sets the render tier covers (on top of BASE_ANSWERS).
+MATRIX = [
+    {},
+    {"python_version": "3.12"},
+    {"dvc_remote": "s3"},
+    {"dvc_remote": "gs", "dvc_remote_url": "gs://ml-bucket/iris"},
+    {"dvc_remote": "azure", "python_version": "3.12"},
+    {"mlflow_tracking_uri": "http://mlflow.internal:5000", "org": "Data-Corp"},
+    {"container_registry": "registry.internal:5000/ml", "package_name": "iris_model"},
+]
+
+
+def matrix_id(answers: dict[str, str]) -> str:
+    return "-".join(f"{k}={v}" for k, v in answers.items()) or "defaults"
+
 
 def fit(iris: Any, c: float) -> Any:
     """A logistic regression on the iris frame of tests/libs (columns sl, sw, pl, pw)."""

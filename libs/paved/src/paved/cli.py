@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from paved import __version__
+from paved._ci import StepResult, build_and_push, image_build_from_repo, run_checks
 from paved._errors import PavedError
+from paved._image import login
 from paved._new import PLATFORM_URL, new_project
 
 app = typer.Typer(
@@ -19,6 +22,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+ci_app = typer.Typer(
+    help="What the platform's reusable workflows run in a team repo (and you, locally).",
+    no_args_is_help=True,
+)
+app.add_typer(ci_app, name="ci")
 _err = Console(stderr=True)
 
 
@@ -61,9 +69,90 @@ def new(
             dest, src=src, data=answers, vcs_ref=vcs_ref, defaults=defaults, lock=lock
         )
     except PavedError as exc:
-        _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from exc
+        raise _fail(exc) from exc
     _err.print(f"[green]created[/] {path}")
+
+
+def _fail(exc: PavedError) -> typer.Exit:
+    _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+@ci_app.command("check")
+def ci_check(
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only this check (repeatable).")
+    ] = None,
+    project: Annotated[Path, typer.Option(help="The team repo.")] = Path("."),
+) -> None:
+    """Lint, format check, tests, `dvc repro` on the shipped data, `bentoml build`."""
+
+    def report(result: StepResult) -> None:
+        mark = "[green]ok[/]" if result.ok else "[bold red]FAILED[/]"
+        _err.print(f"{mark} {result.name} ({result.seconds:.1f}s)")
+        if not result.ok:
+            _err.print(escape(result.output[-6000:]), highlight=False, soft_wrap=True)
+
+    try:
+        results = run_checks(project.absolute(), only=only, report=report)
+    except PavedError as exc:
+        raise _fail(exc) from exc
+    if not all(result.ok for result in results):
+        raise typer.Exit(1)
+
+
+@ci_app.command("image")
+def ci_image(
+    project: Annotated[Path, typer.Option(help="The team repo.")] = Path("."),
+    registry: Annotated[
+        str | None, typer.Option(help="Registry and namespace (default: [tool.paved] image).")
+    ] = None,
+    image_name: Annotated[str | None, typer.Option(help="Image name in the registry.")] = None,
+    base_image: Annotated[str, typer.Option(help="Base image with Python.")] = "python:3.11-slim",
+    push: Annotated[bool, typer.Option(help="Push every tag and print the digest.")] = False,
+    tls_verify: Annotated[bool, typer.Option(help="Verify the registry's TLS.")] = True,
+    builder: Annotated[
+        str | None, typer.Option(help="buildx or buildah (default: buildx if a daemon answers).")
+    ] = None,
+) -> None:
+    """Build the service image from the bento (and push it)."""
+    try:
+        build = image_build_from_repo(
+            project.absolute(), registry=registry, image_name=image_name, base_image=base_image
+        )
+        digest = build_and_push(build, push=push, builder=builder, tls_verify=tls_verify)
+    except PavedError as exc:
+        raise _fail(exc) from exc
+    for ref in build.refs:
+        typer.echo(f"built {ref}")
+    if digest:
+        typer.echo(f"pushed {build.image}@{digest}")
+        _github_output(digest=digest, image=build.image)
+
+
+@ci_app.command("login")
+def ci_login(
+    registry: Annotated[
+        str | None, typer.Option(help="Registry (default: [tool.paved] image's registry).")
+    ] = None,
+    project: Annotated[Path, typer.Option(help="The team repo.")] = Path("."),
+    tls_verify: Annotated[bool, typer.Option(help="Verify the registry's TLS.")] = True,
+    builder: Annotated[str | None, typer.Option(help="buildx or buildah.")] = None,
+) -> None:
+    """Log in to the image registry with the CI job's credentials (never stored in the repo)."""
+    try:
+        target = registry or image_build_from_repo(project.absolute()).image
+        _err.print(login(target, builder=builder, tls_verify=tls_verify))
+    except PavedError as exc:
+        raise _fail(exc) from exc
+
+
+def _github_output(**values: str) -> None:
+    """Expose values as step outputs when running under GitHub Actions (or act)."""
+    target = os.environ.get("GITHUB_OUTPUT")
+    if target:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.writelines(f"{key}={value}\n" for key, value in values.items())
 
 
 def _parse_data(pairs: list[str]) -> dict[str, Any]:

@@ -1,0 +1,167 @@
+"""`paved ci`: what the platform's reusable workflows run in a team repo.
+
+The workflows only check out the repo, install uv and call these commands from the
+repo's own locked environment, so a laptop runs exactly what CI runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from paved._errors import PavedError
+from paved._image import ImageBuild, build_image, image_tags, push_image
+
+__all__ = ["CHECK_STEPS", "StepResult", "image_build_from_repo", "run_checks"]
+
+#: The checks of `paved ci check`, in order: name and command (run with this interpreter).
+CHECK_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("lint", ("-m", "ruff", "check", "--no-cache", ".")),
+    ("format", ("-m", "ruff", "format", "--check", "--no-cache", ".")),
+    ("tests", ("-m", "pytest", "-q", "-p", "no:cacheprovider")),
+    ("pipeline", ("-m", "dvc", "repro")),
+    ("bento", ("-m", "bentoml", "build")),
+)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One check's outcome."""
+
+    name: str
+    ok: bool
+    seconds: float
+    output: str
+
+
+def run_checks(
+    project: Path,
+    *,
+    only: Sequence[str] | None = None,
+    report: Callable[[StepResult], None] | None = None,
+) -> list[StepResult]:
+    """Run the checks (all, or `only` those named) and stop at the first failure."""
+    known = [name for name, _ in CHECK_STEPS]
+    unknown = sorted(set(only or ()) - set(known))
+    if unknown:
+        raise PavedError(f"unknown check {', '.join(unknown)}: choose from {', '.join(known)}")
+    env = {
+        **os.environ,
+        "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(project / ".bentoml")),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    results = []
+    for name, args in CHECK_STEPS:
+        if only and name not in only:
+            continue
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, *args], cwd=project, env=env, capture_output=True, text=True
+        )
+        result = StepResult(
+            name, done.returncode == 0, time.perf_counter() - started, done.stdout + done.stderr
+        )
+        results.append(result)
+        if report:
+            report(result)
+        if not result.ok:
+            break
+    return results
+
+
+def image_build_from_repo(
+    project: Path,
+    *,
+    registry: str | None = None,
+    image_name: str | None = None,
+    base_image: str = "python:3.11-slim",
+    env: Mapping[str, str] | None = None,
+) -> ImageBuild:
+    """Describe the image of a team repo: name, tags and labels from the repo and CI context.
+
+    In GitHub Actions (and act) the commit, ref and repository come from GITHUB_* variables;
+    on a laptop from git. PAVED_DEFAULT_BRANCH names the branch that gets `latest`.
+    """
+    env = os.environ if env is None else env
+    settings = _tool_paved(project)
+    default_registry, _, default_name = str(settings.get("image", "")).rpartition("/")
+    registry = registry or default_registry
+    image_name = image_name or default_name
+    if not registry or not image_name:
+        raise PavedError("no image name: set [tool.paved] image, or pass --registry/--image-name")
+    sha = env.get("GITHUB_SHA") or _git(project, "rev-parse", "HEAD")
+    ref = env.get("GITHUB_REF") or f"refs/heads/{_git(project, 'branch', '--show-current')}"
+    version = _project_version(project)
+    python = (project / ".python-version").read_text(encoding="utf-8").strip()
+    source = env.get("GITHUB_REPOSITORY") and (
+        f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env['GITHUB_REPOSITORY']}"
+    )
+    labels = {
+        "org.opencontainers.image.source": source
+        or _git(project, "remote", "get-url", "origin", check=False)
+        or "unknown",
+        "org.opencontainers.image.revision": sha,
+        "org.opencontainers.image.version": ref.removeprefix("refs/tags/")
+        if ref.startswith("refs/tags/")
+        else version,
+        "org.opencontainers.image.title": image_name,
+        "org.opencontainers.image.base.name": base_image,
+        "dev.paved.platform.version": _platform_version(project),
+    }
+    return ImageBuild(
+        project=project,
+        image=f"{registry}/{image_name}",
+        tags=image_tags(sha=sha, ref=ref, default_branch=env.get("PAVED_DEFAULT_BRANCH", "main")),
+        base_image=base_image,
+        python_version=python,
+        labels=labels,
+    )
+
+
+def build_and_push(
+    build: ImageBuild, *, push: bool, builder: str | None, tls_verify: bool
+) -> str | None:
+    """Build the image; push it when asked and return its digest."""
+    build_image(build, builder=builder)
+    return push_image(build, builder=builder, tls_verify=tls_verify) if push else None
+
+
+def _tool_paved(project: Path) -> dict[str, object]:
+    path = project / "pyproject.toml"
+    if not path.is_file():
+        raise PavedError(f"{project} has no pyproject.toml: run paved ci in a team repo")
+    tool = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
+    settings = tool.get("paved") if isinstance(tool, dict) else None
+    if not isinstance(settings, dict):
+        raise PavedError(f"{path} has no [tool.paved] table: is this a Paved team repo?")
+    return settings
+
+
+def _project_version(project: Path) -> str:
+    data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    return str(data.get("project", {}).get("version", "0"))
+
+
+def _platform_version(project: Path) -> str:
+    answers = project / ".copier-answers.yml"
+    if not answers.is_file():
+        return "unknown"
+    data = yaml.safe_load(answers.read_text(encoding="utf-8")) or {}
+    return str(data.get("_commit", "unknown"))
+
+
+def _git(project: Path, *args: str, check: bool = True) -> str:
+    done = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True)
+    if done.returncode and check:
+        raise PavedError(f"`git {' '.join(args)}` failed in {project}: {done.stderr.strip()}")
+    return done.stdout.strip() if done.returncode == 0 else ""
