@@ -242,6 +242,11 @@ def _stage_site(build: ImageBuild, dest: Path, scratch: Path, env: Mapping[str, 
         env,
     )
     shutil.rmtree(dest / "bin", ignore_errors=True)  # scripts name the build host's Python
+    # Packages' own test suites (and their fixtures: keys, certificates) never run in the
+    # service; dropping them saves space and keeps test credentials out of the image.
+    for tests in [*dest.glob("*/tests"), *dest.glob("*/test"), *dest.glob("*/*/tests")]:
+        if tests.is_dir():
+            shutil.rmtree(tests)
 
 
 def _ok(command: Sequence[str]) -> bool:

@@ -1,0 +1,200 @@
+"""Image tier: `paved ci check`, then the service image built with buildah from the bento,
+pushed to a local registry, pulled back by digest and run: 200 and 400 from the container.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from base_image import ensure_base_image
+from golden_path import IRIS_ROW, Service, generate, run, serve, tool_env
+from helpers import BASE_ANSWERS, RELEASE
+from registry import Registry, local_registry
+
+pytestmark = pytest.mark.image
+
+SECRET_NAMES = re.compile(
+    r"(^|/)(\.env|\.netrc|\.pypirc|\.git-credentials|id_rsa|id_ed25519|id_ecdsa|"
+    r"credentials(\.json)?|auth\.json|config\.json|\.dockercfg|[^/]+\.key)$|(^|/)\.git/"
+)
+# A whole PEM private key (marker, base64 body, end marker), not code that names the marker.
+PRIVATE_KEY = re.compile(
+    rb"-----BEGIN (RSA |EC |OPENSSH |DSA |ENCRYPTED )?PRIVATE KEY-----\r?\n"
+    rb"[A-Za-z0-9+/=\r\n:,-]{64,}-----END"
+)
+
+
+@pytest.fixture(scope="module")
+def team(
+    platform: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, str]]:
+    clone, _ = platform
+    work = tmp_path_factory.mktemp("image")
+    env = tool_env(clone)
+    repo = generate(
+        work / "iris-demo", env, {**BASE_ANSWERS, "dvc_remote_url": str(work / "remote")}
+    )
+    run(["uv", "sync", "--frozen"], repo, env)
+    return repo, env
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[Registry]:
+    with local_registry() as running:
+        yield running
+
+
+def test_paved_ci_check_runs_every_check(team: tuple[Path, dict[str, str]]) -> None:
+    repo, env = team
+    out = run(["uv", "run", "--frozen", "paved", "ci", "check"], repo, env).stderr
+    for check in ("lint", "format", "tests", "pipeline", "bento"):
+        assert re.search(rf"^ok {check} \(", out, re.MULTILINE), out
+    assert (repo / "models/champion/MLmodel").is_file()
+
+
+def test_paved_ci_check_fails_on_a_lint_error(team: tuple[Path, dict[str, str]]) -> None:
+    repo, env = team
+    bad = repo / "src" / "iris_demo" / "bad.py"
+    bad.write_text("import os\n")
+    try:
+        with pytest.raises(RuntimeError, match=r"FAILED lint"):
+            run(["uv", "run", "--frozen", "paved", "ci", "check", "--only", "lint"], repo, env)
+    finally:
+        bad.unlink()
+
+
+@pytest.fixture(scope="module")
+def pushed(team: tuple[Path, dict[str, str]], registry: Registry) -> Iterator[tuple[str, str]]:
+    """(image, digest) of the image built from the team repo and pushed to the registry."""
+    repo, env = team
+    base = ensure_base_image()
+    out = run(
+        [
+            "uv",
+            "run",
+            "--frozen",
+            "paved",
+            "ci",
+            "image",
+            "--registry",
+            f"{registry.host}/acme",
+            "--base-image",
+            base,
+            "--push",
+            "--no-tls-verify",
+            "--builder",
+            "buildah",
+        ],
+        repo,
+        env,
+    ).stdout
+    match = re.search(r"^pushed (\S+)@(sha256:[0-9a-f]{64})$", out, re.MULTILINE)
+    assert match, out
+    image, digest = match.groups()
+    yield image, digest
+    refs = re.findall(r"^built (\S+)$", out, re.MULTILINE)
+    subprocess.run(["buildah", "rmi", "--force", *refs], capture_output=True)
+
+
+def skopeo(*args: str) -> dict:
+    done = subprocess.run(["skopeo", *args], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def test_image_is_tagged_labelled_and_non_root(
+    team: tuple[Path, dict[str, str]], registry: Registry, pushed: tuple[str, str]
+) -> None:
+    repo, _ = team
+    image, digest = pushed
+    sha = run(["git", "rev-parse", "HEAD"], repo, {}).stdout.strip()
+    tags = skopeo("list-tags", "--tls-verify=false", f"docker://{image}")["Tags"]
+    assert sorted(tags) == sorted([sha, "latest"])
+    config = skopeo("inspect", "--config", "--tls-verify=false", f"docker://{image}@{digest}")[
+        "config"
+    ]
+    assert config["User"] == "10001:10001"
+    assert config["Entrypoint"][:4] == ["python3", "-m", "bentoml", "serve"]
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.revision"] == sha
+    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert labels["dev.paved.platform.version"] == RELEASE
+    assert labels["org.opencontainers.image.title"] == "iris-demo"
+    assert "org.opencontainers.image.source" in labels
+
+
+def test_no_layer_holds_a_secret(pushed: tuple[str, str], tmp_path: Path) -> None:
+    image, digest = pushed
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--src-tls-verify=false",
+            f"docker://{image}@{digest}",
+            f"dir:{tmp_path}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    offenders = []
+    for layer in manifest["layers"]:
+        with tarfile.open(tmp_path / layer["digest"].split(":")[1]) as archive:
+            for member in archive:
+                if SECRET_NAMES.search(member.name):
+                    offenders.append(member.name)
+                elif member.isfile() and member.size < 1_000_000:
+                    data = archive.extractfile(member)
+                    if data is not None and PRIVATE_KEY.search(data.read()):
+                        offenders.append(member.name)
+    assert offenders == []
+
+
+@pytest.fixture(scope="module")
+def container_service(
+    team: tuple[Path, dict[str, str]], pushed: tuple[str, str]
+) -> Iterator[Service]:
+    """The pulled image's own entrypoint, run with buildah (host network, loopback port)."""
+    repo, env = team
+    image, digest = pushed
+    name = f"paved-test-{digest[7:19]}"
+    subprocess.run(["buildah", "rm", name], capture_output=True)
+    subprocess.run(
+        [
+            "buildah",
+            "from",
+            "--tls-verify=false",
+            "--pull-always",
+            "--name",
+            name,
+            f"{image}@{digest}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    inspect = subprocess.run(
+        ["buildah", "inspect", name], check=True, capture_output=True, text=True
+    )
+    entrypoint = json.loads(inspect.stdout)["OCIv1"]["config"]["Entrypoint"]
+    command = ("buildah", "run", "--isolation", "chroot", name, "--", *entrypoint)
+    try:
+        with serve(repo, env, command=command) as service:
+            yield service
+    finally:
+        subprocess.run(["buildah", "rm", name], capture_output=True)
+
+
+def test_container_serves_the_champion(container_service: Service) -> None:
+    status, body = container_service.post("/predict", {"rows": [IRIS_ROW]})
+    assert status == 200
+    assert body["predictions"] == [2] and body["model_name"] == "iris-demo"
+    status, body = container_service.post(
+        "/predict", {"rows": [{**IRIS_ROW, "sepal_width_cm": "x"}]}
+    )
+    assert status == 400 and ["rows", 0, "sepal_width_cm"] in [e["loc"] for e in body["detail"]]
+    assert container_service.get("/livez") == 200
