@@ -28,7 +28,9 @@ CHECK_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("format", ("-m", "ruff", "format", "--check", "--no-cache", ".")),
     ("tests", ("-m", "pytest", "-q", "-p", "no:cacheprovider")),
     ("pipeline", ("-m", "dvc", "repro")),
-    ("bento", ("-m", "bentoml", "build")),
+    # An explicit bentofile: BentoML refuses to find one itself under a hidden folder
+    # (as act's workspace in ~/.cache is).
+    ("bento", ("-m", "bentoml", "build", "--bentofile", "bentofile.yaml")),
 )
 
 

@@ -195,7 +195,8 @@ def login(registry: str, *, builder: str | None = None, tls_verify: bool = True)
 
 def _stage_bento(project: Path, dest: Path, home: Path, env: Mapping[str, str]) -> None:
     """`bentoml build` into a private store, then copy the bento out of it."""
-    out = _run(["bentoml", "build", "--output", "tag"], project, {**env, "BENTOML_HOME": str(home)})
+    command = ["bentoml", "build", "--bentofile", "bentofile.yaml", "--output", "tag"]
+    out = _run(command, project, {**env, "BENTOML_HOME": str(home)})
     tag = out.strip().splitlines()[-1].removeprefix("__tag__:")
     name, _, version = tag.partition(":")
     shutil.copytree(home / "bentos" / name / version, dest)
