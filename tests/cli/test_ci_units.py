@@ -1,0 +1,82 @@
+"""Pure logic of `paved ci`: image tags, builder choice, the Containerfile."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from paved._errors import PavedError
+from paved._image import APP_UID, ImageBuild, choose_builder, containerfile, image_tags
+
+pytestmark = pytest.mark.libs
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("refs/heads/main", (SHA, "latest")),
+        ("refs/heads/feature", (SHA,)),
+        ("refs/tags/v1.2.0", (SHA, "v1.2.0")),
+        ("refs/pull/7/merge", (SHA,)),
+        ("", (SHA,)),
+    ],
+)
+def test_tags(ref: str, expected: tuple[str, ...]) -> None:
+    assert image_tags(sha=SHA, ref=ref, default_branch="main") == expected
+
+
+def test_latest_follows_the_default_branch() -> None:
+    assert image_tags(sha=SHA, ref="refs/heads/trunk", default_branch="trunk") == (SHA, "latest")
+    assert image_tags(sha=SHA, ref="refs/heads/main", default_branch="trunk") == (SHA,)
+
+
+def fake_tool(folder: Path, name: str, code: int) -> None:
+    path = folder / name
+    path.write_text(f"#!/bin/sh\nexit {code}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.mark.parametrize(
+    ("tools", "expected"),
+    [
+        ({"docker": 0, "buildah": 0}, "buildx"),  # a daemon answers: buildx
+        ({"docker": 1, "buildah": 0}, "buildah"),  # docker CLI without a daemon
+        ({"buildah": 0}, "buildah"),
+    ],
+)
+def test_builder_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tools: dict[str, int], expected: str
+) -> None:
+    for name, code in tools.items():
+        fake_tool(tmp_path, name, code)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert choose_builder() == expected
+
+
+def test_no_builder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(PavedError, match="install docker with buildx, or buildah"):
+        choose_builder()
+
+
+def test_containerfile_is_lean_non_root_exec_form() -> None:
+    build = ImageBuild(
+        project=Path(os.devnull),
+        image="ghcr.io/acme/iris",
+        tags=(SHA,),
+        base_image="python:3.11-slim",
+        python_version="3.11",
+        labels={"org.opencontainers.image.revision": SHA, "dev.paved.platform.version": "v1.0.0"},
+    )
+    text = containerfile(build)
+    instructions = [line.split()[0] for line in text.splitlines() if line and line[0].isupper()]
+    assert "RUN" not in instructions  # no package-manager or shell layer
+    assert instructions.count("COPY") == 2
+    assert f"USER {APP_UID}:{APP_UID}" in text
+    assert 'ENTRYPOINT ["python3", "-m", "bentoml", "serve"' in text
+    assert f'LABEL org.opencontainers.image.revision="{SHA}"' in text
+    assert text.splitlines()[1] == "FROM python:3.11-slim"
