@@ -101,6 +101,7 @@ def serve(
     command: tuple[str, ...] = ("uv", "run", "--frozen", "bentoml", "serve"),
     port: int | None = None,
     timeout: float = 90,
+    ready_path: str = "/readyz",
 ) -> Iterator[Service]:
     """`bentoml serve` (in the repo's environment) on 127.0.0.1; yield once /readyz answers.
 
@@ -121,7 +122,7 @@ def serve(
     service = Service(f"http://127.0.0.1:{port}", process.pid)
     try:
         deadline = time.monotonic() + timeout
-        while not _ready(service):
+        while not _ready(service, ready_path):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"service did not become ready:\n{log.read_text()[-4000:]}")
             time.sleep(0.25)
@@ -130,9 +131,9 @@ def serve(
         stop(process)
 
 
-def _ready(service: Service) -> bool:
+def _ready(service: Service, path: str) -> bool:
     try:
-        return service.get("/readyz") == 200
+        return service.get(path) == 200
     except OSError:
         return False
 

@@ -21,12 +21,14 @@ import pandas as pd
 from mlflow.models import Model
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from paved_ml import _bentoml_fix
 from paved_ml.errors import PavedMLError
 from paved_ml.registry import read_champion_file
 
 __all__ = [
     "MAX_ROWS",
     "MODEL_DIR_ENV",
+    "TIMEOUT_FIX_INSTALLED",
     "ChampionModel",
     "Prediction",
     "Predictor",
@@ -35,6 +37,9 @@ __all__ = [
 MODEL_DIR_ENV = "PAVED_MODEL_DIR"
 DEFAULT_MODEL_DIR = Path("models/champion")
 MAX_ROWS = 1000
+
+#: Whether BentoML's request-timeout middleware was replaced (see _bentoml_fix).
+TIMEOUT_FIX_INSTALLED = _bentoml_fix.install()
 
 _PY_TYPES: dict[str, type] = {
     "double": float,

@@ -1,0 +1,196 @@
+"""Model service throughput and latency: the generated BentoML service against
+`mlflow models serve` of the same champion (the anchor), measured in the same run, with
+the model's own `predict` per row as the floor.
+
+    uv run python benchmarks/service.py [--seconds 10]
+
+Load comes from wrk (Debian package), which corrects for coordinated omission: a stall at
+concurrency 1 adds padded samples, so its p99 is the pessimistic one. A plain keep-alive
+Python client is reported beside it at concurrency 1. Every run is bounded in time and
+sends traffic to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "ci"))
+
+from golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve, tool_env  # noqa: E402
+from snapshot import snapshot  # noqa: E402
+
+FEATURES = list(IRIS_ROW)
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(url: str, body: str, *, connections: int, seconds: int, scratch: Path) -> dict[str, float]:
+    """req/s, p50 and p99 (ms) from wrk with a POST body."""
+    script = scratch / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    threads = min(connections, 2)
+    done = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    )
+    out = done.stdout
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"{url}: {non2xx.group(1)} error responses under load")
+
+    def percentile(name: str) -> float:
+        value, unit = re.search(rf"^\s+{name}%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE).groups()
+        return float(value) * UNITS[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return {"rps": rps, "p50": percentile("50"), "p99": percentile("99")}
+
+
+def plain_client(service: Service, path: str, body: str, seconds: float) -> dict[str, float]:
+    """One keep-alive connection, one request at a time, no correction."""
+    host, port = service.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        connection.request("POST", path, body=body, headers={"content-type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{path}: {response.status}")
+        latencies.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    latencies.sort()
+    return {
+        "rps": len(latencies) / seconds,
+        "p50": statistics.median(latencies),
+        "p99": latencies[int(len(latencies) * 0.99) - 1],
+    }
+
+
+def floor(project: Path, env: dict[str, str]) -> dict[str, float]:
+    """The champion's own predict on one row, in-process: the least any service can cost."""
+    code = f"""
+import time, json, pandas as pd, mlflow.sklearn
+model = mlflow.sklearn.load_model("models/champion")
+row = pd.DataFrame([{json.dumps(IRIS_ROW)}])
+for _ in range(200): model.predict(row)
+n = 3000; started = time.perf_counter()
+for _ in range(n): model.predict(row)
+elapsed = time.perf_counter() - started
+print(json.dumps({{"rps": n / elapsed, "p50": elapsed / n * 1000}}))
+"""
+    out = run(["uv", "run", "--frozen", "python", "-c", code], project, env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("benchmarks/service.py needs wrk: apt-get install wrk", file=sys.stderr)
+        return 2
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="paved-bench-service-") as tmp:
+        scratch = Path(tmp)
+        snapshot(scratch / "platform")
+        env = tool_env(scratch / "platform")
+        project = generate(
+            scratch / "iris-demo", env, {**DEMO_ANSWERS, "dvc_remote_url": str(scratch / "remote")}
+        )
+        run(["uv", "sync", "--frozen"], project, env)
+        run(["uv", "run", "--frozen", "dvc", "repro"], project, env)
+
+        bento_body = json.dumps({"rows": [IRIS_ROW]})
+        mlflow_body = json.dumps(
+            {"dataframe_split": {"columns": FEATURES, "data": [list(IRIS_ROW.values())]}}
+        )
+        results["floor: model.predict, 1 row, in-process"] = floor(project, env)
+
+        with serve(project, env) as service:
+            for c in (1, 8):
+                results[f"bentoml c={c} (wrk)"] = wrk(
+                    service.url + "/predict",
+                    bento_body,
+                    connections=c,
+                    seconds=args.seconds,
+                    scratch=scratch,
+                )
+            results["bentoml c=1 (plain client)"] = plain_client(
+                service, "/predict", bento_body, args.seconds
+            )
+
+        mlflow = (
+            "uv",
+            "run",
+            "--frozen",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models/champion",
+            "--env-manager",
+            "local",
+            "--workers",
+            "1",
+        )
+        with serve(project, env, command=mlflow, ready_path="/ping") as service:
+            for c in (1, 8):
+                results[f"mlflow c={c} (wrk)"] = wrk(
+                    service.url + "/invocations",
+                    mlflow_body,
+                    connections=c,
+                    seconds=args.seconds,
+                    scratch=scratch,
+                )
+            results["mlflow c=1 (plain client)"] = plain_client(
+                service, "/invocations", mlflow_body, args.seconds
+            )
+
+    print()
+    heads = f"{'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'req/s vs mlflow':>15}"
+    print(f"| {'run':<42} | {heads} | {'p99 vs mlflow':>13} |")
+    print(f"|{'-' * 44}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 17}|{'-' * 15}|")
+    for name, figures in results.items():
+        anchor_name = re.sub(r"^bentoml", "mlflow", name)
+        anchor = results.get(anchor_name) if name.startswith("bentoml") else None
+        ratio = f"{figures['rps'] / anchor['rps']:.2f}x" if anchor else ""
+        p99_ratio = f"{figures['p99'] / anchor['p99']:.2f}x" if anchor else ""
+        p99 = f"{figures['p99']:7.2f}" if "p99" in figures else " " * 7
+        cells = f"{figures['rps']:8.1f} | {figures['p50']:7.2f} | {p99}"
+        print(f"| {name:<42} | {cells} | {ratio:>15} | {p99_ratio:>13} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
