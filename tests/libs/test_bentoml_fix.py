@@ -50,17 +50,17 @@ async def request_through(middleware: Any, app: Any) -> tuple[list[dict], bool]:
     async def send(message: dict) -> None:
         sent.append(message)
 
-    payload = Payload()
-    ref = weakref.ref(payload)
+    holder = [Payload()]
+    ref = weakref.ref(holder[0])
 
     async def one_request() -> None:
-        MARKER.set(payload)
+        MARKER.set(holder[0])
         await middleware(app, timeout=30)(
             {"type": "http", "method": "GET", "path": "/"}, receive, send
         )
 
     await asyncio.get_running_loop().create_task(one_request(), context=contextvars.Context())
-    del payload
+    holder.clear()
     for _ in range(3):  # let the loop run the finished tasks' callbacks
         await asyncio.sleep(0)
     gc.collect()
