@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import gc
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from mlflow.models import Model
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -41,6 +43,7 @@ MAX_ROWS = 1000
 #: Whether BentoML's request-timeout middleware was replaced (see _bentoml_fix).
 TIMEOUT_FIX_INSTALLED = _bentoml_fix.install()
 
+_NUMERIC = {"double", "float", "integer", "long", "boolean"}
 _PY_TYPES: dict[str, type] = {
     "double": float,
     "float": float,
@@ -141,21 +144,28 @@ class Predictor:
 
             self._model = mlflow.pyfunc.load_model(path)
         self._name, self._version = champion.identity
+        self._features = champion.features
+        self._numeric = "sklearn" in flavors and all(
+            column["type"] in _NUMERIC for column in champion._input_columns
+        )
 
     def predict_frame(self, frame: pd.DataFrame) -> list[Any]:
         """Predict from a frame with the signature's columns."""
-        result = self._model.predict(frame[self.champion.features])
-        values: list[Any] = result.tolist() if hasattr(result, "tolist") else list(result)
-        return values
+        return _as_list(self._model.predict(frame[self._features]))
 
     def predict(self, rows: Sequence[BaseModel]) -> Prediction:
         """Predict one value per row."""
-        frame = pd.DataFrame([row.model_dump() for row in rows], columns=self.champion.features)
-        return Prediction(
-            predictions=self.predict_frame(frame),
-            model_name=self._name,
-            model_version=self._version,
-        )
+        if self._numeric:
+            # Validated numeric rows go straight to the estimator as an array, in signature
+            # order: a pandas frame per request costs several times the prediction itself.
+            array = np.array([[getattr(row, name) for name in self._features] for row in rows])
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="X does not have valid feature names")
+                values = _as_list(self._model.predict(array))
+        else:
+            frame = pd.DataFrame([row.model_dump() for row in rows], columns=self._features)
+            values = self.predict_frame(frame)
+        return Prediction(predictions=values, model_name=self._name, model_version=self._version)
 
     def warm_up(self) -> None:
         """Run one prediction, then collect and freeze the heap.
@@ -163,11 +173,24 @@ class Predictor:
         Importing mlflow, pandas and scikit-learn leaves a few hundred thousand objects
         tracked by the collector; a full collection over them stalls the event loop for
         ~150 ms every few hundred requests. Freezing them after start-up removes the stall.
+        The warm-up also checks that the array path agrees with the frame path (a pipeline
+        that selects columns by name would not), and serves through frames if it does not.
         """
         example = {
             name: info.annotation() if isinstance(info.annotation, type) else None
             for name, info in self.champion.row_model.model_fields.items()
         }
-        self.predict_frame(pd.DataFrame([example], columns=self.champion.features))
+        expected = self.predict_frame(pd.DataFrame([example], columns=self._features))
+        if self._numeric:
+            try:
+                row = self.champion.row_model(**example)
+                self._numeric = self.predict([row]).predictions == expected
+            except Exception:
+                self._numeric = False
         gc.collect()
         gc.freeze()
+
+
+def _as_list(result: Any) -> list[Any]:
+    values: list[Any] = result.tolist() if hasattr(result, "tolist") else list(result)
+    return values
