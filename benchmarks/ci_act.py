@@ -1,0 +1,70 @@
+"""Wall time of a generated repo's CI under act, warm caches, against the same checks run
+directly (`paved ci check`, the anchor) in the same run.
+
+    uv run python benchmarks/ci_act.py
+
+The first act run warms uv's cache and act's copy of the platform; the second is reported.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "ci"))
+
+from golden_path import DEMO_ANSWERS, generate, run, tool_env  # noqa: E402
+from snapshot import snapshot  # noqa: E402
+
+TARGET = 90.0
+
+
+def main() -> int:
+    act = str(Path(sys.executable).parent / "act")
+    with tempfile.TemporaryDirectory(prefix="paved-bench-act-") as tmp:
+        scratch = Path(tmp)
+        sha = snapshot(scratch / "platform")
+        env = tool_env(scratch / "platform")
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        project = generate(
+            scratch / "iris-demo", env, {**DEMO_ANSWERS, "dvc_remote_url": str(scratch / "remote")}
+        )
+        command = [
+            act,
+            "push",
+            "-W",
+            ".github/workflows/ci.yml",
+            "-P",
+            "ubuntu-latest=-self-hosted",
+            "--local-repository",
+            f"acme/paved@{sha}={scratch / 'platform'}",
+        ]
+        walls = []
+        for _ in range(2):
+            started = time.perf_counter()
+            run(command, project, env)
+            walls.append(time.perf_counter() - started)
+        run(["uv", "sync", "--frozen"], project, env)
+        started = time.perf_counter()
+        run(["uv", "run", "--frozen", "paved", "ci", "check"], project, env)
+        direct = time.perf_counter() - started
+    rows = [
+        ("act ci.yml, first run", walls[0]),
+        ("act ci.yml, warm", walls[1]),
+        ("paved ci check, direct (anchor)", direct),
+    ]
+    print()
+    print(f"| {'measure':<34} | seconds | vs direct | vs 90 s target |")
+    print(f"|{'-' * 36}|---------|-----------|----------------|")
+    for name, seconds in rows:
+        print(
+            f"| {name:<34} | {seconds:7.1f} | {seconds / direct:9.2f} | {seconds / TARGET:14.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
