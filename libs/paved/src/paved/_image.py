@@ -35,6 +35,7 @@ APP_UID = 10001
 SERVICE_PORT = 3000
 BENTO_DIR = "/opt/paved/bento"
 SITE_DIR = "/opt/paved/site"
+BUILD_ONLY = ("*.pyx", "*.pxd", "*.pxi", "*.c", "*.cpp", "*.h", "*.hpp", "*.pyi")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -248,6 +249,10 @@ def _stage_site(build: ImageBuild, dest: Path, scratch: Path, env: Mapping[str, 
     for tests in [*dest.glob("*/tests"), *dest.glob("*/test"), *dest.glob("*/*/tests")]:
         if tests.is_dir():
             shutil.rmtree(tests)
+    # Build inputs (Cython sources, C headers, type stubs) are dead weight at run time.
+    for pattern in BUILD_ONLY:
+        for path in dest.rglob(pattern):
+            path.unlink()
 
 
 def _ok(command: Sequence[str]) -> bool:
