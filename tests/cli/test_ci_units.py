@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from paved._errors import PavedError
-from paved._image import APP_UID, ImageBuild, choose_builder, containerfile, image_tags
+from paved._image import APP_UID, ImageBuild, choose_builder, containerfile, image_tags, login
 
 pytestmark = pytest.mark.libs
 
@@ -80,3 +80,27 @@ def test_containerfile_is_lean_non_root_exec_form() -> None:
     assert 'ENTRYPOINT ["python3", "-m", "bentoml", "serve"' in text
     assert f'LABEL org.opencontainers.image.revision="{SHA}"' in text
     assert text.splitlines()[1] == "FROM python:3.11-slim"
+
+
+@pytest.mark.parametrize(
+    "registry",
+    [
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ml",
+        "europe-docker.pkg.dev/acme/ml",
+        "acme.azurecr.io/ml",
+    ],
+)
+def test_cloud_registry_without_a_token_is_a_clear_error(
+    registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REGISTRY_PASSWORD", raising=False)
+    with pytest.raises(PavedError, match="OIDC login is not built into paved yet"):
+        login(registry)
+
+
+def test_registry_without_credentials_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REGISTRY_PASSWORD", raising=False)
+    assert (
+        login("127.0.0.1:5000/acme")
+        == "no credentials for 127.0.0.1:5000: pushing without logging in"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -35,6 +36,11 @@ APP_UID = 10001
 SERVICE_PORT = 3000
 BENTO_DIR = "/opt/paved/bento"
 SITE_DIR = "/opt/paved/site"
+CLOUD_REGISTRIES = (
+    (r"\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com$", "AWS ECR"),
+    (r"(^|\.)gcr\.io$|-docker\.pkg\.dev$", "Google Artifact Registry"),
+    (r"\.azurecr\.io$", "Azure Container Registry"),
+)
 BUILD_ONLY = ("*.pyx", "*.pxd", "*.pxi", "*.c", "*.cpp", "*.h", "*.hpp", "*.pyi")
 
 
@@ -173,6 +179,12 @@ def login(registry: str, *, builder: str | None = None, tls_verify: bool = True)
     Returns what was done, for the log.
     """
     host = registry.split("/", 1)[0]
+    cloud = next((name for pattern, name in CLOUD_REGISTRIES if re.search(pattern, host)), None)
+    if cloud and not os.environ.get("REGISTRY_PASSWORD"):
+        raise PavedError(
+            f"{host} is a {cloud} registry: OIDC login is not built into paved yet. Log in "
+            "before this step, or give a registry token as the registry-password secret."
+        )
     if host == "ghcr.io":
         user, secret = os.environ.get("GITHUB_ACTOR", ""), os.environ.get("GITHUB_TOKEN", "")
     else:
