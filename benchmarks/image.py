@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "ci"))
 
 from base_image import ensure_base_image  # noqa: E402
-from golden_path import DEMO_ANSWERS, generate, run, tool_env  # noqa: E402
+from golden_path import run, trained_repo  # noqa: E402
 from registry import local_registry  # noqa: E402
-from snapshot import snapshot  # noqa: E402
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
 DEFAULT_BASE = "docker.io/library/python:3.11-slim"
@@ -145,13 +144,7 @@ def main() -> int:
         local_registry() as registry,
     ):
         scratch = Path(tmp)
-        snapshot(scratch / "platform")
-        env = tool_env(scratch / "platform")
-        project = generate(
-            scratch / "iris-demo", env, {**DEMO_ANSWERS, "dvc_remote_url": str(scratch / "remote")}
-        )
-        run(["uv", "sync", "--frozen"], project, env)
-        run(["uv", "run", "--frozen", "dvc", "repro"], project, env)
+        project, env = trained_repo(scratch)
         base = ensure_base_image()
 
         started = time.perf_counter()

@@ -28,8 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "ci"))
 
-from golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve, tool_env  # noqa: E402
-from snapshot import snapshot  # noqa: E402
+from golden_path import IRIS_ROW, Service, run, serve, trained_repo  # noqa: E402
 
 FEATURES = list(IRIS_ROW)
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -127,13 +126,7 @@ def main() -> int:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="paved-bench-service-") as tmp:
         scratch = Path(tmp)
-        snapshot(scratch / "platform")
-        env = tool_env(scratch / "platform")
-        project = generate(
-            scratch / "iris-demo", env, {**DEMO_ANSWERS, "dvc_remote_url": str(scratch / "remote")}
-        )
-        run(["uv", "sync", "--frozen"], project, env)
-        run(["uv", "run", "--frozen", "dvc", "repro"], project, env)
+        project, env = trained_repo(scratch)
 
         bento_body = json.dumps({"rows": [IRIS_ROW]})
         mlflow_body = json.dumps(

@@ -169,3 +169,40 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     for pid in tree:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+@contextmanager
+def serve_image(ref: str, cwd: Path, env: Mapping[str, str]) -> Iterator[Service]:
+    """Pull `ref` (image@digest) with buildah and serve its own entrypoint on a loopback port.
+
+    `buildah run --isolation chroot` runs the image's process with the host network; the
+    port option appended to the entrypoint wins over the image's default.
+    """
+    name = "paved-serve-" + ref.rsplit(":", 1)[-1][:12]
+    subprocess.run(["buildah", "rm", name], capture_output=True)
+    subprocess.run(
+        ["buildah", "from", "--tls-verify=false", "--pull-always", "--name", name, ref],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        inspect = subprocess.run(["buildah", "inspect", name], check=True, capture_output=True)
+        entrypoint = json.loads(inspect.stdout)["OCIv1"]["config"]["Entrypoint"]
+        command = ("buildah", "run", "--isolation", "chroot", name, "--", *entrypoint)
+        with serve(cwd, env, command=command) as service:
+            yield service
+    finally:
+        subprocess.run(["buildah", "rm", name], capture_output=True)
+
+
+def trained_repo(scratch: Path) -> tuple[Path, dict[str, str]]:
+    """A team repo generated from a snapshot of this checkout, synced, its pipeline run."""
+    from snapshot import snapshot
+
+    snapshot(scratch / "platform")
+    env = tool_env(scratch / "platform")
+    answers = {**DEMO_ANSWERS, "dvc_remote_url": str(scratch / "remote")}
+    project = generate(scratch / "iris-demo", env, answers)
+    run(["uv", "sync", "--frozen"], project, env)
+    run(["uv", "run", "--frozen", "dvc", "repro"], project, env)
+    return project, env

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from base_image import ensure_base_image
-from golden_path import IRIS_ROW, generate, serve, tool_env
+from golden_path import IRIS_ROW, generate, serve_image, tool_env
 from helpers import BASE_ANSWERS
 from registry import Registry, local_registry
 
@@ -116,36 +116,14 @@ def test_release_workflow_pushes_an_image_that_serves(team: Team, registry: Regi
     assert match, output[-4000:]
     image, digest = match.groups()
 
-    name = f"paved-act-{digest[7:19]}"
-    subprocess.run(["buildah", "rm", name], capture_output=True)
-    subprocess.run(
-        [
-            "buildah",
-            "from",
-            "--tls-verify=false",
-            "--pull-always",
-            "--name",
-            name,
-            f"{image}@{digest}",
-        ],
-        check=True,
-        capture_output=True,
-    )
     try:
-        inspect = subprocess.run(
-            ["buildah", "inspect", name], check=True, capture_output=True, text=True
-        )
-        entrypoint = json.loads(inspect.stdout)["OCIv1"]["config"]["Entrypoint"]
-        command = ("buildah", "run", "--isolation", "chroot", name, "--", *entrypoint)
-        with serve(team.repo, team.env, command=command) as service:
+        with serve_image(f"{image}@{digest}", team.repo, team.env) as service:
             status, body = service.post("/predict", {"rows": [IRIS_ROW]})
             assert status == 200 and body["predictions"] == [2]
             status, body = service.post(
                 "/predict", {"rows": [{**IRIS_ROW, "petal_length_cm": None}]}
             )
-            assert status == 400 and ["rows", 0, "petal_length_cm"] in [
-                e["loc"] for e in body["detail"]
-            ]
+            assert status == 400
+            assert ["rows", 0, "petal_length_cm"] in [e["loc"] for e in body["detail"]]
     finally:
-        subprocess.run(["buildah", "rm", name], capture_output=True)
         subprocess.run(["buildah", "rmi", "--force", f"{image}@{digest}"], capture_output=True)

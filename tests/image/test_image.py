@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from base_image import ensure_base_image
-from golden_path import IRIS_ROW, Service, generate, run, serve, tool_env
+from golden_path import IRIS_ROW, Service, generate, run, serve_image, tool_env
 from helpers import BASE_ANSWERS, RELEASE
 from registry import Registry, local_registry
 
@@ -162,31 +162,8 @@ def container_service(
     """The pulled image's own entrypoint, run with buildah (host network, loopback port)."""
     repo, env = team
     image, digest = pushed
-    name = f"paved-test-{digest[7:19]}"
-    subprocess.run(["buildah", "rm", name], capture_output=True)
-    subprocess.run(
-        [
-            "buildah",
-            "from",
-            "--tls-verify=false",
-            "--pull-always",
-            "--name",
-            name,
-            f"{image}@{digest}",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    inspect = subprocess.run(
-        ["buildah", "inspect", name], check=True, capture_output=True, text=True
-    )
-    entrypoint = json.loads(inspect.stdout)["OCIv1"]["config"]["Entrypoint"]
-    command = ("buildah", "run", "--isolation", "chroot", name, "--", *entrypoint)
-    try:
-        with serve(repo, env, command=command) as service:
-            yield service
-    finally:
-        subprocess.run(["buildah", "rm", name], capture_output=True)
+    with serve_image(f"{image}@{digest}", repo, env) as service:
+        yield service
 
 
 def test_container_serves_the_champion(container_service: Service) -> None:
