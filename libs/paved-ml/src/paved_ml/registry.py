@@ -9,7 +9,6 @@ need the tracking database.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import mlflow.pyfunc
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from paved_ml._champion import CHAMPION_FILE, read_champion_file, write_champion_file
 from paved_ml.config import ProjectConfig
 from paved_ml.errors import RegistryError
 from paved_ml.tracking import use_tracking
@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 CHAMPION_ALIAS = "champion"
-CHAMPION_FILE = "champion.json"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +128,7 @@ def save_champion(model_dir: Path, dest: Path, decision: Decision) -> Path:
         shutil.rmtree(dest)
     shutil.copytree(model_dir, dest)
     metrics = {decision.metric: decision.value}
-    _write_champion_file(dest, decision.model_name, decision.version, metrics)
+    write_champion_file(dest, decision.model_name, decision.version, metrics)
     return dest
 
 
@@ -143,7 +142,7 @@ def export_champion(config: ProjectConfig, dest: Path) -> Path:
     uri = f"models:/{config.model_name}@{CHAMPION_ALIAS}"
     mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest))
     metrics = MlflowClient().get_run(current.run_id).data.metrics
-    _write_champion_file(dest, config.model_name, str(current.version), metrics)
+    write_champion_file(dest, config.model_name, str(current.version), metrics)
     return dest
 
 
@@ -154,25 +153,9 @@ def load_champion(config: ProjectConfig) -> Any:
     return mlflow.pyfunc.load_model(f"models:/{config.model_name}@{CHAMPION_ALIAS}")
 
 
-def read_champion_file(model_dir: Path) -> dict[str, Any]:
-    """What champion.json says about the model in `model_dir` (empty if it has none)."""
-    path = model_dir / CHAMPION_FILE
-    if not path.is_file():
-        return {}
-    record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return record
-
-
 def decision_record(decision: Decision) -> dict[str, Any]:
     """The decision as JSON-ready data, for a stage's output file."""
     return {**asdict(decision), "message": decision.message}
-
-
-def _write_champion_file(
-    dest: Path, model_name: str, version: str, metrics: dict[str, float]
-) -> None:
-    record = {"model_name": model_name, "version": version, "metrics": metrics}
-    (dest / CHAMPION_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def _fmt(value: float | None) -> str:

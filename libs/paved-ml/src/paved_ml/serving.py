@@ -10,22 +10,25 @@ way before the first request, so that collections do not stall requests later.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from mlflow.models import Model
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from paved_ml import _bentoml_fix
+from paved_ml._champion import read_champion_file
 from paved_ml.errors import PavedMLError
-from paved_ml.registry import read_champion_file
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "MAX_ROWS",
@@ -74,13 +77,24 @@ class ChampionModel:
         return cls(Path(os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR))
 
     @cached_property
-    def metadata(self) -> Model:
-        """The MLflow model's metadata (MLmodel file)."""
-        if not (self.model_dir / "MLmodel").is_file():
+    def metadata(self) -> dict[str, Any]:
+        """The MLmodel file, read as YAML.
+
+        Reading it without importing MLflow keeps `bentoml serve`'s own process light: only
+        the worker that loads the model pays for MLflow's import (about two seconds).
+        """
+        path = self.model_dir / "MLmodel"
+        if not path.is_file():
             raise PavedMLError(
                 f"no champion model in {self.model_dir}: run `dvc pull` or `dvc repro` first"
             )
-        return Model.load(str(self.model_dir))
+        data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return data
+
+    @property
+    def flavors(self) -> dict[str, Any]:
+        """The model's MLflow flavours (sklearn, python_function, ...)."""
+        return dict(self.metadata.get("flavors") or {})
 
     @cached_property
     def identity(self) -> tuple[str, str]:
@@ -117,12 +131,14 @@ class ChampionModel:
             predictor.warm_up()
         return predictor
 
-    @property
+    @cached_property
     def _input_columns(self) -> list[dict[str, Any]]:
-        signature = self.metadata.signature
-        if signature is None or signature.inputs is None:
+        inputs = (self.metadata.get("signature") or {}).get("inputs")
+        if not inputs:
             raise PavedMLError(f"the model in {self.model_dir} has no input signature")
-        columns: list[dict[str, Any]] = signature.inputs.to_dict()
+        columns: list[dict[str, Any]] = json.loads(inputs)
+        if not all("name" in column and "type" in column for column in columns):
+            raise PavedMLError(f"the model in {self.model_dir} needs a column-based signature")
         return columns
 
 
@@ -131,7 +147,7 @@ class Predictor:
 
     def __init__(self, champion: ChampionModel) -> None:
         self.champion = champion
-        flavors = champion.metadata.flavors
+        flavors = champion.flavors
         path = str(champion.model_dir)
         if "sklearn" in flavors:
             # The native flavour skips pyfunc's per-call schema enforcement: the request
@@ -163,6 +179,8 @@ class Predictor:
                 warnings.filterwarnings("ignore", message="X does not have valid feature names")
                 values = _as_list(self._model.predict(array))
         else:
+            import pandas as pd
+
             frame = pd.DataFrame([row.model_dump() for row in rows], columns=self._features)
             values = self.predict_frame(frame)
         return Prediction(predictions=values, model_name=self._name, model_version=self._version)
@@ -180,6 +198,8 @@ class Predictor:
             name: info.annotation() if isinstance(info.annotation, type) else None
             for name, info in self.champion.row_model.model_fields.items()
         }
+        import pandas as pd
+
         expected = self.predict_frame(pd.DataFrame([example], columns=self._features))
         if self._numeric:
             try:
