@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "ci"))
 
 from base_image import ensure_base_image  # noqa: E402
 from golden_path import run, trained_repo  # noqa: E402
+from paved._image import runtime_requirements  # noqa: E402
 from registry import local_registry  # noqa: E402
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -92,20 +93,7 @@ def default_bento(project: Path, platform: Path, env: dict[str, str], home: Path
         project,
         env,
     )
-    exported = run(
-        [
-            "uv",
-            "export",
-            "--frozen",
-            "--no-dev",
-            "--no-emit-project",
-            "--no-hashes",
-            "--no-header",
-            "--no-annotate",
-        ],
-        project,
-        env,
-    ).stdout
+    exported = runtime_requirements(project, env)
     requirements = [
         line for line in exported.splitlines() if line and not line.startswith("paved-ml")
     ]

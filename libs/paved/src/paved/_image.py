@@ -30,6 +30,7 @@ __all__ = [
     "image_tags",
     "login",
     "push_image",
+    "runtime_requirements",
 ]
 
 APP_UID = 10001
@@ -215,25 +216,16 @@ def _stage_bento(project: Path, dest: Path, home: Path, env: Mapping[str, str]) 
     shutil.copytree(home / "bentos" / name / version, dest)
 
 
+def runtime_requirements(project: Path, env: Mapping[str, str]) -> str:
+    """The team repo's locked runtime packages (no dev group, not the project itself)."""
+    export = ["uv", "export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes"]
+    return _run([*export, "--no-header", "--no-annotate"], project, env)
+
+
 def _stage_site(build: ImageBuild, dest: Path, scratch: Path, env: Mapping[str, str]) -> None:
-    """Install the locked runtime packages (no dev group) for the image's Python."""
+    """Install the locked runtime packages for the image's Python."""
     requirements = scratch / "requirements.txt"
-    _run(
-        [
-            "uv",
-            "export",
-            "--frozen",
-            "--no-dev",
-            "--no-emit-project",
-            "--no-hashes",
-            "--no-header",
-            "--no-annotate",
-            "-o",
-            str(requirements),
-        ],
-        build.project,
-        env,
-    )
+    requirements.write_text(runtime_requirements(build.project, env), encoding="utf-8")
     _run(
         [
             "uv",
