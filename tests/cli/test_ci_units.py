@@ -104,3 +104,39 @@ def test_registry_without_credentials_is_left_alone(monkeypatch: pytest.MonkeyPa
         login("127.0.0.1:5000/acme")
         == "no credentials for 127.0.0.1:5000: pushing without logging in"
     )
+
+
+def test_image_build_from_a_repo_and_its_ci_context(tmp_path: Path) -> None:
+    from paved._ci import image_build_from_repo
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "churn"\nversion = "1.4.0"\n\n'
+        '[tool.paved]\nimage = "ghcr.io/acme/churn"\n'
+    )
+    (tmp_path / ".python-version").write_text("3.12\n")
+    (tmp_path / ".copier-answers.yml").write_text("_commit: v2.0.0\n")
+    env = {
+        "GITHUB_SHA": SHA,
+        "GITHUB_REF": "refs/tags/v1.4.0",
+        "GITHUB_REPOSITORY": "acme/churn",
+        "GITHUB_SERVER_URL": "https://github.com",
+    }
+    build = image_build_from_repo(tmp_path, env=env)
+    assert build.refs == [f"ghcr.io/acme/churn:{SHA}", "ghcr.io/acme/churn:v1.4.0"]
+    assert build.base_image == "python:3.12-slim"
+    assert build.python_version == "3.12"
+    assert build.labels["org.opencontainers.image.source"] == "https://github.com/acme/churn"
+    assert build.labels["org.opencontainers.image.version"] == "v1.4.0"
+    assert build.labels["dev.paved.platform.version"] == "v2.0.0"
+    other = image_build_from_repo(
+        tmp_path, registry="127.0.0.1:5000/ml", image_name="svc", base_image="local/base:1", env=env
+    )
+    assert other.image == "127.0.0.1:5000/ml/svc" and other.base_image == "local/base:1"
+
+
+def test_a_repo_without_tool_paved_is_refused(tmp_path: Path) -> None:
+    from paved._ci import image_build_from_repo
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    with pytest.raises(PavedError, match=r"has no \[tool.paved\] table"):
+        image_build_from_repo(tmp_path, env={"GITHUB_SHA": SHA})

@@ -86,7 +86,7 @@ def image_build_from_repo(
     *,
     registry: str | None = None,
     image_name: str | None = None,
-    base_image: str = "python:3.11-slim",
+    base_image: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ImageBuild:
     """Describe the image of a team repo: name, tags and labels from the repo and CI context.
@@ -105,6 +105,7 @@ def image_build_from_repo(
     ref = env.get("GITHUB_REF") or f"refs/heads/{_git(project, 'branch', '--show-current')}"
     version = _project_version(project)
     python = (project / ".python-version").read_text(encoding="utf-8").strip()
+    base_image = base_image or f"python:{python}-slim"  # the repo's Python, slim Debian
     source = env.get("GITHUB_REPOSITORY") and (
         f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env['GITHUB_REPOSITORY']}"
     )

@@ -108,7 +108,10 @@ def ci_image(
         str | None, typer.Option(help="Registry and namespace (default: [tool.paved] image).")
     ] = None,
     image_name: Annotated[str | None, typer.Option(help="Image name in the registry.")] = None,
-    base_image: Annotated[str, typer.Option(help="Base image with Python.")] = "python:3.11-slim",
+    base_image: Annotated[
+        str | None,
+        typer.Option(help="Base image with the repo's Python (default: python:<version>-slim)."),
+    ] = None,
     push: Annotated[bool, typer.Option(help="Push every tag and print the digest.")] = False,
     tls_verify: Annotated[bool, typer.Option(help="Verify the registry's TLS.")] = True,
     builder: Annotated[
