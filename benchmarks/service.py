@@ -136,45 +136,32 @@ def main() -> int:
         results["floor: model.predict, 1-row array"] = floors["array"]
         results["model.predict, 1-row pandas frame"] = floors["frame"]
 
-        with serve(project, env) as service:
-            for c in (1, 8):
-                results[f"bentoml c={c} (wrk)"] = wrk(
-                    service.url + "/predict",
-                    bento_body,
-                    connections=c,
-                    seconds=args.seconds,
-                    scratch=scratch,
+        mlflow = ("uv", "run", "--frozen", "mlflow", "models", "serve", "-m", "models/champion")
+        servers = [
+            ("bentoml", {}, "/predict", bento_body),
+            (
+                "mlflow",
+                {
+                    "command": (*mlflow, "--env-manager", "local", "--workers", "1"),
+                    "ready_path": "/ping",
+                },
+                "/invocations",
+                mlflow_body,
+            ),
+        ]
+        for name, how, path, body in servers:
+            with serve(project, env, **how) as service:
+                for c in (1, 8):
+                    results[f"{name} c={c} (wrk)"] = wrk(
+                        service.url + path,
+                        body,
+                        connections=c,
+                        seconds=args.seconds,
+                        scratch=scratch,
+                    )
+                results[f"{name} c=1 (plain client)"] = plain_client(
+                    service, path, body, args.seconds
                 )
-            results["bentoml c=1 (plain client)"] = plain_client(
-                service, "/predict", bento_body, args.seconds
-            )
-
-        mlflow = (
-            "uv",
-            "run",
-            "--frozen",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            "models/champion",
-            "--env-manager",
-            "local",
-            "--workers",
-            "1",
-        )
-        with serve(project, env, command=mlflow, ready_path="/ping") as service:
-            for c in (1, 8):
-                results[f"mlflow c={c} (wrk)"] = wrk(
-                    service.url + "/invocations",
-                    mlflow_body,
-                    connections=c,
-                    seconds=args.seconds,
-                    scratch=scratch,
-                )
-            results["mlflow c=1 (plain client)"] = plain_client(
-                service, "/invocations", mlflow_body, args.seconds
-            )
 
     print()
     heads = f"{'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'req/s vs mlflow':>15}"
