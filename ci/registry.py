@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,12 @@ storage:
 http:
   addr: 127.0.0.1:{port}
 """
+AUTH = """\
+auth:
+  htpasswd:
+    realm: paved
+    path: {path}
+"""
 
 
 @dataclass(frozen=True)
@@ -36,12 +43,29 @@ class Registry:
 
 
 @contextmanager
-def local_registry(timeout: float = 30) -> Iterator[Registry]:
-    """Start a registry on a free loopback port; yield once it answers; stop it by PID."""
+def local_registry(
+    timeout: float = 30, users: Mapping[str, str] | None = None
+) -> Iterator[Registry]:
+    """Start a registry on a free loopback port; yield once it answers; stop it by PID.
+
+    With `users` (name: password) the registry asks for basic authentication.
+    """
     with tempfile.TemporaryDirectory(prefix="paved-registry-") as scratch:
         port = free_port()
         config = Path(scratch) / "config.yml"
-        config.write_text(CONFIG.format(root=Path(scratch) / "data", port=port))
+        text = CONFIG.format(root=Path(scratch) / "data", port=port)
+        if users:
+            import bcrypt  # the registry reads bcrypt hashes only
+
+            htpasswd = Path(scratch) / "htpasswd"
+            htpasswd.write_text(
+                "".join(
+                    f"{name}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n"
+                    for name, password in users.items()
+                )
+            )
+            text += AUTH.format(path=htpasswd)
+        config.write_text(text)
         process = subprocess.Popen(
             ["docker-registry", "serve", str(config)],
             stdout=subprocess.DEVNULL,
@@ -66,5 +90,9 @@ def _alive(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2) as response:
             return response.status == 200
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401 and "registry" in exc.headers.get(
+            "Docker-Distribution-Api-Version", ""
+        )
     except OSError:
         return False

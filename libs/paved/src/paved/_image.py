@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from paved._errors import PavedError
+from paved._oidc import CLOUDS, Credentials, cloud_credentials, cloud_of
 
 __all__ = [
     "APP_UID",
@@ -37,11 +37,6 @@ APP_UID = 10001
 SERVICE_PORT = 3000
 BENTO_DIR = "/opt/paved/bento"
 SITE_DIR = "/opt/paved/site"
-CLOUD_REGISTRIES = (
-    (r"\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com$", "AWS ECR"),
-    (r"(^|\.)gcr\.io$|-docker\.pkg\.dev$", "Google Artifact Registry"),
-    (r"\.azurecr\.io$", "Azure Container Registry"),
-)
 BUILD_ONLY = ("*.pyx", "*.pxd", "*.pxi", "*.c", "*.cpp", "*.h", "*.hpp", "*.pyi")
 
 
@@ -171,40 +166,53 @@ def push_image(build: ImageBuild, *, builder: str | None = None, tls_verify: boo
     return digest
 
 
-def login(registry: str, *, builder: str | None = None, tls_verify: bool = True) -> str:
+def login(
+    registry: str,
+    *,
+    builder: str | None = None,
+    tls_verify: bool = True,
+    cloud: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
     """Log the builder in to `registry`'s host with credentials from the CI environment.
 
-    ghcr.io takes the job's token (GITHUB_TOKEN, user GITHUB_ACTOR); any other registry a
-    password from REGISTRY_PASSWORD (user REGISTRY_USERNAME, else the repository owner).
-    Without credentials nothing is done: a registry that needs none (a local one) is fine.
-    Returns what was done, for the log.
+    ghcr.io takes the job's token (GITHUB_TOKEN, user GITHUB_ACTOR); a cloud registry (ECR,
+    Artifact Registry, ACR: found from the host, or named by `cloud`) a short-lived password
+    traded for the job's OIDC token; any other registry a password from REGISTRY_PASSWORD
+    (user REGISTRY_USERNAME, else the repository owner), which also overrides the OIDC
+    exchange. Without credentials nothing is done: a registry that needs none (a local one)
+    is fine. Returns what was done, for the log.
     """
+    env = os.environ if env is None else env
     host = registry.split("/", 1)[0]
-    cloud = next((name for pattern, name in CLOUD_REGISTRIES if re.search(pattern, host)), None)
-    if cloud and not os.environ.get("REGISTRY_PASSWORD"):
-        raise PavedError(
-            f"{host} is a {cloud} registry: OIDC login is not built into paved yet. Log in "
-            "before this step, or give a registry token as the registry-password secret."
-        )
-    if host == "ghcr.io":
-        user, secret = os.environ.get("GITHUB_ACTOR", ""), os.environ.get("GITHUB_TOKEN", "")
+    cloud = cloud or cloud_of(host)
+    if env.get("REGISTRY_PASSWORD"):
+        user = env.get("REGISTRY_USERNAME") or env.get("GITHUB_REPOSITORY_OWNER", "")
+        credentials = Credentials(user, env["REGISTRY_PASSWORD"])
+    elif cloud:
+        credentials = cloud_credentials(cloud, host, env)
+    elif host == "ghcr.io":
+        credentials = Credentials(env.get("GITHUB_ACTOR", ""), env.get("GITHUB_TOKEN", ""))
     else:
-        secret = os.environ.get("REGISTRY_PASSWORD", "")
-        user = os.environ.get("REGISTRY_USERNAME") or os.environ.get("GITHUB_REPOSITORY_OWNER", "")
-    if not secret:
+        credentials = Credentials("")
+    if not credentials.password:
         return f"no credentials for {host}: pushing without logging in"
-    if not user:
+    if not credentials.user:
         raise PavedError(f"a password for {host} but no user: set REGISTRY_USERNAME")
+    if env.get("GITHUB_ACTIONS") == "true":
+        print(f"::add-mask::{credentials.password}", flush=True)  # hidden in the job's log
     builder = builder or choose_builder()
+    user = credentials.user
     if builder == "buildx":
         command = ["docker", "login", "--username", user, "--password-stdin", host]
     else:
         tls = f"--tls-verify={str(tls_verify).lower()}"
         command = ["buildah", "login", tls, "--username", user, "--password-stdin", host]
-    done = subprocess.run(command, input=secret, capture_output=True, text=True)
+    done = subprocess.run(command, input=credentials.password, capture_output=True, text=True)
     if done.returncode:
         raise PavedError(f"login to {host} as {user} failed: {done.stderr.strip()}")
-    return f"logged in to {host} as {user}"
+    how = f" with {CLOUDS[cloud][1]} OIDC" if cloud and not env.get("REGISTRY_PASSWORD") else ""
+    return f"logged in to {host} as {user}{how}"
 
 
 def _stage_bento(project: Path, dest: Path, home: Path, env: Mapping[str, str]) -> None:

@@ -141,11 +141,21 @@ def ci_login(
     project: Annotated[Path, typer.Option(help="The team repo.")] = Path("."),
     tls_verify: Annotated[bool, typer.Option(help="Verify the registry's TLS.")] = True,
     builder: Annotated[str | None, typer.Option(help="buildx or buildah.")] = None,
+    cloud: Annotated[
+        str | None,
+        typer.Option(help="aws, gcp or azure: OIDC login (default: found from the host)."),
+    ] = None,
 ) -> None:
-    """Log in to the image registry with the CI job's credentials (never stored in the repo)."""
+    """Log in to the image registry with the CI job's credentials (never stored in the repo).
+
+    ghcr.io: the job's token. ECR, Artifact Registry, ACR: the job's OIDC token traded for a
+    short-lived password (the identity from PAVED_AWS_ROLE_ARN; PAVED_GCP_WORKLOAD_IDENTITY_
+    PROVIDER and PAVED_GCP_SERVICE_ACCOUNT; PAVED_AZURE_CLIENT_ID and PAVED_AZURE_TENANT_ID).
+    Any other registry: REGISTRY_USERNAME and REGISTRY_PASSWORD.
+    """
     try:
         target = registry or image_build_from_repo(project.absolute()).image
-        _err.print(login(target, builder=builder, tls_verify=tls_verify))
+        _err.print(login(target, builder=builder, tls_verify=tls_verify, cloud=cloud))
     except PavedError as exc:
         raise _fail(exc) from exc
 

@@ -1,0 +1,339 @@
+"""`paved ci login` to cloud registries with the job's OIDC token, no stored key.
+
+AWS STS and ECR are emulated by moto; GitHub's token service, Google's STS and IAM
+Credentials, Entra ID and ACR's exchange by `fake_clouds.py`. The credentials each chain
+ends with must then log buildah in to a real registry (Debian's docker-registry asking for
+a password) and push to it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from fake_clouds import REQUEST_TOKEN, github_token
+from golden_path import free_port, stop
+from paved._errors import PavedError
+from paved._image import login
+from paved._oidc import AwsKeys, cloud_credentials, cloud_of, sigv4_headers
+from registry import local_registry
+
+ROLE = "arn:aws:iam::123456789012:role/paved-push"
+PROVIDER = "projects/123456/locations/global/workloadIdentityPools/github/providers/acme"
+ACCOUNT = "pusher@acme-ml.iam.gserviceaccount.com"
+PASSWORD = "short-lived-registry-password"
+
+
+@contextmanager
+def _server(command: list[str], port: int) -> Iterator[int]:
+    """Run a loopback server until it accepts connections; stop it by PID."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
+                break
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{command[2]} did not start on port {port}") from None
+                time.sleep(0.1)
+        yield process.pid
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def clouds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The fake token services: their base URL and their request log."""
+    log = tmp_path_factory.mktemp("clouds") / "requests.jsonl"
+    port = free_port()
+    script = str(Path(__file__).parents[1] / "fake_clouds.py")
+    command = [sys.executable, script, "--port", str(port), "--password", PASSWORD]
+    with _server([*command, "--log", str(log)], port):
+        yield f"http://127.0.0.1:{port}", log
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A one-file image in local storage, to push; removed afterwards."""
+    folder = tmp_path_factory.mktemp("probe")
+    (folder / "probe.txt").write_text("probe\n")
+    name = f"localhost/paved-login-probe:{folder.name}"
+    container = _buildah("from", "scratch")
+    try:
+        _buildah("copy", container, str(folder / "probe.txt"), "/")
+        _buildah("commit", "--quiet", container, name)
+    finally:
+        _buildah("rm", container)
+    yield name
+    _buildah("rmi", name)
+
+
+def _buildah(*args: str) -> str:
+    done = subprocess.run(["buildah", *args], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    """moto's AWS emulator on a free loopback port."""
+    port = free_port()
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with _server(command, port):
+        yield f"http://127.0.0.1:{port}"
+
+
+def _job_env(base: str, **extra: str) -> dict[str, str]:
+    """What a GitHub job granted `id-token: write` sees, with the endpoints redirected."""
+    return {
+        "ACTIONS_ID_TOKEN_REQUEST_URL": f"{base}/github/token?api-version=2.0",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": REQUEST_TOKEN,
+        "GITHUB_RUN_ID": "4242",
+        "PAVED_GCP_STS_URL": f"{base}/google/sts",
+        "PAVED_GCP_IAMCREDENTIALS_URL": f"{base}/google/iam",
+        "AZURE_AUTHORITY_HOST": f"{base}/entra",
+        "PAVED_ACR_URL": f"{base}/acr",
+        **extra,
+    }
+
+
+def _requests(log: Path) -> list[dict[str, object]]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [json.loads(line) for line in lines]
+
+
+def _expected_ecr_login(moto: str) -> tuple[str, str]:
+    """ECR's user and password, asked by botocore itself (not by the code under test)."""
+    import boto3
+
+    ecr = boto3.client(
+        "ecr",
+        region_name="eu-west-1",
+        endpoint_url=moto,
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+    )
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    user, _, password = base64.b64decode(token).decode().partition(":")
+    return user, password
+
+
+@pytest.mark.libs
+@pytest.mark.parametrize("session_token", ["", "FQoGZXIvYXdzEXAMPLE"])
+def test_sigv4_signature_is_botocores(session_token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    now = dt.datetime(2026, 11, 23, 1, 2, 3, tzinfo=dt.UTC)
+    url = "https://api.ecr.eu-west-1.amazonaws.com/?b=2&a=x%20y"
+    headers = {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken",
+    }
+    ours = sigv4_headers(
+        "POST",
+        url,
+        headers,
+        b"{}",
+        keys=AwsKeys("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", session_token),
+        region="eu-west-1",
+        service="ecr",
+        now=now,
+    )
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now.replace(tzinfo=None))
+    request = AWSRequest("POST", url, data=b"{}", headers=dict(headers))
+    credentials = Credentials(
+        "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", session_token or None
+    )
+    botocore.auth.SigV4Auth(credentials, "ecr", "eu-west-1").add_auth(request)
+    assert ours["Authorization"] == request.headers["Authorization"]
+    assert ours["X-Amz-Date"] == request.headers["X-Amz-Date"]
+
+
+@pytest.mark.libs
+@pytest.mark.parametrize(
+    ("host", "cloud"),
+    [
+        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "aws"),
+        ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "aws"),
+        ("europe-docker.pkg.dev", "gcp"),
+        ("gcr.io", "gcp"),
+        ("acme.azurecr.io", "azure"),
+        ("ghcr.io", None),
+        ("registry.acme.example", None),
+        ("ecr.example.com", None),
+    ],
+)
+def test_cloud_is_found_from_the_host(host: str, cloud: str | None) -> None:
+    assert cloud_of(host) == cloud
+
+
+@pytest.mark.libs
+@pytest.mark.parametrize(
+    ("registry", "variable"),
+    [
+        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/ml", "PAVED_AWS_ROLE_ARN"),
+        ("europe-docker.pkg.dev/acme/ml", "PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER"),
+        ("acme.azurecr.io/ml", "PAVED_AZURE_CLIENT_ID and PAVED_AZURE_TENANT_ID"),
+    ],
+)
+def test_cloud_registry_without_an_identity_names_the_variable(
+    registry: str, variable: str
+) -> None:
+    with pytest.raises(PavedError, match=f"{variable} not set"):
+        login(registry, builder="buildah", env={})
+
+
+@pytest.mark.libs
+def test_without_id_token_permission_the_error_says_so() -> None:
+    env = {"PAVED_AWS_ROLE_ARN": ROLE}
+    with pytest.raises(PavedError, match="needs `permissions: id-token: write`"):
+        login("123456789012.dkr.ecr.eu-west-1.amazonaws.com/ml", builder="buildah", env=env)
+
+
+@pytest.mark.libs
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"PAVED_AWS_ROLE_ARN": "paved-push"}, "not an IAM role ARN"),
+        ({"PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER": "acme/github"}, "not a provider's name"),
+    ],
+)
+def test_malformed_identity_is_refused_before_any_request(
+    variables: dict[str, str], message: str, clouds: tuple[str, Path]
+) -> None:
+    base, log = clouds
+    before = len(_requests(log))
+    cloud = "aws" if "PAVED_AWS_ROLE_ARN" in variables else "gcp"
+    env = _job_env(base, AWS_REGION="eu-west-1", **variables)
+    with pytest.raises(PavedError, match=message):
+        cloud_credentials(cloud, "registry.example", env)
+    assert len(_requests(log)) == before
+
+
+@pytest.mark.libs
+def test_refusals_carry_the_services_reason(clouds: tuple[str, Path]) -> None:
+    base, _ = clouds
+    env = _job_env(base, PAVED_AZURE_TENANT_ID="acme-tenant", PAVED_AZURE_CLIENT_ID="unknown-app")
+    with pytest.raises(PavedError, match=r"Microsoft Entra ID refused \(400\).*AADSTS700016"):
+        cloud_credentials("azure", "acme.azurecr.io", env)
+    env = {**env, "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "stale"}
+    with pytest.raises(PavedError, match=r"GitHub's OIDC token service refused \(403\)"):
+        cloud_credentials("azure", "acme.azurecr.io", env)
+
+
+@pytest.mark.image
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "gcp-federated", "azure"])
+def test_oidc_login_then_push_to_a_registry_that_needs_the_password(
+    cloud: str, clouds: tuple[str, Path], moto: str, probe: str, tmp_path: Path
+) -> None:
+    base, log = clouds
+    identity: Mapping[str, str] = {
+        "aws": {
+            "PAVED_AWS_ROLE_ARN": ROLE,
+            "AWS_REGION": "eu-west-1",
+            "AWS_ENDPOINT_URL_STS": moto,
+            "AWS_ENDPOINT_URL_ECR": moto,
+        },
+        "gcp": {
+            "PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER": PROVIDER,
+            "PAVED_GCP_SERVICE_ACCOUNT": ACCOUNT,
+        },
+        "gcp-federated": {"PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER": PROVIDER},
+        "azure": {"PAVED_AZURE_TENANT_ID": "acme-tenant", "PAVED_AZURE_CLIENT_ID": "paved-app"},
+    }[cloud]
+    user, password = {
+        "aws": _expected_ecr_login(moto) if cloud == "aws" else ("", ""),
+        "gcp": ("oauth2accesstoken", PASSWORD),
+        "gcp-federated": ("oauth2accesstoken", "google-federated-token"),
+        "azure": ("00000000-0000-0000-0000-000000000000", PASSWORD),
+    }[cloud]
+    authfile = tmp_path / "auth.json"
+    authfile.write_text('{"auths": {}}')  # buildah wants the file to exist
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PAVED_", "REGISTRY_"))},
+        **_job_env(base, **identity),
+        "REGISTRY_AUTH_FILE": str(authfile),
+    }
+    with local_registry(users={user: password}) as registry:
+        ref = f"{registry.host}/acme/probe:1"
+        refused = _push(probe, ref, env)
+        assert refused.returncode != 0 and "authentication required" in refused.stderr.lower()
+
+        before = len(_requests(log))
+        command = [
+            sys.executable,
+            "-m",
+            "paved",
+            "ci",
+            "login",
+            "--registry",
+            f"{registry.host}/acme",
+            "--cloud",
+            cloud.partition("-")[0],
+            "--builder",
+            "buildah",
+            "--no-tls-verify",
+        ]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        assert f"logged in to {registry.host} as {user}" in done.stderr
+        assert password not in done.stdout + done.stderr
+
+        assert registry.host in json.loads(authfile.read_text())["auths"]
+        pushed = _push(probe, ref, env)
+        assert pushed.returncode == 0, pushed.stderr
+
+    asked = _requests(log)[before:]
+    audience = {
+        "aws": "sts.amazonaws.com",
+        "gcp": f"https://iam.googleapis.com/{PROVIDER}",
+        "azure": "api://AzureADTokenExchange",
+    }[cloud.partition("-")[0]]
+    assert asked[0]["path"] == "/github/token"
+    assert asked[0]["fields"] == {"api-version": "2.0", "audience": audience}
+    if cloud.startswith("gcp"):
+        sts = asked[1]["fields"]
+        assert sts["audience"] == f"//iam.googleapis.com/{PROVIDER}"
+        assert sts["grant_type"] == "urn:ietf:params:oauth:grant-type:token-exchange"
+        assert sts["subject_token_type"] == "urn:ietf:params:oauth:token-type:jwt"
+        assert sts["subject_token"] == github_token(audience)
+        assert len(asked) == (3 if cloud == "gcp" else 2)
+    if cloud == "gcp":
+        assert asked[2]["path"].endswith(f"/serviceAccounts/{ACCOUNT}:generateAccessToken")
+        assert asked[2]["fields"]["scope"] == ["https://www.googleapis.com/auth/cloud-platform"]
+    if cloud == "azure":
+        entra, exchange = asked[1], asked[2]
+        assert entra["path"] == "/entra/acme-tenant/oauth2/v2.0/token"
+        assert entra["fields"]["client_assertion_type"] == (
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        )
+        assert exchange["fields"]["service"] == registry.host
+        assert exchange["fields"]["grant_type"] == "access_token"
+
+
+def _push(image: str, ref: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["buildah", "push", "--tls-verify=false", image, f"docker://{ref}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )

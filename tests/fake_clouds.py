@@ -1,0 +1,117 @@
+"""Loopback stand-ins for the token services no test can reach: GitHub's OIDC token service,
+Google's STS and IAM Credentials, Microsoft Entra ID and ACR's token exchange.
+
+Each answers the documented request with the documented fields and refuses a request whose
+token is not the one issued by the step before it, so a test proves the chain is passed
+along. Every request is appended to a JSON-lines log for the test to read. AWS is not here:
+moto emulates STS and ECR.
+
+    python fake_clouds.py --port N --password P --log FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REQUEST_TOKEN = "runner-request-token"  # what the runner gives the job
+FEDERATED = "google-federated-token"
+ENTRA = "entra-access-token"
+
+
+def github_token(audience: str) -> str:
+    """The fake OIDC token for an audience."""
+    return f"github-jwt.{audience}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes by path prefix: /github, /google/sts, /google/iam, /entra, /acr."""
+
+    password = ""
+    log = Path()
+
+    def do_GET(self) -> None:
+        """GitHub's token service: GET ?api-version=2.0&audience=..."""
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        self._record("GET", url.path, query)
+        if url.path != "/github/token":
+            return self._answer(404, {"message": "not found"})
+        if self.headers.get("Authorization") != f"bearer {REQUEST_TOKEN}":
+            return self._answer(403, {"message": "bad request token"})
+        return self._answer(200, {"count": 1, "value": github_token(query.get("audience", ""))})
+
+    def do_POST(self) -> None:
+        """The clouds' token endpoints."""
+        length = int(self.headers.get("Content-Length", "0"))
+        raw = self.rfile.read(length).decode()
+        path = urllib.parse.urlsplit(self.path).path
+        json_body = self.headers.get("Content-Type", "").startswith("application/json")
+        form = json.loads(raw) if json_body else dict(urllib.parse.parse_qsl(raw))
+        self._record("POST", path, form)
+        if path == "/google/sts/v1/token":
+            # The token's audience is the provider's https URL, STS's the same without scheme.
+            expected = github_token("https:" + form.get("audience", ""))
+            if form.get("subject_token") != expected:
+                return self._answer(400, {"error": "invalid_grant", "error_description": "jwt"})
+            return self._answer(200, {"access_token": FEDERATED, "token_type": "Bearer"})
+        if path.startswith("/google/iam/v1/projects/-/serviceAccounts/"):
+            if self.headers.get("Authorization") != f"Bearer {FEDERATED}":
+                return self._answer(401, {"error": {"message": "unauthenticated"}})
+            return self._answer(200, {"accessToken": self.password, "expireTime": "2099-01-01"})
+        if path.endswith("/oauth2/v2.0/token") and path.startswith("/entra/"):
+            if form.get("client_id") == "unknown-app":
+                return self._answer(
+                    400,
+                    {
+                        "error": "unauthorized_client",
+                        "error_description": "AADSTS700016: app not found",
+                    },
+                )
+            if form.get("client_assertion") != github_token("api://AzureADTokenExchange"):
+                return self._answer(401, {"error": "invalid_client"})
+            return self._answer(200, {"access_token": ENTRA, "token_type": "Bearer"})
+        if path == "/acr/oauth2/exchange":
+            if form.get("access_token") != ENTRA:
+                return self._answer(401, {"errors": [{"code": "UNAUTHORIZED"}]})
+            return self._answer(200, {"refresh_token": self.password})
+        return self._answer(404, {"message": "not found"})
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the JSON-lines log is the record."""
+
+    def _record(self, method: str, path: str, fields: dict[str, str]) -> None:
+        entry = {
+            "method": method,
+            "path": path,
+            "fields": fields,
+            "authorization": self.headers.get("Authorization", ""),
+        }
+        with self.log.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+    def _answer(self, status: int, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def main() -> None:
+    """Serve on 127.0.0.1 until killed."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--password", required=True)
+    parser.add_argument("--log", type=Path, required=True)
+    args = parser.parse_args()
+    Handler.password, Handler.log = args.password, args.log
+    ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
