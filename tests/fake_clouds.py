@@ -38,6 +38,12 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         self._record("GET", url.path, query)
+        if url.path == "/github/moved":  # a redirect must not carry the bearer along
+            self.send_response(302)
+            self.send_header("Location", f"/github/token?{url.query}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if url.path != "/github/token":
             return self._answer(404, {"message": "not found"})
         if self.headers.get("Authorization") != f"bearer {REQUEST_TOKEN}":

@@ -26,7 +26,7 @@ from fake_clouds import REQUEST_TOKEN, github_token
 from golden_path import free_port, stop
 from paved._errors import PavedError
 from paved._image import login
-from paved._oidc import AwsKeys, cloud_credentials, cloud_of, sigv4_headers
+from paved._oidc import AwsKeys, cloud_credentials, cloud_of, github_id_token, sigv4_headers
 from registry import local_registry
 
 ROLE = "arn:aws:iam::123456789012:role/paved-push"
@@ -179,6 +179,8 @@ def test_sigv4_signature_is_botocores(session_token: str, monkeypatch: pytest.Mo
         ("ghcr.io", None),
         ("registry.acme.example", None),
         ("ecr.example.com", None),
+        ("attacker.example#.azurecr.io", None),
+        ("acme.azurecr.cn", None),
     ],
 )
 def test_cloud_is_found_from_the_host(host: str, cloud: str | None) -> None:
@@ -226,6 +228,21 @@ def test_malformed_identity_is_refused_before_any_request(
     with pytest.raises(PavedError, match=message):
         cloud_credentials(cloud, "registry.example", env)
     assert len(_requests(log)) == before
+
+
+@pytest.mark.libs
+def test_tokens_follow_no_redirect_and_no_plain_http(clouds: tuple[str, Path]) -> None:
+    base, log = clouds
+    env = _job_env(base, ACTIONS_ID_TOKEN_REQUEST_URL=f"{base}/github/moved?api-version=2.0")
+    with pytest.raises(PavedError, match=r"GitHub's OIDC token service refused \(302\)"):
+        github_id_token("sts.amazonaws.com", env)
+    assert [entry["path"] for entry in _requests(log)][-1] == "/github/moved"
+    before = len(_requests(log))
+    env = _job_env(base, PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER=PROVIDER)
+    env["PAVED_GCP_STS_URL"] = "http://sts.example.com"
+    with pytest.raises(PavedError, match=r"PAVED_GCP_STS_URL 'http://sts\.example\.com'"):
+        cloud_credentials("gcp", "europe-docker.pkg.dev", env)
+    assert len(_requests(log)) == before  # refused before any token was asked for
 
 
 @pytest.mark.libs
@@ -337,3 +354,36 @@ def _push(image: str, ref: str, env: Mapping[str, str]) -> subprocess.CompletedP
         text=True,
         check=False,
     )
+
+
+@pytest.mark.libs
+@pytest.mark.parametrize(
+    ("region", "fips", "expected"),
+    [
+        (
+            "eu-west-1",
+            False,
+            ("https://sts.eu-west-1.amazonaws.com", "https://api.ecr.eu-west-1.amazonaws.com"),
+        ),
+        (
+            "us-east-1",
+            True,
+            (
+                "https://sts-fips.us-east-1.amazonaws.com",
+                "https://ecr-fips.us-east-1.amazonaws.com",
+            ),
+        ),
+        (
+            "cn-north-1",
+            False,
+            (
+                "https://sts.cn-north-1.amazonaws.com.cn",
+                "https://api.ecr.cn-north-1.amazonaws.com.cn",
+            ),
+        ),
+    ],
+)
+def test_aws_endpoints(region: str, fips: bool, expected: tuple[str, str]) -> None:
+    from paved._oidc import _aws_endpoints
+
+    assert _aws_endpoints(region, {}, fips=fips) == expected

@@ -48,9 +48,10 @@ __all__ = [
 
 #: Cloud registries by host: the name `--cloud` takes, the pattern and a readable name.
 CLOUDS: dict[str, tuple[str, str]] = {
-    "aws": (r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$", "AWS ECR"),
-    "gcp": (r"(^|\.)gcr\.io$|-docker\.pkg\.dev$", "Google Artifact Registry"),
-    "azure": (r"\.azurecr\.(io|cn|us)$", "Azure Container Registry"),
+    "aws": (r"\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?", "AWS ECR"),
+    "gcp": (r"([a-z0-9-]+\.)?gcr\.io|[a-z0-9-]+-docker\.pkg\.dev", "Google Artifact Registry"),
+    # The public cloud only: the sovereign ones take other audiences and scopes.
+    "azure": (r"[a-z0-9]+(-[a-z0-9]+)?\.azurecr\.io", "Azure Container Registry"),
 }
 #: The variables naming the identity to assume, per cloud (repository variables in CI).
 IDENTITY_VARIABLES = {
@@ -88,7 +89,9 @@ class AwsKeys:
 
 def cloud_of(host: str) -> str | None:
     """The cloud whose registry `host` is (`aws`, `gcp`, `azure`), or None."""
-    return next((name for name, (pattern, _) in CLOUDS.items() if re.search(pattern, host)), None)
+    return next(
+        (name for name, (pattern, _) in CLOUDS.items() if re.fullmatch(pattern, host)), None
+    )
 
 
 def cloud_credentials(cloud: str, host: str, env: Mapping[str, str]) -> Credentials:
@@ -118,6 +121,7 @@ def github_id_token(audience: str, env: Mapping[str, str]) -> str:
             "needs `permissions: id-token: write`; on a laptop log in with your cloud's CLI "
             "or set REGISTRY_PASSWORD"
         )
+    _check_url(url, "ACTIONS_ID_TOKEN_REQUEST_URL")
     separator = "&" if "?" in url else "?"
     query = urllib.parse.urlencode({"audience": audience})
     answer = _json(
@@ -137,9 +141,11 @@ def _aws(host: str, env: Mapping[str, str]) -> Credentials:
     if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", role_arn):
         raise PavedError(f"PAVED_AWS_ROLE_ARN {role_arn!r} is not an IAM role ARN")
     region = _aws_region(host, env)
+    fips = ".dkr.ecr-fips." in host
+    sts, ecr = _aws_endpoints(region, env, fips=fips)
     token = github_id_token("sts.amazonaws.com", env)
-    keys = assume_role_with_web_identity(role_arn, token, region, env)
-    return ecr_authorization(keys, region, env)
+    keys = assume_role_with_web_identity(role_arn, token, sts, env)
+    return ecr_authorization(keys, region, ecr)
 
 
 def _aws_region(host: str, env: Mapping[str, str]) -> str:
@@ -150,15 +156,22 @@ def _aws_region(host: str, env: Mapping[str, str]) -> str:
     return region
 
 
-def _aws_domain(region: str) -> str:
-    return "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+def _aws_endpoints(region: str, env: Mapping[str, str], *, fips: bool) -> tuple[str, str]:
+    """STS's and ECR's API endpoints for `region` (FIPS ones for a FIPS registry)."""
+    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    sts = f"https://sts-fips.{region}" if fips else f"https://sts.{region}"
+    ecr = f"https://ecr-fips.{region}" if fips else f"https://api.ecr.{region}"
+    return (
+        _endpoint(env, "AWS_ENDPOINT_URL_STS", f"{sts}.{domain}"),
+        _endpoint(env, "AWS_ENDPOINT_URL_ECR", f"{ecr}.{domain}"),
+    )
 
 
 def assume_role_with_web_identity(
-    role_arn: str, token: str, region: str, env: Mapping[str, str]
+    role_arn: str, token: str, endpoint: str, env: Mapping[str, str]
 ) -> AwsKeys:
     """STS AssumeRoleWithWebIdentity: session keys for `role_arn` (15 minutes)."""
-    run = re.sub(r"[^\w+=,.@-]", "-", env.get("GITHUB_RUN_ID", "local"))
+    run = re.sub(r"[^\w+=,.@-]", "-", env.get("GITHUB_RUN_ID", "local"), flags=re.ASCII)
     body = urllib.parse.urlencode(
         {
             "Action": "AssumeRoleWithWebIdentity",
@@ -169,7 +182,6 @@ def assume_role_with_web_identity(
             "DurationSeconds": "900",
         }
     ).encode()
-    endpoint = _endpoint(env, "AWS_ENDPOINT_URL_STS", f"https://sts.{region}.{_aws_domain(region)}")
     request = urllib.request.Request(
         f"{endpoint}/",
         data=body,
@@ -194,10 +206,8 @@ def assume_role_with_web_identity(
     return AwsKeys(values["AccessKeyId"], values["SecretAccessKey"], values["SessionToken"])
 
 
-def ecr_authorization(keys: AwsKeys, region: str, env: Mapping[str, str]) -> Credentials:
-    """ECR GetAuthorizationToken with `keys`: the registry user and password."""
-    domain = _aws_domain(region)
-    endpoint = _endpoint(env, "AWS_ENDPOINT_URL_ECR", f"https://api.ecr.{region}.{domain}")
+def ecr_authorization(keys: AwsKeys, region: str, endpoint: str) -> Credentials:
+    """ECR GetAuthorizationToken with `keys` at `endpoint`: the registry user and password."""
     url = f"{endpoint}/"
     body = b"{}"
     headers = {
@@ -281,8 +291,9 @@ def _gcp(env: Mapping[str, str]) -> Credentials:
             f"PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER {provider!r} is not a provider's name "
             "(projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<id>)"
         )
-    token = github_id_token(f"https://iam.googleapis.com/{provider}", env)
     sts = _endpoint(env, "PAVED_GCP_STS_URL", "https://sts.googleapis.com")
+    iam = _endpoint(env, "PAVED_GCP_IAMCREDENTIALS_URL", "https://iamcredentials.googleapis.com")
+    token = github_id_token(f"https://iam.googleapis.com/{provider}", env)
     body = urllib.parse.urlencode(
         {
             "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
@@ -297,9 +308,6 @@ def _gcp(env: Mapping[str, str]) -> Credentials:
     access = _field(answer, "access_token", "Google STS")
     account = env.get("PAVED_GCP_SERVICE_ACCOUNT")
     if account:
-        iam = _endpoint(
-            env, "PAVED_GCP_IAMCREDENTIALS_URL", "https://iamcredentials.googleapis.com"
-        )
         quoted = urllib.parse.quote(account, safe="@.")
         request = urllib.request.Request(
             f"{iam}/v1/projects/-/serviceAccounts/{quoted}:generateAccessToken",
@@ -318,20 +326,21 @@ def _azure(host: str, env: Mapping[str, str]) -> Credentials:
     for name, value in (("PAVED_AZURE_TENANT_ID", tenant), ("PAVED_AZURE_CLIENT_ID", client)):
         if not re.fullmatch(r"[\w.-]+", value):
             raise PavedError(f"{name} {value!r} is not a tenant or client ID")
-    token = github_id_token("api://AzureADTokenExchange", env)
     authority = _endpoint(env, "AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
+    registry = _endpoint(env, "PAVED_ACR_URL", f"https://{host}")
+    token = github_id_token("api://AzureADTokenExchange", env)
     body = urllib.parse.urlencode(
         {
             "grant_type": "client_credentials",
             "client_id": client,
-            "scope": "https://management.azure.com/.default",
+            # The registry's own audience: accepted also where ARM tokens are turned off.
+            "scope": "https://containerregistry.azure.net/.default",
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             "client_assertion": token,
         }
     ).encode()
     request = urllib.request.Request(f"{authority}/{tenant}/oauth2/v2.0/token", data=body)
     access = _field(_json("Microsoft Entra ID", request), "access_token", "Microsoft Entra ID")
-    registry = _endpoint(env, "PAVED_ACR_URL", f"https://{host}")
     body = urllib.parse.urlencode(
         {"grant_type": "access_token", "service": host, "tenant": tenant, "access_token": access}
     ).encode()
@@ -344,12 +353,34 @@ def _azure(host: str, env: Mapping[str, str]) -> Credentials:
 
 
 def _endpoint(env: Mapping[str, str], variable: str, default: str) -> str:
-    return (env.get(variable) or default).rstrip("/")
+    url = (env.get(variable) or default).rstrip("/")
+    _check_url(url, variable)
+    return url
+
+
+def _check_url(url: str, name: str) -> None:
+    """Tokens travel over https only (plain http to this machine, for emulators)."""
+    parts = urllib.parse.urlsplit(url)
+    loopback = parts.hostname in {"127.0.0.1", "localhost", "::1"}
+    if not parts.hostname or not (
+        parts.scheme == "https" or (parts.scheme, loopback) == ("http", True)
+    ):
+        raise PavedError(f"{name} {url!r}: tokens go to https URLs only")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect would carry the Authorization header to another host: refuse it."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _call(service: str, request: urllib.request.Request) -> bytes:
     try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT) as response:
+        with _OPENER.open(request, timeout=_TIMEOUT) as response:
             return bytes(response.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace").strip()[:500]
