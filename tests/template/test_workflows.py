@@ -97,6 +97,7 @@ def test_generated_workflows_are_least_privilege_and_pinned(
         "ghcr.io"
     )
     assert ("secrets" in release) == own_registry
+    assert ("registry-username" in release["with"]) == own_registry
     identity = {
         "aws": {"aws-role-arn"},
         "gcp": {"gcp-workload-identity-provider", "gcp-service-account"},
