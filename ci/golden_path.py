@@ -184,6 +184,7 @@ def serve_image(ref: str, cwd: Path, env: Mapping[str, str]) -> Iterator[Service
         ["buildah", "from", "--tls-verify=false", "--pull-always", "--name", name, ref],
         check=True,
         capture_output=True,
+        env=env,  # with the registry's credentials, if it asks for them
     )
     try:
         inspect = subprocess.run(["buildah", "inspect", name], check=True, capture_output=True)

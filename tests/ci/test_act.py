@@ -2,7 +2,9 @@
 
 act runs the jobs on this host (`-P ubuntu-latest=-self-hosted`) and serves the platform's
 reusable workflows from the throwaway release (`--local-repository acme/paved@<sha>=...`).
-The push event carries a hostile commit message: no workflow may execute it.
+The push event carries a hostile commit message: no workflow may execute it. The team
+pushes to its own registry (not ghcr.io, not a cloud), which asks for the password given as
+the repository secret REGISTRY_PASSWORD.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ pytestmark = pytest.mark.ci
 
 ACT = str(Path(sys.executable).parent / "act")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PUSHER, PASSWORD = "paved-ci", "registry-secret-3c1f9a"
 
 
 class Team:
@@ -75,10 +78,16 @@ class Team:
 def team(platform: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Team:
     clone, sha = platform
     work = tmp_path_factory.mktemp("act")
-    env = tool_env(clone)
-    repo = generate(
-        work / "iris-demo", env, {**BASE_ANSWERS, "dvc_remote_url": str(work / "remote")}
-    )
+    # buildah's logins go to a file of this test's, not the machine's.
+    authfile = work / "auth.json"
+    authfile.write_text('{"auths": {}}')
+    env = tool_env(clone, REGISTRY_AUTH_FILE=str(authfile))
+    answers = {
+        **BASE_ANSWERS,
+        "dvc_remote_url": str(work / "remote"),
+        "container_registry": "registry.acme.example/ml",
+    }
+    repo = generate(work / "iris-demo", env, answers)
     return Team(repo, env, clone, sha, work)
 
 
@@ -93,7 +102,7 @@ def test_ci_workflow_succeeds_under_act(team: Team) -> None:
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[Registry]:
-    with local_registry() as running:
+    with local_registry(users={PUSHER: PASSWORD}) as running:
         yield running
 
 
@@ -107,9 +116,15 @@ def test_release_workflow_pushes_an_image_that_serves(team: Team, registry: Regi
         f"PAVED_BASE_IMAGE={base}",
         "--var",
         "PAVED_REGISTRY_TLS_VERIFY=false",
+        "--var",
+        f"PAVED_REGISTRY_USERNAME={PUSHER}",
+        "--secret",
+        f"REGISTRY_PASSWORD={PASSWORD}",
     )
     assert code == 0, output[-6000:]
     assert not team.canary.exists(), "a commit message was executed"
+    assert f"logged in to {registry.host} as {PUSHER}" in output
+    assert PASSWORD not in output, "the registry password reached the log"
     match = re.search(
         rf"pushed ({re.escape(registry.host)}/acme/iris-demo)@(sha256:[0-9a-f]{{64}})", output
     )
