@@ -15,6 +15,8 @@ import pytest
 from base_image import ensure_base_image
 from golden_path import IRIS_ROW, Service, generate, run, serve_image, tool_env
 from helpers import BASE_ANSWERS, RELEASE
+from paved._errors import PavedError
+from paved._image import choose_builder
 from registry import Registry, local_registry
 
 pytestmark = pytest.mark.image
@@ -175,3 +177,44 @@ def test_container_serves_the_champion(container_service: Service) -> None:
     )
     assert status == 400 and ["rows", 0, "sepal_width_cm"] in [e["loc"] for e in body["detail"]]
     assert container_service.get("/livez") == 200
+
+
+def _docker_buildx() -> bool:
+    try:
+        return choose_builder() == "buildx"
+    except PavedError:
+        return False
+
+
+@pytest.mark.skipif(
+    not _docker_buildx(), reason="no docker daemon with buildx on this host (GitHub's runners)"
+)
+def test_buildx_builds_the_same_image_where_a_daemon_exists(
+    team: tuple[Path, dict[str, str]], registry: Registry
+) -> None:
+    repo, env = team
+    python = (repo / ".python-version").read_text().strip()
+    out = run(
+        [
+            "uv",
+            "run",
+            "--frozen",
+            "paved",
+            "ci",
+            "image",
+            "--registry",
+            f"{registry.host}/buildx",
+            "--push",
+            "--base-image",
+            f"python:{python}-slim",
+        ],
+        repo,
+        env,
+    ).stdout
+    match = re.search(r"^pushed (\S+)@(sha256:[0-9a-f]{64})$", out, re.MULTILINE)
+    assert match, out
+    image, digest = match.groups()
+    config = skopeo("inspect", "--config", "--tls-verify=false", f"docker://{image}@{digest}")
+    assert config["config"]["User"] == "10001:10001"
+    assert config["config"]["Entrypoint"][:4] == ["python3", "-m", "bentoml", "serve"]
+    assert config["config"]["Labels"]["org.opencontainers.image.title"] == "iris-demo"
