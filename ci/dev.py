@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
     # Cached bytecode: without it every pipeline stage re-compiles mlflow and scikit-learn.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     # Trust the system's certificate store (proxies with their own CA), as pip and git do.
-    env.setdefault("UV_NATIVE_TLS", "1")
+    env.setdefault("UV_SYSTEM_CERTS", "1")
     # Later steps (paved new, the team repo's own syncs) find uv on PATH.
     env["PATH"] = f"{Path(uv).parent}{os.pathsep}{env.get('PATH', '')}"
     subprocess.run([uv, "sync", "--locked", "--quiet"], cwd=ROOT, env=env, check=True)
