@@ -71,36 +71,33 @@ def test_paved_ci_check_fails_on_a_lint_error(team: tuple[Path, dict[str, str]])
         bad.unlink()
 
 
+def paved_ci_image(
+    repo: Path, env: dict[str, str], registry: str, *options: str
+) -> tuple[str, str, list[str]]:
+    """`paved ci image --push` to `registry`: the image, its digest and every ref built."""
+    command = ["uv", "run", "--frozen", "paved", "ci", "image", "--registry", registry, "--push"]
+    out = run([*command, *options], repo, env).stdout
+    match = re.search(r"^pushed (\S+)@(sha256:[0-9a-f]{64})$", out, re.MULTILINE)
+    assert match, out
+    return match[1], match[2], re.findall(r"^built (\S+)$", out, re.MULTILINE)
+
+
 @pytest.fixture(scope="module")
 def pushed(team: tuple[Path, dict[str, str]], registry: Registry) -> Iterator[tuple[str, str]]:
     """(image, digest) of the image built from the team repo and pushed to the registry."""
     repo, env = team
     base = ensure_base_image()
-    out = run(
-        [
-            "uv",
-            "run",
-            "--frozen",
-            "paved",
-            "ci",
-            "image",
-            "--registry",
-            f"{registry.host}/acme",
-            "--base-image",
-            base,
-            "--push",
-            "--no-tls-verify",
-            "--builder",
-            "buildah",
-        ],
+    image, digest, refs = paved_ci_image(
         repo,
         env,
-    ).stdout
-    match = re.search(r"^pushed (\S+)@(sha256:[0-9a-f]{64})$", out, re.MULTILINE)
-    assert match, out
-    image, digest = match.groups()
+        f"{registry.host}/acme",
+        "--base-image",
+        base,
+        "--no-tls-verify",
+        "--builder",
+        "buildah",
+    )
     yield image, digest
-    refs = re.findall(r"^built (\S+)$", out, re.MULTILINE)
     subprocess.run(["buildah", "rmi", "--force", *refs], capture_output=True)
 
 
@@ -194,26 +191,9 @@ def test_buildx_builds_the_same_image_where_a_daemon_exists(
 ) -> None:
     repo, env = team
     python = (repo / ".python-version").read_text().strip()
-    out = run(
-        [
-            "uv",
-            "run",
-            "--frozen",
-            "paved",
-            "ci",
-            "image",
-            "--registry",
-            f"{registry.host}/buildx",
-            "--push",
-            "--base-image",
-            f"python:{python}-slim",
-        ],
-        repo,
-        env,
-    ).stdout
-    match = re.search(r"^pushed (\S+)@(sha256:[0-9a-f]{64})$", out, re.MULTILINE)
-    assert match, out
-    image, digest = match.groups()
+    image, digest, _ = paved_ci_image(
+        repo, env, f"{registry.host}/buildx", "--base-image", f"python:{python}-slim"
+    )
     config = skopeo("inspect", "--config", "--tls-verify=false", f"docker://{image}@{digest}")
     assert config["config"]["User"] == "10001:10001"
     assert config["config"]["Entrypoint"][:4] == ["python3", "-m", "bentoml", "serve"]
