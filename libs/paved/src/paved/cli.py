@@ -21,10 +21,12 @@ app = typer.Typer(
     help="Generate and maintain ML team repos from the Paved platform template.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # help texts name [tool.paved]: not markup
 )
 ci_app = typer.Typer(
     help="What the platform's reusable workflows run in a team repo (and you, locally).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(ci_app, name="ci")
 _err = Console(stderr=True)
@@ -148,10 +150,11 @@ def ci_login(
 ) -> None:
     """Log in to the image registry with the CI job's credentials (never stored in the repo).
 
-    ghcr.io: the job's token. ECR, Artifact Registry, ACR: the job's OIDC token traded for a
-    short-lived password (the identity from PAVED_AWS_ROLE_ARN; PAVED_GCP_WORKLOAD_IDENTITY_
-    PROVIDER and PAVED_GCP_SERVICE_ACCOUNT; PAVED_AZURE_CLIENT_ID and PAVED_AZURE_TENANT_ID).
-    Any other registry: REGISTRY_USERNAME and REGISTRY_PASSWORD.
+    ghcr.io: the job's token. ECR, Artifact Registry, ACR: the job's OIDC token, traded for
+    a short-lived password of the identity named by PAVED_AWS_ROLE_ARN, by
+    PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER (and PAVED_GCP_SERVICE_ACCOUNT), or by
+    PAVED_AZURE_CLIENT_ID and PAVED_AZURE_TENANT_ID. Any other registry, or a laptop:
+    REGISTRY_USERNAME and REGISTRY_PASSWORD.
     """
     try:
         target = registry or image_build_from_repo(project.absolute()).image
