@@ -124,6 +124,8 @@ def test_release_workflow_pushes_an_image_that_serves(team: Team, registry: Regi
     assert code == 0, output[-6000:]
     assert not team.canary.exists(), "a commit message was executed"
     assert f"logged in to {registry.host} as {PUSHER}" in output
+    # The generated repo never pushed to its DVC remote: the release says it trains instead.
+    assert "training the champion from the shipped data" in output
     assert PASSWORD not in output, "the registry password reached the log"
     match = re.search(
         rf"pushed ({re.escape(registry.host)}/acme/iris-demo)@(sha256:[0-9a-f]{{64}})", output

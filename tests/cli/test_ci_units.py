@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 from paved._errors import PavedError
-from paved._image import APP_UID, ImageBuild, choose_builder, containerfile, image_tags, login
+from paved._image import (
+    APP_UID,
+    ImageBuild,
+    choose_builder,
+    containerfile,
+    image_tags,
+    login,
+    push_image,
+)
 
 pytestmark = pytest.mark.libs
 
@@ -55,6 +63,26 @@ def test_builder_choice(
         fake_tool(tmp_path, name, code)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert choose_builder() == expected
+
+
+def test_a_registry_without_tls_verification_takes_buildah(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_tool(tmp_path, "docker", 0)
+    fake_tool(tmp_path, "buildah", 0)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert choose_builder(tls_verify=False) == "buildah"
+    build = ImageBuild(
+        project=tmp_path,
+        image="127.0.0.1:5000/acme/iris",
+        tags=(SHA,),
+        base_image="b",
+        python_version="3.11",
+    )
+    with pytest.raises(PavedError, match="insecure-registries, or use --builder buildah"):
+        push_image(build, builder="buildx", tls_verify=False)
+    with pytest.raises(PavedError, match="unknown builder 'kaniko'"):
+        push_image(build, builder="kaniko")
 
 
 def test_no_builder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ CLOUD = [
     {"container_registry": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ml"},
     {"container_registry": "europe-docker.pkg.dev/acme/ml"},
     {"container_registry": "acme.azurecr.io/ml"},
+    {"container_registry": "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/ml"},
 ]
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 

@@ -124,7 +124,7 @@ def image_build_from_repo(
     return ImageBuild(
         project=project,
         image=f"{registry}/{image_name}",
-        tags=image_tags(sha=sha, ref=ref, default_branch=env.get("PAVED_DEFAULT_BRANCH", "main")),
+        tags=image_tags(sha=sha, ref=ref, default_branch=env.get("PAVED_DEFAULT_BRANCH") or "main"),
         base_image=base_image,
         python_version=python,
         labels=labels,
@@ -135,7 +135,7 @@ def build_and_push(
     build: ImageBuild, *, push: bool, builder: str | None, tls_verify: bool
 ) -> str | None:
     """Build the image; push it when asked and return its digest."""
-    build_image(build, builder=builder)
+    build_image(build, builder=builder, tls_verify=tls_verify)
     return push_image(build, builder=builder, tls_verify=tls_verify) if push else None
 
 

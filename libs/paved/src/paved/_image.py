@@ -99,21 +99,40 @@ def _entrypoint() -> list[str]:
     return ["python3", "-m", *serve]
 
 
-def choose_builder() -> str:
-    """Docker buildx where a daemon answers, else buildah."""
+def choose_builder(*, tls_verify: bool = True) -> str:
+    """Docker buildx where a daemon answers, else buildah.
+
+    A registry reached without TLS verification also takes buildah: docker can skip the
+    verification only daemon-wide (its insecure-registries setting), not per push.
+    """
     docker = shutil.which("docker")
-    if docker and _ok([docker, "info"]) and _ok([docker, "buildx", "version"]):
+    if tls_verify and docker and _ok([docker, "info"]) and _ok([docker, "buildx", "version"]):
         return "buildx"
     if shutil.which("buildah"):
         return "buildah"
     raise PavedError("no image builder: install docker with buildx, or buildah")
 
 
+def _builder(builder: str | None, tls_verify: bool) -> str:
+    if builder == "buildx" and not tls_verify:
+        raise PavedError(
+            "docker cannot skip TLS verification for one push: list the registry in the "
+            "daemon's insecure-registries, or use --builder buildah"
+        )
+    if builder not in {None, "buildx", "buildah"}:
+        raise PavedError(f"unknown builder {builder!r}: choose buildx or buildah")
+    return builder or choose_builder(tls_verify=tls_verify)
+
+
 def build_image(
-    build: ImageBuild, *, builder: str | None = None, env: Mapping[str, str] | None = None
+    build: ImageBuild,
+    *,
+    builder: str | None = None,
+    tls_verify: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> None:
     """Stage the context from the project and build the image with every tag."""
-    builder = builder or choose_builder()
+    builder = _builder(builder, tls_verify)
     champion = build.project / "models" / "champion" / "MLmodel"
     if not champion.is_file():
         raise PavedError(f"no champion model at {champion.parent}: run `dvc pull` or `dvc repro`")
@@ -134,19 +153,29 @@ def build_image(
 
 
 def push_image(build: ImageBuild, *, builder: str | None = None, tls_verify: bool = True) -> str:
-    """Push every tag; return the pushed image's digest (sha256:...)."""
-    builder = builder or choose_builder()
+    """Push every tag (built before, in local storage); return the image's digest (sha256:...)."""
+    builder = _builder(builder, tls_verify)
     digest = ""
     with tempfile.TemporaryDirectory(prefix="paved-push-") as scratch:
         for ref in build.refs:
             if builder == "buildx":
                 _run(["docker", "push", ref], build.project, os.environ)
                 inspect = _run(
-                    ["docker", "image", "inspect", ref, "--format", "{{index .RepoDigests 0}}"],
+                    ["docker", "image", "inspect", ref, "--format", "{{json .RepoDigests}}"],
                     build.project,
                     os.environ,
                 )
-                digest = inspect.strip().rpartition("@")[2]
+                # The digest in this image's repository (the image may be in others too).
+                digest = next(
+                    (
+                        found.rpartition("@")[2]
+                        for found in json.loads(inspect) or []
+                        if found.startswith(f"{build.image}@")
+                    ),
+                    "",
+                )
+                if not digest:
+                    raise PavedError(f"docker pushed {ref} but names no digest in {build.image}")
             else:
                 digest_file = Path(scratch) / "digest"
                 _run(
@@ -201,7 +230,7 @@ def login(
         raise PavedError(f"a password for {host} but no user: set REGISTRY_USERNAME")
     if env.get("GITHUB_ACTIONS") == "true":
         print(f"::add-mask::{credentials.password}", flush=True)  # hidden in the job's log
-    builder = builder or choose_builder()
+    builder = _builder(builder, tls_verify)
     user = credentials.user
     if builder == "buildx":
         command = ["docker", "login", "--username", user, "--password-stdin", host]

@@ -102,8 +102,10 @@ def cloud_credentials(cloud: str, host: str, env: Mapping[str, str]) -> Credenti
     if missing:
         raise PavedError(
             f"{host} is a {CLOUDS[cloud][1]} registry and {' and '.join(missing)} "
-            "not set: name the identity CI assumes (a repository variable of the same name "
-            "is passed by the generated release workflow)"
+            "not set: name the identity CI assumes (in CI, a repository variable of the same "
+            "name, passed by the release workflow of a repo generated for this kind of "
+            "registry: after changing the kind, `copier update` with the new "
+            "container_registry)"
         )
     if cloud == "aws":
         return _aws(host, env)

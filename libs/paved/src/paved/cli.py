@@ -13,7 +13,7 @@ from rich.markup import escape
 from paved import __version__
 from paved._ci import StepResult, build_and_push, image_build_from_repo, run_checks
 from paved._errors import PavedError
-from paved._image import login
+from paved._image import login, push_image
 from paved._new import PLATFORM_URL, new_project
 
 app = typer.Typer(
@@ -133,6 +133,32 @@ def ci_image(
     if digest:
         typer.echo(f"pushed {build.image}@{digest}")
         _github_output(digest=digest, image=build.image)
+
+
+@ci_app.command("push")
+def ci_push(
+    project: Annotated[Path, typer.Option(help="The team repo.")] = Path("."),
+    registry: Annotated[
+        str | None, typer.Option(help="Registry and namespace (default: [tool.paved] image).")
+    ] = None,
+    image_name: Annotated[str | None, typer.Option(help="Image name in the registry.")] = None,
+    tls_verify: Annotated[bool, typer.Option(help="Verify the registry's TLS.")] = True,
+    builder: Annotated[
+        str | None, typer.Option(help="buildx or buildah (default: buildx if a daemon answers).")
+    ] = None,
+) -> None:
+    """Push the tags `paved ci image` built for this commit, and print the digest.
+
+    CI builds, then logs in, then pushes: no registry credential is on disk while the
+    build runs the repo's code.
+    """
+    try:
+        build = image_build_from_repo(project.absolute(), registry=registry, image_name=image_name)
+        digest = push_image(build, builder=builder, tls_verify=tls_verify)
+    except PavedError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"pushed {build.image}@{digest}")
+    _github_output(digest=digest, image=build.image)
 
 
 @ci_app.command("login")
