@@ -22,7 +22,9 @@ def normalised(tree: Path) -> dict[str, str]:
     for path in sorted(tree.rglob("*")):
         if path.is_file():
             text = SHA.sub("<sha>", path.read_text(encoding="utf-8"))
-            files[path.relative_to(tree).as_posix()] = text.replace(release, "<release>")
+            # YAML quotes a short SHA that reads as a number ('6480741').
+            text = text.replace(f"'{release}'", release).replace(release, "<release>")
+            files[path.relative_to(tree).as_posix()] = text
     return files
 
 
