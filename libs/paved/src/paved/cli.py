@@ -31,6 +31,17 @@ ci_app = typer.Typer(
 app.add_typer(ci_app, name="ci")
 _err = Console(stderr=True)
 
+# Options shared by the `paved ci` commands.
+Project = Annotated[Path, typer.Option(help="The team repo.")]
+Registry = Annotated[
+    str | None, typer.Option(help="Registry and namespace (default: [tool.paved] image).")
+]
+ImageName = Annotated[str | None, typer.Option(help="Image name in the registry.")]
+TlsVerify = Annotated[bool, typer.Option(help="Verify the registry's TLS.")]
+Builder = Annotated[
+    str | None, typer.Option(help="buildx or buildah (default: buildx if a daemon answers).")
+]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -85,7 +96,7 @@ def ci_check(
     only: Annotated[
         list[str] | None, typer.Option(help="Run only this check (repeatable).")
     ] = None,
-    project: Annotated[Path, typer.Option(help="The team repo.")] = Path("."),
+    project: Project = Path("."),
 ) -> None:
     """Lint, format check, tests, `dvc repro` on the shipped data, `bentoml build`."""
 
@@ -105,20 +116,16 @@ def ci_check(
 
 @ci_app.command("image")
 def ci_image(
-    project: Annotated[Path, typer.Option(help="The team repo.")] = Path("."),
-    registry: Annotated[
-        str | None, typer.Option(help="Registry and namespace (default: [tool.paved] image).")
-    ] = None,
-    image_name: Annotated[str | None, typer.Option(help="Image name in the registry.")] = None,
+    project: Project = Path("."),
+    registry: Registry = None,
+    image_name: ImageName = None,
     base_image: Annotated[
         str | None,
         typer.Option(help="Base image with the repo's Python (default: python:<version>-slim)."),
     ] = None,
     push: Annotated[bool, typer.Option(help="Push every tag and print the digest.")] = False,
-    tls_verify: Annotated[bool, typer.Option(help="Verify the registry's TLS.")] = True,
-    builder: Annotated[
-        str | None, typer.Option(help="buildx or buildah (default: buildx if a daemon answers).")
-    ] = None,
+    tls_verify: TlsVerify = True,
+    builder: Builder = None,
 ) -> None:
     """Build the service image from the bento (and push it)."""
     try:
@@ -137,15 +144,11 @@ def ci_image(
 
 @ci_app.command("push")
 def ci_push(
-    project: Annotated[Path, typer.Option(help="The team repo.")] = Path("."),
-    registry: Annotated[
-        str | None, typer.Option(help="Registry and namespace (default: [tool.paved] image).")
-    ] = None,
-    image_name: Annotated[str | None, typer.Option(help="Image name in the registry.")] = None,
-    tls_verify: Annotated[bool, typer.Option(help="Verify the registry's TLS.")] = True,
-    builder: Annotated[
-        str | None, typer.Option(help="buildx or buildah (default: buildx if a daemon answers).")
-    ] = None,
+    project: Project = Path("."),
+    registry: Registry = None,
+    image_name: ImageName = None,
+    tls_verify: TlsVerify = True,
+    builder: Builder = None,
 ) -> None:
     """Push the tags `paved ci image` built for this commit, and print the digest.
 
@@ -163,12 +166,10 @@ def ci_push(
 
 @ci_app.command("login")
 def ci_login(
-    registry: Annotated[
-        str | None, typer.Option(help="Registry (default: [tool.paved] image's registry).")
-    ] = None,
-    project: Annotated[Path, typer.Option(help="The team repo.")] = Path("."),
-    tls_verify: Annotated[bool, typer.Option(help="Verify the registry's TLS.")] = True,
-    builder: Annotated[str | None, typer.Option(help="buildx or buildah.")] = None,
+    registry: Registry = None,
+    project: Project = Path("."),
+    tls_verify: TlsVerify = True,
+    builder: Builder = None,
     cloud: Annotated[
         str | None,
         typer.Option(help="aws, gcp or azure: OIDC login (default: found from the host)."),
