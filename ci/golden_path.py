@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,13 +120,34 @@ def serve(
             start_new_session=True,  # its own process group: the workers stop with it
         )
     service = Service(f"http://127.0.0.1:{port}", process.pid)
+    with running(
+        process,
+        lambda: _ready(service, ready_path),
+        timeout=timeout,
+        failure=lambda: f"service did not become ready:\n{log.read_text()[-4000:]}",
+    ):
+        yield service
+
+
+@contextmanager
+def running(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    failure: Callable[[], str],
+) -> Iterator[None]:
+    """Wait until the server `process` is `ready()`, then yield; stop it by PID on the way out.
+
+    Raises RuntimeError with `failure()` if it exits or the timeout passes first.
+    """
     try:
         deadline = time.monotonic() + timeout
-        while not _ready(service, ready_path):
+        while not ready():
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"service did not become ready:\n{log.read_text()[-4000:]}")
-            time.sleep(0.25)
-        yield service
+                raise RuntimeError(failure())
+            time.sleep(0.1)
+        yield
     finally:
         stop(process)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -12,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from golden_path import free_port, stop
+from golden_path import free_port, running
 
 CONFIG = """\
 version: 0.1
@@ -72,18 +71,12 @@ def local_registry(
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        try:
-            deadline = time.monotonic() + timeout
-            while not _alive(port):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"registry on port {port} did not start")
-                time.sleep(0.1)
+        failure = f"registry on port {port} did not start"
+        with running(process, lambda: _alive(port), timeout=timeout, failure=lambda: failure):
             # The answer must come from the process we started, not from a squatter.
             if process.poll() is not None:
                 raise RuntimeError(f"port {port} answered, but our registry exited")
             yield Registry(f"127.0.0.1:{port}", process.pid)
-        finally:
-            stop(process)
 
 
 def _alive(port: int) -> bool:

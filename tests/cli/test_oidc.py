@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from fake_clouds import REQUEST_TOKEN, github_token
-from golden_path import free_port, stop
+from golden_path import free_port, running
 from paved._errors import PavedError
 from paved._image import login
 from paved._oidc import AwsKeys, cloud_credentials, cloud_of, github_id_token, sigv4_headers
@@ -37,25 +36,23 @@ PASSWORD = "short-lived-registry-password"
 
 @contextmanager
 def _server(command: list[str], port: int) -> Iterator[int]:
-    """Run a loopback server until it accepts connections; stop it by PID."""
+    """Run a loopback server until it answers HTTP; stop it by PID."""
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
-                break
-            except urllib.error.HTTPError:
-                break  # it answers
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{command[2]} did not start on port {port}") from None
-                time.sleep(0.1)
+    failure = f"{command[2]} did not start on port {port}"
+    with running(process, lambda: _answers(port), timeout=30, failure=lambda: failure):
         yield process.pid
-    finally:
-        stop(process)
+
+
+def _answers(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
+    except urllib.error.HTTPError:
+        return True  # an error status is an answer
+    except OSError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
