@@ -14,10 +14,12 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from paved._errors import PavedError
+from paved._git import git
 from paved._image import ImageBuild, build_image, image_tags, push_image
 
 __all__ = ["CHECK_STEPS", "StepResult", "image_build_from_repo", "run_checks"]
@@ -95,15 +97,16 @@ def image_build_from_repo(
     on a laptop from git. PAVED_DEFAULT_BRANCH names the branch that gets `latest`.
     """
     env = os.environ if env is None else env
-    settings = _tool_paved(project)
+    pyproject = _pyproject(project)
+    settings = _tool_paved(pyproject, project)
     default_registry, _, default_name = str(settings.get("image", "")).rpartition("/")
     registry = registry or default_registry
     image_name = image_name or default_name
     if not registry or not image_name:
         raise PavedError("no image name: set [tool.paved] image, or pass --registry/--image-name")
-    sha = env.get("GITHUB_SHA") or _git(project, "rev-parse", "HEAD")
-    ref = env.get("GITHUB_REF") or f"refs/heads/{_git(project, 'branch', '--show-current')}"
-    version = _project_version(project)
+    sha = env.get("GITHUB_SHA") or git(project, "rev-parse", "HEAD")
+    ref = env.get("GITHUB_REF") or f"refs/heads/{git(project, 'branch', '--show-current')}"
+    version = str(pyproject.get("project", {}).get("version", "0"))
     python = (project / ".python-version").read_text(encoding="utf-8").strip()
     base_image = base_image or f"python:{python}-slim"  # the repo's Python, slim Debian
     source = env.get("GITHUB_REPOSITORY") and (
@@ -111,7 +114,7 @@ def image_build_from_repo(
     )
     labels = {
         "org.opencontainers.image.source": source
-        or _git(project, "remote", "get-url", "origin", check=False)
+        or git(project, "remote", "get-url", "origin", check=False)
         or "unknown",
         "org.opencontainers.image.revision": sha,
         "org.opencontainers.image.version": ref.removeprefix("refs/tags/")
@@ -139,20 +142,21 @@ def build_and_push(
     return push_image(build, builder=builder, tls_verify=tls_verify) if push else None
 
 
-def _tool_paved(project: Path) -> dict[str, object]:
+def _pyproject(project: Path) -> dict[str, Any]:
     path = project / "pyproject.toml"
     if not path.is_file():
         raise PavedError(f"{project} has no pyproject.toml: run paved ci in a team repo")
-    tool = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def _tool_paved(pyproject: dict[str, Any], project: Path) -> dict[str, object]:
+    tool = pyproject.get("tool", {})
     settings = tool.get("paved") if isinstance(tool, dict) else None
     if not isinstance(settings, dict):
-        raise PavedError(f"{path} has no [tool.paved] table: is this a Paved team repo?")
+        raise PavedError(
+            f"{project / 'pyproject.toml'} has no [tool.paved] table: is this a Paved team repo?"
+        )
     return settings
-
-
-def _project_version(project: Path) -> str:
-    data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
-    return str(data.get("project", {}).get("version", "0"))
 
 
 def _platform_version(project: Path) -> str:
@@ -161,10 +165,3 @@ def _platform_version(project: Path) -> str:
         return "unknown"
     data = yaml.safe_load(answers.read_text(encoding="utf-8")) or {}
     return str(data.get("_commit", "unknown"))
-
-
-def _git(project: Path, *args: str, check: bool = True) -> str:
-    done = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True)
-    if done.returncode and check:
-        raise PavedError(f"`git {' '.join(args)}` failed in {project}: {done.stderr.strip()}")
-    return done.stdout.strip() if done.returncode == 0 else ""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from paved._errors import PavedError
+from paved._git import git
 
 __all__ = ["PLATFORM_URL", "new_project"]
 
@@ -44,11 +45,11 @@ def new_project(
     created = not dest.exists()
     try:
         _render(src, dest, dict(data or {}), vcs_ref=vcs_ref, defaults=defaults)
-        _git(dest, "init", "--quiet", "--initial-branch=main")
+        git(dest, "init", "--quiet", "--initial-branch=main")
         if lock:
             _lock(dest)
-        _git(dest, "add", "--all")
-        _git(dest, *_identity(dest), "commit", "--quiet", "-m", "Generate from the Paved template")
+        git(dest, "add", "--all")
+        git(dest, *_identity(dest), "commit", "--quiet", "-m", "Generate from the Paved template")
     except BaseException:
         if created:
             shutil.rmtree(dest, ignore_errors=True)
@@ -103,15 +104,7 @@ def _lock(dest: Path) -> None:
 
 def _identity(dest: Path) -> list[str]:
     """Commit as the user when git knows them, else as Paved (the commit only holds the render)."""
-    known = subprocess.run(
-        ["git", "config", "user.email"], cwd=dest, capture_output=True, text=True
-    ).stdout.strip()
+    known = git(dest, "config", "user.email", check=False)
     if known or os.environ.get("GIT_AUTHOR_EMAIL"):
         return []
     return ["-c", "user.name=Paved", "-c", "user.email=paved@localhost"]
-
-
-def _git(cwd: Path, *args: str) -> None:
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
-    if result.returncode:
-        raise PavedError(f"`git {' '.join(args)}` failed in {cwd}:\n{result.stderr.strip()}")
