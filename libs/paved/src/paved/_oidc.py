@@ -48,7 +48,10 @@ __all__ = [
 
 #: Cloud registries by host: the name `--cloud` takes, the pattern and a readable name.
 CLOUDS: dict[str, tuple[str, str]] = {
-    "aws": (r"\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?", "AWS ECR"),
+    "aws": (
+        r"\d{12}\.dkr\.ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?",
+        "AWS ECR",
+    ),
     "gcp": (r"([a-z0-9-]+\.)?gcr\.io|[a-z0-9-]+-docker\.pkg\.dev", "Google Artifact Registry"),
     # The public cloud only: the sovereign ones take other audiences and scopes.
     "azure": (r"[a-z0-9]+(-[a-z0-9]+)?\.azurecr\.io", "Azure Container Registry"),
@@ -142,20 +145,15 @@ def _aws(host: str, env: Mapping[str, str]) -> Credentials:
     role_arn = env["PAVED_AWS_ROLE_ARN"]
     if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", role_arn):
         raise PavedError(f"PAVED_AWS_ROLE_ARN {role_arn!r} is not an IAM role ARN")
-    region = _aws_region(host, env)
-    fips = ".dkr.ecr-fips." in host
-    sts, ecr = _aws_endpoints(region, env, fips=fips)
+    # A registry host names its region and FIPS-ness; one behind a proxy does not.
+    found = re.fullmatch(CLOUDS["aws"][0], host)
+    region = found["region"] if found else env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise PavedError(f"no AWS region in {host}: set AWS_REGION")
+    sts, ecr = _aws_endpoints(region, env, fips=bool(found and found["fips"]))
     token = github_id_token("sts.amazonaws.com", env)
     keys = assume_role_with_web_identity(role_arn, token, sts, env)
     return ecr_authorization(keys, region, ecr)
-
-
-def _aws_region(host: str, env: Mapping[str, str]) -> str:
-    found = re.search(r"\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com", host)
-    region = found.group(1) if found else env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise PavedError(f"no AWS region in {host}: set AWS_REGION")
-    return region
 
 
 def _aws_endpoints(region: str, env: Mapping[str, str], *, fips: bool) -> tuple[str, str]:

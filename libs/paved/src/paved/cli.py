@@ -138,8 +138,7 @@ def ci_image(
     for ref in build.refs:
         typer.echo(f"built {ref}")
     if digest:
-        typer.echo(f"pushed {build.image}@{digest}")
-        _github_output(digest=digest, image=build.image)
+        _pushed(build.image, digest)
 
 
 @ci_app.command("push")
@@ -160,8 +159,7 @@ def ci_push(
         digest = push_image(build, builder=builder, tls_verify=tls_verify)
     except PavedError as exc:
         raise _fail(exc) from exc
-    typer.echo(f"pushed {build.image}@{digest}")
-    _github_output(digest=digest, image=build.image)
+    _pushed(build.image, digest)
 
 
 @ci_app.command("login")
@@ -188,6 +186,12 @@ def ci_login(
         _err.print(login(target, builder=builder, tls_verify=tls_verify, cloud=cloud))
     except PavedError as exc:
         raise _fail(exc) from exc
+
+
+def _pushed(image: str, digest: str) -> None:
+    """Say what was pushed, on stdout and as the step's outputs."""
+    typer.echo(f"pushed {image}@{digest}")
+    _github_output(digest=digest, image=image)
 
 
 def _github_output(**values: str) -> None:
