@@ -9,6 +9,7 @@ tests/template/test_examples.py fails while a committed render differs from a fr
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from typing import Any
 
 import yaml
 from copier import run_copy
+from paved._git import LOCATION_VARIABLES
 from plumbum import local
 from snapshot import PLATFORM_URL, ROOT, canonical_env, git, snapshot
 
@@ -38,6 +40,11 @@ def render_example(answers: dict[str, Any], dest: Path, *, vcs_ref: str | None =
 
 
 def main() -> int:
+    # Run as a git hook, git names the repository being committed to (GIT_INDEX_FILE, ...):
+    # copier's and the snapshot's git calls work on other repositories and must not see it.
+    for name in LOCATION_VARIABLES:
+        os.environ.pop(name, None)
+        local.env.pop(name, None)
     with tempfile.TemporaryDirectory(prefix="paved-examples-") as scratch:
         source = ROOT
         if git(ROOT, "status", "--porcelain"):

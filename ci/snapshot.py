@@ -9,9 +9,10 @@ resolve to that snapshot, which both copier and uv honour.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
+
+from paved._git import git_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORM_URL = "https://github.com/acme/paved.git"
@@ -27,7 +28,9 @@ def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         ["git", *args],
         cwd=cwd,
-        env={**os.environ, **GIT_IDENTITY, **(env or {})},
+        # Only the repositories named here: a git hook's GIT_INDEX_FILE or GIT_DIR, inherited,
+        # would make these calls write the index of the repository being committed to.
+        env=git_env(**GIT_IDENTITY, **(env or {})),
         capture_output=True,
         text=True,
     )

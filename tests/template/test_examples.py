@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from render_examples import EXAMPLES, examples, render_example
-from snapshot import ROOT, git
+from snapshot import GIT_IDENTITY, ROOT, git
 
 pytestmark = pytest.mark.render
 
@@ -56,3 +59,34 @@ def test_no_machine_path_in_committed_files() -> None:
         and pattern.search((ROOT / name).read_text(encoding="utf-8", errors="ignore"))
     ]
     assert offenders == []
+
+
+def test_examples_hook_keeps_the_index_of_the_commit(
+    platform: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Run from a real git pre-commit hook (git sets GIT_INDEX_FILE for it), the examples
+    hook renders from a snapshot of the working tree without touching the commit's index."""
+    clone, _ = platform
+    repo = tmp_path / "platform"
+    git(tmp_path, "clone", "--quiet", str(clone), str(repo))
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text(f'#!/bin/sh\nexec "{sys.executable}" ci/render_examples.py\n')
+    hook.chmod(0o755)
+    (repo / "README.md").write_text((repo / "README.md").read_text() + "\nOne more line.\n")
+    git(repo, "add", "README.md")
+    (repo / ".env").write_text("SECRET=do-not-commit\n")  # untracked: forces a snapshot
+    staged = git(repo, "ls-files", "--stage")
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+    done = subprocess.run(
+        ["git", "commit", "-m", "docs: one more line"],
+        cwd=repo,
+        env={**env, **GIT_IDENTITY},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rendering a snapshot of the working tree" in done.stdout + done.stderr
+    assert git(repo, "ls-files", "--stage") == staged, "the hook rewrote the index"
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").splitlines() == ["README.md"]
+    assert git(repo, "fsck", "--no-progress") == ""

@@ -1,16 +1,65 @@
-"""Running git in a repo."""
+"""Running git in a repo, and only in that repo."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from paved._errors import PavedError
 
+__all__ = ["LOCATION_VARIABLES", "git", "git_env"]
 
-def git(cwd: Path, *args: str, check: bool = True) -> str:
-    """`git <args>` in `cwd`: its stripped output; on failure an error, or "" if not `check`."""
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+#: What `git rev-parse --local-env-vars` lists, less the `-c` settings (GIT_CONFIG_*), which
+#: are configuration rather than location. A git hook runs with some of these set
+#: (GIT_INDEX_FILE, GIT_DIR, GIT_PREFIX) for the repository being committed to: inherited by
+#: a git call on another repository, they make it read and write the first one's index.
+LOCATION_VARIABLES = (
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_IMPLICIT_WORK_TREE",
+    "GIT_GRAFT_FILE",
+    "GIT_INDEX_FILE",
+    "GIT_NO_REPLACE_OBJECTS",
+    "GIT_REPLACE_REF_BASE",
+    "GIT_PREFIX",
+    "GIT_INTERNAL_SUPER_PREFIX",
+    "GIT_SHALLOW_FILE",
+    "GIT_COMMON_DIR",
+)
+_TIMEOUT = 300
+
+
+def git_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """`base` (default: this process's environment) without inherited repository locations."""
+    env = {
+        key: value
+        for key, value in (os.environ if base is None else base).items()
+        if key not in LOCATION_VARIABLES
+    }
+    return {**env, **extra}
+
+
+def git(cwd: Path, *args: str, check: bool = True, env: Mapping[str, str] | None = None) -> str:
+    """`git <args>` in `cwd`: its stripped output; on failure an error, or "" if not `check`.
+
+    The repository is the one at `cwd` (or named by the variables in `env`, which are added
+    to this process's environment), never one a calling git hook names in the inherited one.
+    """
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=git_env(**(env or {})),
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PavedError(f"`git {' '.join(args)}` took over {_TIMEOUT} s in {cwd}") from exc
     if done.returncode:
         if check:
             raise PavedError(f"`git {' '.join(args)}` failed in {cwd}:\n{done.stderr.strip()}")
