@@ -30,7 +30,7 @@ def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
         cwd=cwd,
         # Only the repositories named here: a git hook's GIT_INDEX_FILE or GIT_DIR, inherited,
         # would make these calls write the index of the repository being committed to.
-        env=git_env(**GIT_IDENTITY, **(env or {})),
+        env=git_env({**GIT_IDENTITY, **(env or {})}),
         capture_output=True,
         text=True,
     )

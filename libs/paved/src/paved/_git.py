@@ -33,14 +33,10 @@ LOCATION_VARIABLES = (
 _TIMEOUT = 300
 
 
-def git_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
-    """`base` (default: this process's environment) without inherited repository locations."""
-    env = {
-        key: value
-        for key, value in (os.environ if base is None else base).items()
-        if key not in LOCATION_VARIABLES
-    }
-    return {**env, **extra}
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of this process without inherited repository locations, plus `extra`."""
+    env = {key: value for key, value in os.environ.items() if key not in LOCATION_VARIABLES}
+    return {**env, **(extra or {})}
 
 
 def git(cwd: Path, *args: str, check: bool = True, env: Mapping[str, str] | None = None) -> str:
@@ -53,7 +49,7 @@ def git(cwd: Path, *args: str, check: bool = True, env: Mapping[str, str] | None
         done = subprocess.run(
             ["git", *args],
             cwd=cwd,
-            env=git_env(**(env or {})),
+            env=git_env(env),
             capture_output=True,
             text=True,
             timeout=_TIMEOUT,
@@ -64,4 +60,4 @@ def git(cwd: Path, *args: str, check: bool = True, env: Mapping[str, str] | None
         if check:
             raise PavedError(f"`git {' '.join(args)}` failed in {cwd}:\n{done.stderr.strip()}")
         return ""
-    return done.stdout.strip()
+    return str(done.stdout).strip()
