@@ -12,6 +12,7 @@ moto emulates STS and ECR.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Location", f"/github/token?{url.query}")
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return None
+        if self._broken(url.path):
             return None
         if url.path != "/github/token":
             return self._answer(404, {"message": "not found"})
@@ -85,6 +88,28 @@ class Handler(BaseHTTPRequestHandler):
                 return self._answer(401, {"errors": [{"code": "UNAUTHORIZED"}]})
             return self._answer(200, {"refresh_token": self.password})
         return self._answer(404, {"message": "not found"})
+
+    def _broken(self, path: str) -> bool:
+        """Broken answers: /github/html (not JSON), /github/huge (8 MiB), /github/cut (the
+        connection closes mid-body: IncompleteRead). False for any other path."""
+        if path == "/github/html":
+            body = b"<html>Service Unavailable</html>"
+            length = len(body)
+        elif path == "/github/huge":
+            body = b'{"value": "' + b"x" * (8 * 1024 * 1024) + b'"}'
+            length = len(body)
+        elif path == "/github/cut":
+            body, length = b'{"value": "eyJ', 4096
+        else:
+            return False
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        with contextlib.suppress(OSError):  # a client that stops reading a huge answer
+            self.wfile.write(body)
+        self.close_connection = True
+        return True
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: the JSON-lines log is the record."""

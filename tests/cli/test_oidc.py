@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -223,8 +224,67 @@ def test_malformed_identity_is_refused_before_any_request(
     cloud = "aws" if "PAVED_AWS_ROLE_ARN" in variables else "gcp"
     env = _job_env(base, AWS_REGION="eu-west-1", **variables)
     with pytest.raises(PavedError, match=message):
-        cloud_credentials(cloud, "registry.example", env)
+        host = {"aws": "123456789012.dkr.ecr.eu-west-1.amazonaws.com", "gcp": "gcr.io"}[cloud]
+        cloud_credentials(cloud, host, env)
     assert len(_requests(log)) == before
+
+
+@pytest.mark.libs
+@pytest.mark.parametrize(
+    ("registry", "cloud", "extra", "message"),
+    [
+        ("registry.example.com/acme.azurecr.io", "azure", {}, "not a host of Azure Container"),
+        ("acme.azurecr.io.evil.example/ml", "azure", {}, "not a host of Azure Container"),
+        ("europe-docker.pkg.dev/acme", "aws", {}, "not a host of AWS ECR"),
+        ("evil.example#.azurecr.io/ml", None, {}, "is not a host name"),
+        ("user@acme.azurecr.io/ml", "azure", {}, "is not a host name"),
+        # An emulator on this machine takes the region from AWS_REGION: it must be a region.
+        ("127.0.0.1:5000/ml", "aws", {"AWS_REGION": "evil.example#"}, "not a region name"),
+        ("127.0.0.1:5000/ml", "aws", {"AWS_REGION": "eu-west-1.evil.example/"}, "not a region"),
+    ],
+)
+def test_a_named_cloud_must_match_the_host_before_any_request(
+    clouds: tuple[str, Path], registry: str, cloud: str | None, extra: dict[str, str], message: str
+) -> None:
+    base, log = clouds
+    identity = {
+        "PAVED_AWS_ROLE_ARN": ROLE,
+        "PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER": PROVIDER,
+        "PAVED_AZURE_TENANT_ID": "acme-tenant",
+        "PAVED_AZURE_CLIENT_ID": "paved-app",
+    }
+    env = _job_env(base, **identity, **extra)
+    before = len(_requests(log))
+    with pytest.raises(PavedError, match=message):
+        login(registry, builder="buildah", cloud=cloud, env=env)
+    assert len(_requests(log)) == before, "a request went out before the refusal"
+
+
+@pytest.mark.libs
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("html", "answered something that is not JSON"),
+        ("huge", "answered more than 1024 KiB"),
+        ("cut", "did not answer at .*IncompleteRead"),
+        ("missing", r"refused \(404\)"),
+    ],
+)
+def test_a_broken_token_service_is_one_clear_line(
+    clouds: tuple[str, Path], path: str, message: str
+) -> None:
+    base, _ = clouds
+    env = _job_env(base, ACTIONS_ID_TOKEN_REQUEST_URL=f"{base}/github/{path}?api-version=2.0")
+    env.update(PAVED_AWS_ROLE_ARN=ROLE)
+    command = [sys.executable, "-m", "paved", "ci", "login", "--builder", "buildah"]
+    registry = ["--registry", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ml"]
+    done = subprocess.run(
+        [*command, *registry], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert re.search(message, done.stderr), done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2, done.stderr
 
 
 @pytest.mark.libs

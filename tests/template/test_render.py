@@ -207,14 +207,6 @@ def test_remote_url_must_match_remote_kind(platform: tuple[Path, str], tmp_path:
     assert not dest.exists()
 
 
-def test_reserved_names_are_current() -> None:
-    """templates/_shared/reserved.jinja is what ci/reserved_names.py makes on this Python."""
-    from reserved_names import TARGET
-    from reserved_names import render as make
-
-    assert TARGET.read_text(encoding="utf-8") == make(), "run: uv run python ci/reserved_names.py"
-
-
 def test_subfolder_copy_is_not_offered() -> None:
     """No doc or script tells anyone to copy templates/<kind> directly: it loses updates."""
     pattern = re.compile(r"copier copy \S*templates/")

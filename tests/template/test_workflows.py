@@ -21,6 +21,14 @@ CLOUD = [
     {"container_registry": "acme.azurecr.io/ml"},
     {"container_registry": "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/ml"},
 ]
+#: Hosts that name a cloud registry somewhere but are not one: no OIDC for them.
+DECOYS = [
+    {"container_registry": "registry.example.com/acme.azurecr.io"},
+    {"container_registry": "evil.example/123456789012.dkr.ecr.eu-west-1.amazonaws.com"},
+    {"container_registry": "gcr.io.evil.example/ml"},
+    {"container_registry": "acme.azurecr.io.evil.example/ml"},
+    {"container_registry": "eu-docker.pkg.dev.evil.example/ml"},
+]
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 
 
@@ -130,3 +138,27 @@ def test_platform_workflows_are_least_privilege_and_pinned() -> None:
             granted = job.get("permissions", {})
             writes = {scope for scope, level in granted.items() if level == "write"}
             assert writes == set(), f"{path.name}:{name} must not write"
+
+
+@pytest.mark.parametrize("answers", CLOUD + DECOYS, ids=matrix_id)
+def test_the_template_knows_a_cloud_registry_as_paved_ci_login_does(
+    render: Render, answers: dict[str, str]
+) -> None:
+    """The template's cloud patterns are login's own: a decoy gets no OIDC token."""
+    repo = render(**answers)
+    release = workflows(repo)["release.yml"]["jobs"]["release"]
+    cloud = cloud_of(answers["container_registry"].split("/")[0])
+    assert (answers in CLOUD) == (cloud is not None)
+    assert ("id-token" in release["permissions"]) == (cloud is not None)
+    inputs = {name for name in release["with"] if name.startswith(("aws-", "gcp-", "azure-"))}
+    assert bool(inputs) == (cloud is not None)
+    assert all(name.startswith(f"{cloud}-") for name in inputs)
+
+
+def test_the_template_cloud_patterns_are_generated_from_paved() -> None:
+    from template_constants import TARGETS
+
+    for target, make in TARGETS.items():
+        assert target.read_text(encoding="utf-8") == make(), (
+            "run: uv run python ci/template_constants.py"
+        )

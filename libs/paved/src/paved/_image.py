@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from paved._errors import PavedError
-from paved._oidc import CLOUDS, Credentials, cloud_credentials, cloud_of
+from paved._oidc import CLOUDS, Credentials, cloud_credentials, cloud_for_login
 
 __all__ = [
     "APP_UID",
@@ -214,14 +214,14 @@ def login(
     """
     env = os.environ if env is None else env
     host = registry.split("/", 1)[0]
-    cloud = cloud or cloud_of(host)
+    cloud = cloud_for_login(host, cloud)
     how = ""
     if env.get("REGISTRY_PASSWORD"):
         user = env.get("REGISTRY_USERNAME") or env.get("GITHUB_REPOSITORY_OWNER", "")
         credentials = Credentials(user, env["REGISTRY_PASSWORD"])
     elif cloud:
         credentials = cloud_credentials(cloud, host, env)
-        how = f" with {CLOUDS[cloud][1]} OIDC"
+        how = f" with {CLOUDS[cloud].title} OIDC"
     elif host == "ghcr.io":
         credentials = Credentials(env.get("GITHUB_ACTOR", ""), env.get("GITHUB_TOKEN", ""))
     else:

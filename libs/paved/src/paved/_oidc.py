@@ -25,6 +25,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import http.client
 import json
 import re
 import urllib.error
@@ -39,32 +40,58 @@ from paved._errors import PavedError
 __all__ = [
     "CLOUDS",
     "AwsKeys",
+    "Cloud",
     "Credentials",
     "cloud_credentials",
+    "cloud_for_login",
     "cloud_of",
     "github_id_token",
     "sigv4_headers",
 ]
 
-#: Cloud registries by host: the name `--cloud` takes, the pattern and a readable name.
-CLOUDS: dict[str, tuple[str, str]] = {
-    "aws": (
+
+@dataclass(frozen=True)
+class Cloud:
+    """A cloud whose registry CI logs in to with its OIDC token."""
+
+    #: The whole registry host (named groups: what the host tells about the endpoints).
+    pattern: str
+    #: The registry's name, for messages.
+    title: str
+    #: The variables naming the identity to assume (repository variables in CI).
+    identity: tuple[str, ...]
+
+
+#: Cloud registries, by the name `--cloud` takes. The template's copy of the patterns
+#: (templates/_shared/clouds.jinja) is generated from these by ci/template_constants.py.
+CLOUDS: dict[str, Cloud] = {
+    "aws": Cloud(
         r"\d{12}\.dkr\.ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?",
         "AWS ECR",
+        ("PAVED_AWS_ROLE_ARN",),
     ),
-    "gcp": (r"([a-z0-9-]+\.)?gcr\.io|[a-z0-9-]+-docker\.pkg\.dev", "Google Artifact Registry"),
+    "gcp": Cloud(
+        r"([a-z0-9-]+\.)?gcr\.io|[a-z0-9-]+-docker\.pkg\.dev",
+        "Google Artifact Registry",
+        ("PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER",),
+    ),
     # The public cloud only: the sovereign ones take other audiences and scopes.
-    "azure": (r"[a-z0-9]+(-[a-z0-9]+)?\.azurecr\.io", "Azure Container Registry"),
+    "azure": Cloud(
+        r"[a-z0-9]+(-[a-z0-9]+)?\.azurecr\.io",
+        "Azure Container Registry",
+        ("PAVED_AZURE_CLIENT_ID", "PAVED_AZURE_TENANT_ID"),
+    ),
 }
-#: The variables naming the identity to assume, per cloud (repository variables in CI).
-IDENTITY_VARIABLES = {
-    "aws": ("PAVED_AWS_ROLE_ARN",),
-    "gcp": ("PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER",),
-    "azure": ("PAVED_AZURE_CLIENT_ID", "PAVED_AZURE_TENANT_ID"),
-}
+#: A registry host: a lowercase DNS name or IPv4 address, with an optional port.
+HOST = r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?"
+#: An AWS region (us-east-1, us-gov-west-1, cn-north-1, eu-central-2, ...).
+AWS_REGION = r"[a-z]{2}(-[a-z]+)+-\d{1,2}"
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 GCP_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 ACR_USER = "00000000-0000-0000-0000-000000000000"
 _TIMEOUT = 30
+#: A token service's answer is a few KiB; a larger one is refused, not read whole.
+_MAX_ANSWER = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -92,19 +119,44 @@ class AwsKeys:
 
 def cloud_of(host: str) -> str | None:
     """The cloud whose registry `host` is (`aws`, `gcp`, `azure`), or None."""
-    return next(
-        (name for name, (pattern, _) in CLOUDS.items() if re.fullmatch(pattern, host)), None
-    )
+    return next((name for name, cloud in CLOUDS.items() if re.fullmatch(cloud.pattern, host)), None)
+
+
+def cloud_for_login(host: str, cloud: str | None) -> str | None:
+    """The cloud to log in to `host` with: `cloud` if named and the host agrees, else found.
+
+    A named cloud is checked against the host before any token is asked for: a token (or the
+    password it buys) goes to that cloud's own registry hosts only, or to a registry on this
+    machine (an emulator). A decoy such as `registry.example.com` with `--cloud azure` is
+    refused.
+    """
+    if not re.fullmatch(HOST, host):
+        raise PavedError(
+            f"registry host {host!r} is not a host name (lowercase name or address, "
+            "optional :port, no scheme, user or path)"
+        )
+    found = cloud_of(host)
+    if cloud is None:
+        return found
+    if cloud not in CLOUDS:
+        raise PavedError(f"unknown cloud {cloud!r}: choose from {', '.join(CLOUDS)}")
+    if found != cloud and host.split(":", maxsplit=1)[0] not in _LOOPBACK:
+        raise PavedError(
+            f"--cloud {cloud}: {host} is not a host of {CLOUDS[cloud].title}, and its "
+            "OIDC credentials go to no other registry"
+        )
+    return cloud
 
 
 def cloud_credentials(cloud: str, host: str, env: Mapping[str, str]) -> Credentials:
     """Trade the job's OIDC token for credentials of `host`, a registry of `cloud`."""
     if cloud not in CLOUDS:
         raise PavedError(f"unknown cloud {cloud!r}: choose from {', '.join(CLOUDS)}")
-    missing = [name for name in IDENTITY_VARIABLES[cloud] if not env.get(name)]
+    cloud_for_login(host, cloud)
+    missing = [name for name in CLOUDS[cloud].identity if not env.get(name)]
     if missing:
         raise PavedError(
-            f"{host} is a {CLOUDS[cloud][1]} registry and {' and '.join(missing)} "
+            f"{host} is a {CLOUDS[cloud].title} registry and {' and '.join(missing)} "
             "not set: name the identity CI assumes (in CI, a repository variable of the same "
             "name, passed by the release workflow of a repo generated for this kind of "
             "registry: after changing the kind, `copier update` with the new "
@@ -145,11 +197,14 @@ def _aws(host: str, env: Mapping[str, str]) -> Credentials:
     role_arn = env["PAVED_AWS_ROLE_ARN"]
     if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", role_arn):
         raise PavedError(f"PAVED_AWS_ROLE_ARN {role_arn!r} is not an IAM role ARN")
-    # A registry host names its region and FIPS-ness; one behind a proxy does not.
-    found = re.fullmatch(CLOUDS["aws"][0], host)
+    # An ECR host names its region and FIPS-ness; an emulator on this machine does not.
+    found = re.fullmatch(CLOUDS["aws"].pattern, host)
     region = found["region"] if found else env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if not region:
         raise PavedError(f"no AWS region in {host}: set AWS_REGION")
+    # The region becomes part of the STS and ECR host names: `x#` would send the token to x.
+    if not re.fullmatch(AWS_REGION, region, flags=re.ASCII):
+        raise PavedError(f"AWS region {region!r} is not a region name (e.g. eu-west-1)")
     sts, ecr = _aws_endpoints(region, env, fips=bool(found and found["fips"]))
     token = github_id_token("sts.amazonaws.com", env)
     keys = assume_role_with_web_identity(role_arn, token, sts, env)
@@ -361,7 +416,7 @@ def _endpoint(env: Mapping[str, str], variable: str, default: str) -> str:
 def _check_url(url: str, name: str) -> None:
     """Tokens travel over https only (plain http to this machine, for emulators)."""
     parts = urllib.parse.urlsplit(url)
-    loopback = parts.hostname in {"127.0.0.1", "localhost", "::1"}
+    loopback = parts.hostname in _LOOPBACK
     if not parts.hostname or not (
         parts.scheme == "https" or (parts.scheme, loopback) == ("http", True)
     ):
@@ -379,14 +434,23 @@ _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _call(service: str, request: urllib.request.Request) -> bytes:
+    """The body of the answer; a refusal, a broken answer or a huge one is a PavedError."""
     try:
         with _OPENER.open(request, timeout=_TIMEOUT) as response:
-            return bytes(response.read())
+            body = bytes(response.read(_MAX_ANSWER + 1))
+            missing = response.length  # what Content-Length announced but never came
+            if missing and len(body) <= _MAX_ANSWER:
+                raise http.client.IncompleteRead(body, missing)
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace").strip()[:500]
+        detail = exc.read(_MAX_ANSWER).decode(errors="replace").strip()[:500]
         raise PavedError(f"{service} refused ({exc.code}): {detail or exc.reason}") from exc
-    except OSError as exc:
-        raise PavedError(f"{service} did not answer at {request.full_url}: {exc}") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        # HTTPException: a connection cut mid-answer (IncompleteRead), a malformed status line.
+        reason = f"{type(exc).__name__}: {exc}"
+        raise PavedError(f"{service} did not answer at {request.full_url}: {reason}") from exc
+    if len(body) > _MAX_ANSWER:
+        raise PavedError(f"{service} answered more than {_MAX_ANSWER // 1024} KiB: not a token")
+    return body
 
 
 def _json(service: str, request: urllib.request.Request) -> object:
