@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -59,6 +60,21 @@ def test_render_matrix(render: Render, platform: tuple[Path, str], answers: dict
             # GitHub Actions expressions (${{ ... }}) belong in workflows; Jinja does not.
             text = re.sub(r"\$\{\{.*?\}\}", "", path.read_text(encoding="utf-8"))
             assert not re.search(r"\{\{|\{%|\{#", text), f"template syntax left in {path}"
+
+    # Whatever the answers, every generated Python, TOML and YAML file parses, and the
+    # human text in the package's docstring reads back exactly as given.
+    for path in repo.rglob("*"):
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if path.suffix == ".py":
+            ast.parse(text, filename=str(path))
+        elif path.suffix == ".toml":
+            tomllib.loads(text)
+        elif path.suffix in {".yml", ".yaml"}:
+            yaml.safe_load(text)
+    module = ast.parse((repo / "src" / package / "__init__.py").read_text())
+    name = {**BASE_ANSWERS, **answers}["project_name"]
+    assert ast.get_docstring(module, clean=False).startswith(f"{name}: ")
+    assert len(module.body) == 1, "the package's __init__ holds only its docstring"
 
     recorded = yaml.safe_load((repo / ".copier-answers.yml").read_text())
     assert recorded["_src_path"] == PLATFORM_URL
@@ -155,6 +171,13 @@ BAD_ANSWERS = [
     ("dvc_remote", "ftp", "Invalid choice"),
     ("dvc_remote_url", "s3://bucket/x", "is a path"),
     ("mlflow_tracking_uri", "ftp://mlflow", "is not valid"),
+    ("mlflow_tracking_uri", 'http://mlflow.internal"', "must not contain quotes"),
+    ("mlflow_tracking_uri", "postgresql://ml:s3cret@db.internal/mlflow", "MLFLOW_TRACKING_URI"),
+    ("mlflow_tracking_uri", "https://token@mlflow.internal", "must not carry credentials"),
+    ("platform_repo_url", "https://ghp_token@github.com/acme/paved.git", "credential helper"),
+    ("platform_repo_url", 'https://github.com/acme/paved"', "must not contain quotes"),
+    ("dvc_remote_url", "/srv/dvc#store", "must not contain quotes, backslashes, #"),
+    ("project_name", "Iris\x1bDemo", "control characters"),
     ("container_registry", "https://ghcr.io/acme", "without a scheme"),
     ("platform_repo_url", "file:///srv/paved", "git+file"),
     ("org", "-acme", "GitHub organisation"),
