@@ -20,7 +20,10 @@ MATRIX = [
     {"mlflow_tracking_uri": "http://mlflow.internal:5000", "org": "Data-Corp"},
     {"container_registry": "registry.internal:5000/ml", "package_name": "iris_model"},
     # Human text is escaped for each file it lands in: this name is inert everywhere.
-    {"project_name": 'Iris """ + __import__("os").getpid() + """ "', "distribution_name": "iris-demo"},
+    {
+        "project_name": 'Iris """ + __import__("os").getpid() + """ "',
+        "distribution_name": "iris-demo",
+    },
 ]
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
 from paved._errors import PavedError
+from paved._proc import QUICK_TIMEOUT, run
 
 __all__ = ["LOCATION_VARIABLES", "git", "git_env"]
 
@@ -30,7 +30,6 @@ LOCATION_VARIABLES = (
     "GIT_SHALLOW_FILE",
     "GIT_COMMON_DIR",
 )
-_TIMEOUT = 300
 
 
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -45,19 +44,9 @@ def git(cwd: Path, *args: str, check: bool = True, env: Mapping[str, str] | None
     The repository is the one at `cwd` (or named by the variables in `env`, which are added
     to this process's environment), never one a calling git hook names in the inherited one.
     """
-    try:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            env=git_env(env),
-            capture_output=True,
-            text=True,
-            timeout=_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise PavedError(f"`git {' '.join(args)}` took over {_TIMEOUT} s in {cwd}") from exc
+    done = run(["git", *args], cwd=cwd, env=git_env(env), timeout=QUICK_TIMEOUT, check=False)
     if done.returncode:
         if check:
             raise PavedError(f"`git {' '.join(args)}` failed in {cwd}:\n{done.stderr.strip()}")
         return ""
-    return str(done.stdout).strip()
+    return done.stdout.strip()

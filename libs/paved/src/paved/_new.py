@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from paved._errors import PavedError
 from paved._git import git
+from paved._proc import run
 
 __all__ = ["PLATFORM_URL", "new_project"]
 
@@ -97,9 +97,7 @@ def _lock(dest: Path) -> None:
     uv = shutil.which("uv")
     if uv is None:
         raise PavedError("uv is not on PATH: install it, or pass --no-lock and run `uv lock` later")
-    result = subprocess.run([uv, "lock", "--quiet"], cwd=dest, capture_output=True, text=True)
-    if result.returncode:
-        raise PavedError(f"`uv lock` failed in {dest}:\n{result.stderr.strip()}")
+    run([uv, "lock", "--quiet"], cwd=dest)
 
 
 def _identity(dest: Path) -> list[str]:
