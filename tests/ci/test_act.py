@@ -1,10 +1,12 @@
-"""CI tier: a generated repo's own ci.yml and release.yml run to success under act.
+"""CI tier: a generated repo's own ci.yml and release.yml run under act.
 
 act runs the jobs on this host (`-P ubuntu-latest=-self-hosted`) and serves the platform's
-reusable workflows from the throwaway release (`--local-repository acme/paved@<sha>=...`).
-The push event carries a hostile commit message: no workflow may execute it. The team
-pushes to its own registry (not ghcr.io, not a cloud), which asks for the password given as
-the repository secret REGISTRY_PASSWORD.
+reusable workflows from the throwaway release (`--local-repository acme/paved@<sha>=...`);
+GitHub's artifact store, out of reach here, is stood in for by two local actions
+(tests/ci/stand-ins). The push event carries a hostile commit message: no workflow may
+execute it. The team pushes to its own registry (not ghcr.io, not a cloud), which asks for
+the password given as the repository secret REGISTRY_PASSWORD. The tests run as if this
+repo's own CI were running them (a foreign GITHUB_SHA and GITHUB_ACTIONS=true around them).
 """
 
 from __future__ import annotations
@@ -18,15 +20,51 @@ from pathlib import Path
 
 import pytest
 from base_image import ensure_base_image
-from golden_path import IRIS_ROW, generate, serve_image, tool_env
+from golden_path import IRIS_ROW, generate, run, serve_image, tool_env
 from helpers import BASE_ANSWERS
 from registry import Registry, local_registry
+from snapshot import LOCK_ENV
 
-pytestmark = pytest.mark.ci
+pytestmark = [pytest.mark.ci, pytest.mark.usefixtures("foreign_ci_context")]
 
 ACT = str(Path(sys.executable).parent / "act")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PUSHER, PASSWORD = "paved-ci", "registry-secret-3c1f9a"
+STAND_INS = Path(__file__).parent / "stand-ins"
+#: The artifact actions team-release.yml uses, and the stand-ins that serve them here.
+ARTIFACT_ACTIONS = {
+    "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",
+    "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact",
+}
+#: An origin with a credential in it, as a careless clone has: no label may carry it.
+ORIGIN = "https://ci-bot:origin-token-77e1@github.com/acme/iris-demo.git"
+
+#: A pipeline stage gone bad: it reads what secrets it can see and asks the runner to source
+#: its script in every later bash step (BASH_ENV through $GITHUB_ENV).
+HOSTILE = """
+
+def _take_over() -> None:
+    import json as _json
+    import os as _os
+
+    if not _os.environ.get("GITHUB_ENV"):
+        return
+    wanted = (
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "REGISTRY_PASSWORD",
+        "GITHUB_TOKEN",
+    )
+    seen = {k: v for k, v in _os.environ.items() if k in wanted and v}
+    with open("{work}/seen.json", "w") as handle:
+        _json.dump(seen, handle)
+    with open(_os.environ["GITHUB_ENV"], "a") as handle:
+        handle.write("BASH_ENV={work}/evil.sh\\n")
+
+
+_take_over()
+"""
+EVIL = '#!/bin/sh\necho "${GITHUB_JOB:-?}" >> "{work}/sourced-in"\nenv >> "{work}/stolen.env"\n'
 
 
 class Team:
@@ -34,10 +72,10 @@ class Team:
         self.repo, self.env, self.clone, self.sha, self.work = repo, env, clone, sha, work
         self.canary = work / "canary"
 
-    def event(self) -> Path:
+    def event(self, ref: str) -> Path:
         message = f'x"; touch {self.canary}; echo "'
         event = {
-            "ref": "refs/heads/main",
+            "ref": ref,
             "repository": {
                 "default_branch": "main",
                 "full_name": "acme/iris-demo",
@@ -50,8 +88,15 @@ class Team:
         path.write_text(json.dumps(event))
         return path
 
-    def act(self, workflow: str, *extra: str) -> tuple[int, str]:
+    def act(self, workflow: str, *extra: str, ref: str = "refs/heads/main") -> tuple[int, str]:
         """Run one workflow on a push event; return the exit code and the plain output."""
+        artifacts = self.work / "artifacts"
+        stand_ins = [
+            arg
+            for action, folder in ARTIFACT_ACTIONS.items()
+            for arg in ("--local-repository", f"{action}={STAND_INS / folder}")
+        ]
+        lock = [arg for key, value in LOCK_ENV.items() for arg in ("--env", f"{key}={value}")]
         done = subprocess.run(
             [
                 ACT,
@@ -62,14 +107,19 @@ class Team:
                 "ubuntu-latest=-self-hosted",
                 "--local-repository",
                 f"acme/paved@{self.sha}={self.clone}",
+                *stand_ins,
+                "--env",
+                f"PAVED_TEST_ARTIFACTS={artifacts}",
+                *lock,
                 "-e",
-                str(self.event()),
+                str(self.event(ref)),
                 *extra,
             ],
             cwd=self.repo,
             env=self.env,
             capture_output=True,
             text=True,
+            timeout=1800,
         )
         return done.returncode, ANSI.sub("", done.stdout + done.stderr)
 
@@ -88,6 +138,7 @@ def team(platform: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -
         "container_registry": "registry.acme.example/ml",
     }
     repo = generate(work / "iris-demo", env, answers)
+    run(["git", "remote", "add", "origin", ORIGIN], repo, env)
     return Team(repo, env, clone, sha, work)
 
 
@@ -106,9 +157,10 @@ def registry() -> Iterator[Registry]:
         yield running
 
 
-def test_release_workflow_pushes_an_image_that_serves(team: Team, registry: Registry) -> None:
+def release(team: Team, registry: Registry, *extra: str, ref: str = "refs/heads/main") -> str:
+    """Run the generated release.yml against the registry; return act's output (any code)."""
     base = ensure_base_image()
-    code, output = team.act(
+    _, output = team.act(
         "release.yml",
         "--var",
         f"PAVED_REGISTRY={registry.host}/acme",
@@ -120,18 +172,87 @@ def test_release_workflow_pushes_an_image_that_serves(team: Team, registry: Regi
         f"PAVED_REGISTRY_USERNAME={PUSHER}",
         "--secret",
         f"REGISTRY_PASSWORD={PASSWORD}",
+        *extra,
+        ref=ref,
     )
-    assert code == 0, output[-6000:]
+    return output
+
+
+def pushed(output: str, registry: Registry) -> tuple[str, str] | None:
+    match = re.search(
+        rf"pushed ({re.escape(registry.host)}/acme/iris-demo)@(sha256:[0-9a-f]{{64}})", output
+    )
+    return (match[1], match[2]) if match else None
+
+
+def test_a_push_to_a_feature_branch_does_not_release(team: Team, registry: Registry) -> None:
+    output = release(team, registry, ref="refs/heads/feature")
+    assert "Build the image" not in output and pushed(output, registry) is None, output[-3000:]
+
+
+def test_without_a_champion_in_the_remote_the_release_can_refuse_to_train(
+    team: Team, registry: Registry
+) -> None:
+    output = release(team, registry, "--var", "PAVED_TRAIN_IF_PULL_FAILS=false")
+    assert "dvc pull models/champion failed: the DVC remote is out of reach" in output
+    assert "training the champion" not in output
+    assert pushed(output, registry) is None, "a release without its champion pushed an image"
+
+
+def test_release_builds_apart_from_its_push_and_the_image_serves(
+    team: Team, registry: Registry
+) -> None:
+    """The build job runs the repo's code (here a hostile stage); the push job runs none.
+
+    The stage sees no token and no registry password, and the BASH_ENV it plants through
+    $GITHUB_ENV is sourced by no step of the push job, which logs in and pushes exactly the
+    archived image.
+    """
+    work = team.work
+    (work / "evil.sh").write_text(EVIL.replace("{work}", str(work)))
+    prepare = team.repo / "src" / "iris_demo" / "pipeline" / "prepare.py"
+    original = prepare.read_text()
+    prepare.write_text(original + HOSTILE.replace("{work}", str(work)))
+    run(["git", "commit", "--quiet", "-am", "prepare: a stage gone bad"], team.repo, team.env)
+    try:
+        output = release(team, registry)
+    finally:
+        prepare.write_text(original)
+        run(["git", "commit", "--quiet", "-am", "prepare: mended"], team.repo, team.env)
+
+    assert "Job succeeded" in output, output[-6000:]
     assert not team.canary.exists(), "a commit message was executed"
     assert f"logged in to {registry.host} as {PUSHER}" in output
     # The generated repo never pushed to its DVC remote: the release says it trains instead.
     assert "training the champion from the shipped data" in output
     assert PASSWORD not in output, "the registry password reached the log"
-    match = re.search(
-        rf"pushed ({re.escape(registry.host)}/acme/iris-demo)@(sha256:[0-9a-f]{{64}})", output
+
+    assert json.loads((work / "seen.json").read_text()) == {}, "the stage saw a secret"
+    sourced = (work / "sourced-in").read_text().split() if (work / "sourced-in").exists() else []
+    assert sourced and set(sourced) == {"build"}, f"the stage's BASH_ENV ran in {sourced}"
+    stolen = (work / "stolen.env").read_text() if (work / "stolen.env").exists() else ""
+    assert PASSWORD not in stolen and "ACTIONS_ID_TOKEN_REQUEST_TOKEN" not in stolen
+
+    found = pushed(output, registry)
+    assert found, output[-4000:]
+    image, digest = found
+    archived = re.search(r"archived \S+@(sha256:[0-9a-f]{64})", output)
+    assert archived and archived[1] == digest, "the push job pushed another image than built"
+
+    inspect = subprocess.run(
+        ["skopeo", "inspect", "--config", "--tls-verify=false", f"docker://{image}@{digest}"],
+        env=team.env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert match, output[-4000:]
-    image, digest = match.groups()
+    labels = json.loads(inspect.stdout)["config"]["Labels"]
+    assert labels["org.opencontainers.image.source"] == "https://github.com/acme/iris-demo"
+    assert (
+        labels["org.opencontainers.image.revision"]
+        == run(["git", "rev-parse", "HEAD~1"], team.repo, team.env).stdout.strip()
+    )
+    assert "origin-token" not in json.dumps(labels)
 
     try:
         with serve_image(f"{image}@{digest}", team.repo, team.env) as service:
@@ -144,3 +265,17 @@ def test_release_workflow_pushes_an_image_that_serves(team: Team, registry: Regi
             assert ["rows", 0, "petal_length_cm"] in [e["loc"] for e in body["detail"]]
     finally:
         subprocess.run(["buildah", "rmi", "--force", f"{image}@{digest}"], capture_output=True)
+
+
+def test_a_champion_in_the_remote_is_released_without_training(
+    team: Team, registry: Registry
+) -> None:
+    run(["uv", "sync", "--frozen", "--quiet"], team.repo, team.env)
+    run(["uv", "run", "--frozen", "dvc", "repro"], team.repo, team.env)
+    run(["uv", "run", "--frozen", "dvc", "push"], team.repo, team.env)
+    run(["git", "add", "--all"], team.repo, team.env)
+    run(["git", "commit", "--quiet", "-m", "Champion trained and pushed"], team.repo, team.env)
+    output = release(team, registry)
+    assert "Job succeeded" in output, output[-6000:]
+    assert "training the champion" not in output
+    assert pushed(output, registry), output[-4000:]

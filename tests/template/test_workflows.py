@@ -97,7 +97,12 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     ci, release = flows["ci.yml"]["jobs"]["ci"], flows["release.yml"]["jobs"]["release"]
     assert ci["permissions"] == {"contents": "read"}
     cloud = answers in CLOUD
-    expected = {"contents": "read", "packages": "write", **({"id-token": "write"} if cloud else {})}
+    ghcr = answers.get("container_registry", "ghcr.io").startswith("ghcr.io")
+    expected = {
+        "contents": "read",
+        **({"packages": "write"} if ghcr else {}),
+        **({"id-token": "write"} if cloud else {}),
+    }
     assert release["permissions"] == expected
     assert "default_branch" in release["if"] and "refs/tags/" in release["if"]
     triggers = flows["release.yml"][True]
@@ -129,9 +134,11 @@ def test_platform_workflows_are_least_privilege_and_pinned() -> None:
         check_no_event_in_run(path)
         if path.name == "team-release.yml":
             # The calling job grants exactly what the push needs (tested on the generated
-            # release.yml); a called job can only narrow that, so this one asks for nothing.
+            # release.yml); the build job narrows it to reading, the push job asks for
+            # nothing of its own (a request the caller does not grant would stop the run).
             assert "permissions" not in flow, path.name
-            assert all("permissions" not in job for job in flow["jobs"].values()), path.name
+            assert flow["jobs"]["build"]["permissions"] == {"contents": "read"}
+            assert "permissions" not in flow["jobs"]["push"]
             continue
         assert flow["permissions"] == {}, path.name
         for name, job in flow["jobs"].items():
@@ -162,3 +169,46 @@ def test_the_template_cloud_patterns_are_generated_from_paved() -> None:
         assert target.read_text(encoding="utf-8") == make(), (
             "run: uv run python ci/template_constants.py"
         )
+
+
+#: What runs a team repo's code or its dependencies' code: never in a job that can write.
+REPO_CODE = re.compile(
+    r"\buv (run|sync|build|tool run)\b|\buvx\b|\bdvc\b|\bbentoml\b|\bpython3? -m (?!venv\b)"
+    r"|\bpytest\b|\bpip install (-e|--editable|\.)|\bmake\b|(^|\s)(\./|source |\. |bash \w)"
+)
+#: Actions a job that can write may use: none runs the repo's code.
+WRITER_ACTIONS = ("actions/checkout@", "actions/download-artifact@")
+
+
+def test_no_job_that_can_write_runs_the_repos_code() -> None:
+    """A job holding id-token or packages: write (or a secret) runs no repository code.
+
+    A reusable job without its own `permissions` inherits the caller's, which may hold both:
+    such a job may only check out (to read), download the build's artifact and run the
+    platform's CLI installed alone from the lock. Everything that executes the repo's code
+    or its dependencies (uv sync/run, dvc, bentoml, python -m) runs in a read-only job.
+    """
+    for path in sorted((ROOT / ".github" / "workflows").glob("team-*.yml")):
+        flow = yaml.safe_load(path.read_text())
+        for name, job in flow["jobs"].items():
+            granted = job.get("permissions")
+            can_write = granted is None or any(
+                level == "write" for level in (granted or {}).values()
+            )
+            text = yaml.safe_dump(job)
+            holds_secret = "secrets." in text
+            if not (can_write or holds_secret):
+                continue
+            assert job.get("needs"), f"{path.name}:{name} can write but builds nothing itself"
+            for step in job["steps"]:
+                if "uses" in step:
+                    assert step["uses"].startswith(WRITER_ACTIONS), f"{path.name}:{name}: {step}"
+                    continue
+                found = REPO_CODE.search(step["run"])
+                assert found is None, f"{path.name}:{name} runs repo code: {found[0]!r} in {step}"
+            if path.name == "team-ci.yml":
+                raise AssertionError(f"{path.name}:{name} must not be able to write")
+        builders = [job for job in flow["jobs"].values() if job.get("permissions")]
+        for job in builders:
+            text = yaml.safe_dump(job)
+            assert "secrets." not in text and "id-token" not in text, path.name

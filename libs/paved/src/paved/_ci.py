@@ -7,10 +7,12 @@ repo's own locked environment, so a laptop runs exactly what CI runs.
 from __future__ import annotations
 
 import os
-import subprocess
+import re
 import sys
+import tempfile
 import time
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +20,18 @@ from typing import Any
 
 import yaml
 
-from paved._errors import PavedError
+from paved._errors import CommandError, PavedError
 from paved._git import git
 from paved._image import ImageBuild, build_image, image_tags, push_image
+from paved._proc import run
 
-__all__ = ["CHECK_STEPS", "StepResult", "image_build_from_repo", "run_checks"]
+__all__ = [
+    "CHECK_STEPS",
+    "StepResult",
+    "image_build_from_repo",
+    "run_checks",
+    "without_credentials",
+]
 
 #: The checks of `paved ci check`, in order: name and command (run with this interpreter).
 CHECK_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -52,34 +61,43 @@ def run_checks(
     only: Sequence[str] | None = None,
     report: Callable[[StepResult], None] | None = None,
 ) -> list[StepResult]:
-    """Run the checks (all, or `only` those named) and stop at the first failure."""
+    """Run the checks (all, or `only` those named) and stop at the first failure.
+
+    The pipeline trains and registers into a throwaway tracking store made for the run:
+    a check must never register versions or move `champion` in the team's tracking server,
+    whatever MLFLOW_TRACKING_URI or [tool.paved] tracking-uri names.
+    """
     known = [name for name, _ in CHECK_STEPS]
     unknown = sorted(set(only or ()) - set(known))
     if unknown:
         raise PavedError(f"unknown check {', '.join(unknown)}: choose from {', '.join(known)}")
-    env = {
-        **os.environ,
-        "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(project / ".bentoml")),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DVC_NO_ANALYTICS": "1",
-    }
-    results = []
-    for name, args in CHECK_STEPS:
-        if only and name not in only:
-            continue
-        started = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, *args], cwd=project, env=env, capture_output=True, text=True
-        )
-        result = StepResult(
-            name, done.returncode == 0, time.perf_counter() - started, done.stdout + done.stderr
-        )
-        results.append(result)
-        if report:
-            report(result)
-        if not result.ok:
-            break
+    results: list[StepResult] = []
+    with tempfile.TemporaryDirectory(prefix="paved-check-") as scratch:
+        store = f"sqlite:///{Path(scratch) / 'mlflow.db'}"
+        env = {
+            **os.environ,
+            "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(project / ".bentoml")),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DVC_NO_ANALYTICS": "1",
+            "MLFLOW_TRACKING_URI": store,
+            "MLFLOW_REGISTRY_URI": store,
+        }
+        for name, args in CHECK_STEPS:
+            if only and name not in only:
+                continue
+            started = time.perf_counter()
+            try:
+                done = run([sys.executable, *args], cwd=project, env=env, check=False)
+                ok, output = done.returncode == 0, done.stdout + done.stderr
+            except CommandError as exc:  # a step that hangs past its timeout fails, saying so
+                ok, output = False, str(exc)
+            result = StepResult(name, ok, time.perf_counter() - started, output)
+            results.append(result)
+            if report:
+                report(result)
+            if not result.ok:
+                break
     return results
 
 
@@ -107,14 +125,14 @@ def image_build_from_repo(
     sha = env.get("GITHUB_SHA") or git(project, "rev-parse", "HEAD")
     ref = env.get("GITHUB_REF") or f"refs/heads/{git(project, 'branch', '--show-current')}"
     version = str(pyproject.get("project", {}).get("version", "0"))
-    python = (project / ".python-version").read_text(encoding="utf-8").strip()
+    python = _python_version(project)
     base_image = base_image or f"python:{python}-slim"  # the repo's Python, slim Debian
     source = env.get("GITHUB_REPOSITORY") and (
         f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env['GITHUB_REPOSITORY']}"
     )
     labels = {
         "org.opencontainers.image.source": source
-        or git(project, "remote", "get-url", "origin", check=False)
+        or without_credentials(git(project, "remote", "get-url", "origin", check=False))
         or "unknown",
         "org.opencontainers.image.revision": sha,
         "org.opencontainers.image.version": ref.removeprefix("refs/tags/")
@@ -135,18 +153,58 @@ def image_build_from_repo(
 
 
 def build_and_push(
-    build: ImageBuild, *, push: bool, builder: str | None, tls_verify: bool
+    build: ImageBuild,
+    *,
+    push: bool,
+    builder: str | None,
+    tls_verify: bool,
+    archive: Path | None = None,
 ) -> str | None:
-    """Build the image; push it when asked and return its digest."""
-    build_image(build, builder=builder, tls_verify=tls_verify)
-    return push_image(build, builder=builder, tls_verify=tls_verify) if push else None
+    """Build the image (and its OCI archive); push it when asked. Returns the digest, if any.
+
+    A push labels the image with the commit: it refuses a tree with uncommitted changes,
+    whose image would not be the commit it names.
+    """
+    if push:
+        changed = git(build.project, "status", "--porcelain", "--untracked-files=normal")
+        if changed:
+            first = changed.splitlines()[0]
+            raise PavedError(
+                f"{build.project} has uncommitted changes ({first.strip()}, ...): commit them "
+                "first, so the image is the commit it is labelled with"
+            )
+    digest = build_image(build, builder=builder, tls_verify=tls_verify, archive=archive)
+    return push_image(build, builder=builder, tls_verify=tls_verify) if push else digest
+
+
+def without_credentials(url: str) -> str:
+    """`url` without a user or password (`https://token@host/x` -> `https://host/x`)."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _pyproject(project: Path) -> dict[str, Any]:
     path = project / "pyproject.toml"
     if not path.is_file():
         raise PavedError(f"{project} has no pyproject.toml: run paved ci in a team repo")
-    return tomllib.loads(path.read_text(encoding="utf-8"))
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PavedError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def _python_version(project: Path) -> str:
+    path = project / ".python-version"
+    version = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    if not re.fullmatch(r"3\.\d+(\.\d+)?", version):
+        found = f"holds {version!r}" if path.is_file() else "is missing"
+        raise PavedError(
+            f"{path} {found}: it names the repo's Python (e.g. 3.11), which the image's base "
+            "must match"
+        )
+    return version
 
 
 def _tool_paved(pyproject: dict[str, Any], project: Path) -> dict[str, object]:

@@ -12,23 +12,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
+import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paved._errors import PavedError
+from paved._errors import CommandError, PavedError
 from paved._oidc import CLOUDS, Credentials, cloud_credentials, cloud_for_login
+from paved._proc import QUICK_TIMEOUT, run
 
 __all__ = [
     "APP_UID",
     "ImageBuild",
+    "archive_digest",
     "build_image",
     "choose_builder",
     "containerfile",
     "image_tags",
     "login",
+    "push_archive",
     "push_image",
     "runtime_requirements",
 ]
@@ -130,9 +133,16 @@ def build_image(
     builder: str | None = None,
     tls_verify: bool = True,
     env: Mapping[str, str] | None = None,
-) -> None:
-    """Stage the context from the project and build the image with every tag."""
-    builder = _builder(builder, tls_verify)
+    archive: Path | None = None,
+) -> str | None:
+    """Stage the context from the project and build the image with every tag.
+
+    With `archive`, also write the image as an OCI archive there (what a release's build job
+    hands to its push job) and return the archive's manifest digest.
+    """
+    # docker's default driver cannot write an OCI archive (only a docker-container builder
+    # can): an archive comes from buildah unless buildx is asked for by name.
+    builder = _builder(builder or ("buildah" if archive else None), tls_verify)
     champion = build.project / "models" / "champion" / "MLmodel"
     if not champion.is_file():
         raise PavedError(f"no champion model at {champion.parent}: run `dvc pull` or `dvc repro`")
@@ -146,10 +156,77 @@ def build_image(
         tags = [arg for ref in build.refs for arg in ("--tag", ref)]
         file = ["--file", str(context / "Containerfile")]
         if builder == "buildx":
-            command = ["docker", "buildx", "build", "--load", *tags, *file, str(context)]
+            output = ["--output", f"type=oci,dest={archive}"] if archive else ["--load"]
+            command = ["docker", "buildx", "build", *output, *tags, *file, str(context)]
         else:
             command = ["buildah", "build", "--isolation", "chroot", *tags, *file, str(context)]
         _run(command, build.project, run_env)
+    if archive is None:
+        return None
+    if builder == "buildah":
+        archive.unlink(missing_ok=True)
+        _run(
+            ["buildah", "push", "--quiet", build.refs[0], f"oci-archive:{archive}"],
+            build.project,
+            run_env,
+        )
+    return archive_digest(archive)
+
+
+def archive_digest(archive: Path) -> str:
+    """The digest of the one image manifest in an OCI archive (what a push of it names)."""
+    try:
+        with tarfile.open(archive, "r:") as tar:  # an OCI archive is a plain tar
+            member = tar.extractfile("index.json")
+            index = json.loads(member.read()) if member else {}
+    except (OSError, tarfile.TarError, KeyError, ValueError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise PavedError(f"{archive} is not an OCI archive: {reason}") from exc
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(manifests, list) or len(manifests) != 1:
+        raise PavedError(f"{archive} must hold exactly one image, not {manifests!r:.200}")
+    digest = str(manifests[0].get("digest", ""))
+    if not digest.startswith("sha256:"):
+        raise PavedError(f"{archive} names no sha256 digest for its image")
+    return digest
+
+
+def push_archive(
+    build: ImageBuild, archive: Path, *, expected_digest: str | None, tls_verify: bool = True
+) -> str:
+    """Push the image in an OCI archive under every tag, byte for byte; return its digest.
+
+    The archive's own manifest digest is the truth: `expected_digest` (what the build job
+    said it built) must agree with it, and so must what the registry reports for each tag.
+    Runs skopeo only: no builder, no repository code.
+    """
+    digest = archive_digest(archive)
+    if expected_digest and expected_digest != digest:
+        raise PavedError(
+            f"{archive} holds {digest}, not the {expected_digest} the build reported: refusing "
+            "to push an image other than the one built"
+        )
+    with tempfile.TemporaryDirectory(prefix="paved-push-") as scratch:
+        digest_file = Path(scratch) / "digest"
+        for ref in build.refs:
+            tls = f"--dest-tls-verify={str(tls_verify).lower()}"
+            command = ["skopeo", "copy", "--quiet", "--preserve-digests", tls]
+            _run(
+                [
+                    *command,
+                    "--digestfile",
+                    str(digest_file),
+                    f"oci-archive:{archive}",
+                    f"docker://{ref}",
+                ],
+                build.project,
+                os.environ,
+                detail_lines=1,
+            )
+            pushed = digest_file.read_text(encoding="utf-8").strip()
+            if pushed != digest:
+                raise PavedError(f"the registry stored {ref} as {pushed}, not {digest}")
+    return digest
 
 
 def push_image(build: ImageBuild, *, builder: str | None = None, tls_verify: bool = True) -> str:
@@ -159,7 +236,7 @@ def push_image(build: ImageBuild, *, builder: str | None = None, tls_verify: boo
     with tempfile.TemporaryDirectory(prefix="paved-push-") as scratch:
         for ref in build.refs:
             if builder == "buildx":
-                _run(["docker", "push", ref], build.project, os.environ)
+                _run(["docker", "push", ref], build.project, os.environ, detail_lines=1)
                 inspect = _run(
                     ["docker", "image", "inspect", ref, "--format", "{{json .RepoDigests}}"],
                     build.project,
@@ -190,6 +267,7 @@ def push_image(build: ImageBuild, *, builder: str | None = None, tls_verify: boo
                     ],
                     build.project,
                     os.environ,
+                    detail_lines=1,
                 )
                 digest = digest_file.read_text().strip()
     return digest
@@ -239,9 +317,10 @@ def login(
     else:
         tls = f"--tls-verify={str(tls_verify).lower()}"
         command = ["buildah", "login", tls, "--username", user, "--password-stdin", host]
-    done = subprocess.run(command, input=credentials.password, capture_output=True, text=True)
+    done = run(command, input=credentials.password, timeout=QUICK_TIMEOUT, check=False)
     if done.returncode:
-        raise PavedError(f"login to {host} as {user} failed: {done.stderr.strip()}")
+        reason = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
+        raise PavedError(f"login to {host} as {user} failed: {reason}")
     return f"logged in to {host} as {user}{how}"
 
 
@@ -298,13 +377,13 @@ def _stage_site(build: ImageBuild, dest: Path, scratch: Path, env: Mapping[str, 
 
 
 def _ok(command: Sequence[str]) -> bool:
-    return subprocess.run(command, capture_output=True).returncode == 0
+    try:
+        return run(command, timeout=QUICK_TIMEOUT, check=False).returncode == 0
+    except CommandError:
+        return False
 
 
-def _run(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> str:
-    result = subprocess.run(list(command), cwd=cwd, env=dict(env), capture_output=True, text=True)
-    if result.returncode:
-        raise PavedError(
-            f"`{' '.join(command)}` failed ({result.returncode}):\n{result.stderr.strip()[-3000:]}"
-        )
-    return result.stdout
+def _run(
+    command: Sequence[str], cwd: Path, env: Mapping[str, str], *, detail_lines: int = 20
+) -> str:
+    return run(command, cwd=cwd, env=env, detail_lines=detail_lines).stdout

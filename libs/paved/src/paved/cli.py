@@ -13,7 +13,7 @@ from rich.markup import escape
 from paved import __version__
 from paved._ci import StepResult, build_and_push, image_build_from_repo, run_checks
 from paved._errors import PavedError
-from paved._image import login, push_image
+from paved._image import login, push_archive, push_image
 from paved._new import PLATFORM_URL, new_project
 
 app = typer.Typer(
@@ -126,19 +126,32 @@ def ci_image(
     push: Annotated[bool, typer.Option(help="Push every tag and print the digest.")] = False,
     tls_verify: TlsVerify = True,
     builder: Builder = None,
+    archive: Annotated[
+        Path | None,
+        typer.Option(help="Also write the image to this OCI archive (for a separate push)."),
+    ] = None,
 ) -> None:
-    """Build the service image from the bento (and push it)."""
+    """Build the service image from the bento (and push it, or write it to an archive)."""
     try:
         build = image_build_from_repo(
             project.absolute(), registry=registry, image_name=image_name, base_image=base_image
         )
-        digest = build_and_push(build, push=push, builder=builder, tls_verify=tls_verify)
+        digest = build_and_push(
+            build,
+            push=push,
+            builder=builder,
+            tls_verify=tls_verify,
+            archive=archive.absolute() if archive else None,
+        )
     except PavedError as exc:
         raise _fail(exc) from exc
     for ref in build.refs:
         typer.echo(f"built {ref}")
-    if digest:
+    if push and digest:
         _pushed(build.image, digest)
+    elif archive and digest:
+        typer.echo(f"archived {build.image}@{digest} in {archive}")
+        _github_output(digest=digest, image=build.image)
 
 
 @ci_app.command("push")
@@ -148,15 +161,29 @@ def ci_push(
     image_name: ImageName = None,
     tls_verify: TlsVerify = True,
     builder: Builder = None,
+    archive: Annotated[
+        Path | None,
+        typer.Option(help="Push the image in this OCI archive (from paved ci image --archive)."),
+    ] = None,
+    digest: Annotated[
+        str | None,
+        typer.Option(help="With --archive: the digest the build reported; it must match."),
+    ] = None,
 ) -> None:
     """Push the tags `paved ci image` built for this commit, and print the digest.
 
-    CI builds, then logs in, then pushes: no registry credential is on disk while the
-    build runs the repo's code.
+    A release builds in one job and pushes in another: the build job, which runs the repo's
+    code, holds no credential and no write permission; this command, in the push job, runs
+    no repository code and pushes exactly the archived image (skopeo, digest preserved).
     """
     try:
         build = image_build_from_repo(project.absolute(), registry=registry, image_name=image_name)
-        digest = push_image(build, builder=builder, tls_verify=tls_verify)
+        if archive:
+            digest = push_archive(
+                build, archive.absolute(), expected_digest=digest, tls_verify=tls_verify
+            )
+        else:
+            digest = push_image(build, builder=builder, tls_verify=tls_verify)
     except PavedError as exc:
         raise _fail(exc) from exc
     _pushed(build.image, digest)
