@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from snapshot import PLATFORM_URL, QUIET_ENV, canonical_env
+from snapshot import LOCK_ENV, PLATFORM_URL, QUIET_ENV, canonical_env
 
+#: Variables of a CI run (GitHub Actions, act) that describe that run, not a team repo.
+CI_CONTEXT = ("GITHUB_", "RUNNER_", "ACTIONS_", "INPUT_")
 DEMO_ANSWERS = {"project_name": "Iris Demo", "team": "data-science"}
 IRIS_ROW = {
     "sepal_length_cm": 5.9,
@@ -33,10 +35,20 @@ IRIS_ROW = {
 
 
 def tool_env(platform_clone: Path, **extra: str) -> dict[str, str]:
-    """The environment for every step: canonical platform URL mapped to the clone, quiet tools."""
-    env = {**os.environ, **canonical_env(platform_clone), **QUIET_ENV, **extra}
-    env.pop("VIRTUAL_ENV", None)  # the team repo uses its own environment, not ours
-    return env
+    """The environment for every step: canonical platform URL mapped to the clone, quiet tools.
+
+    Built from this process's environment less what names another context: our virtualenv
+    (the team repo has its own) and a CI run's variables (GITHUB_*, RUNNER_*, ACTIONS_*),
+    which would make `paved ci` tag and label the team's image with this repo's commit when
+    the tests themselves run in GitHub Actions. Team-repo locks resolve as of the
+    platform's own lock (UV_EXCLUDE_NEWER), so a new upstream release changes no test.
+    """
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(CI_CONTEXT) and key != "VIRTUAL_ENV"
+    }
+    return {**inherited, **canonical_env(platform_clone), **QUIET_ENV, **LOCK_ENV, **extra}
 
 
 def run(cmd: list[str], cwd: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:

@@ -10,6 +10,7 @@ resolve to that snapshot, which both copier and uv honour.
 from __future__ import annotations
 
 import subprocess
+import tomllib
 from pathlib import Path
 
 from paved._git import git_env
@@ -67,3 +68,14 @@ QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DVC_NO_ANALYTICS": "1",
 }
+
+
+def _lock_env() -> dict[str, str]:
+    """Resolve team repos as of the platform's own lock date ([tool.uv] exclude-newer)."""
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    date = settings.get("tool", {}).get("uv", {}).get("exclude-newer")
+    return {"UV_EXCLUDE_NEWER": str(date)} if date else {}
+
+
+#: For every team repo the tests, the demo and the benchmarks generate and lock.
+LOCK_ENV = _lock_env()

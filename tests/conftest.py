@@ -11,7 +11,7 @@ import pytest
 from copier import run_copy
 from helpers import BASE_ANSWERS, RELEASE, Render
 from plumbum import local
-from snapshot import PLATFORM_URL, QUIET_ENV, canonical_env, snapshot
+from snapshot import LOCK_ENV, PLATFORM_URL, QUIET_ENV, canonical_env, snapshot
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
     """
     clone = tmp_path_factory.mktemp("platform")
     sha = snapshot(clone, tag=RELEASE)
-    extra = {**canonical_env(clone), **QUIET_ENV}
+    extra = {**canonical_env(clone), **QUIET_ENV, **LOCK_ENV}
     saved = dict(os.environ)
     os.environ.update(extra)
     # copier runs git through plumbum, whose environment is a copy taken at import time.
@@ -52,3 +52,30 @@ def render(platform: tuple[Path, str], tmp_path: Path) -> Render:
         return dest
 
     return _render
+
+
+#: A CI run of this repository (as on GitHub), which no team-repo step may take as its own.
+FOREIGN_CI = {
+    "GITHUB_ACTIONS": "true",
+    "CI": "true",
+    "GITHUB_SHA": "f0" * 20,
+    "GITHUB_REF": "refs/heads/platform-feature",
+    "GITHUB_REPOSITORY": "acme/paved",
+    "GITHUB_REPOSITORY_OWNER": "acme",
+    "GITHUB_RUN_ID": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def foreign_ci_context() -> Iterator[None]:
+    """Run a module's tests as if this repo's own CI were running them on GitHub."""
+    saved = {key: os.environ.get(key) for key in FOREIGN_CI}
+    os.environ.update(FOREIGN_CI)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

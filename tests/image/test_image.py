@@ -19,7 +19,7 @@ from paved._errors import PavedError
 from paved._image import choose_builder
 from registry import Registry, local_registry
 
-pytestmark = pytest.mark.image
+pytestmark = [pytest.mark.image, pytest.mark.usefixtures("foreign_ci_context")]
 
 SECRET_NAMES = re.compile(
     r"(^|/)(\.env|\.netrc|\.pypirc|\.git-credentials|id_rsa|id_ed25519|id_ecdsa|"
@@ -71,6 +71,12 @@ def test_paved_ci_check_fails_on_a_lint_error(team: tuple[Path, dict[str, str]])
         bad.unlink()
 
 
+def commit_all(repo: Path, env: dict[str, str]) -> None:
+    """Commit what the pipeline made (dvc.lock, the outputs' .gitignore files)."""
+    run(["git", "add", "--all"], repo, env)
+    run(["git", "commit", "--quiet", "--allow-empty", "-m", "Champion trained"], repo, env)
+
+
 def paved_ci_image(
     repo: Path, env: dict[str, str], registry: str, *options: str
 ) -> tuple[str, str, list[str]]:
@@ -87,6 +93,7 @@ def pushed(team: tuple[Path, dict[str, str]], registry: Registry) -> Iterator[tu
     """(image, digest) of the image built from the team repo and pushed to the registry."""
     repo, env = team
     base = ensure_base_image()
+    commit_all(repo, env)  # a push labels the image with the commit: commit the trained repo
     image, digest, refs = paved_ci_image(
         repo,
         env,
@@ -99,6 +106,20 @@ def pushed(team: tuple[Path, dict[str, str]], registry: Registry) -> Iterator[tu
     )
     yield image, digest
     subprocess.run(["buildah", "rmi", "--force", *refs], capture_output=True)
+
+
+def test_a_push_refuses_a_tree_with_uncommitted_changes(
+    team: tuple[Path, dict[str, str]], registry: Registry
+) -> None:
+    repo, env = team
+    commit_all(repo, env)
+    note = repo / "notes.txt"
+    note.write_text("not committed\n")
+    try:
+        with pytest.raises(RuntimeError, match=r"uncommitted changes \(\?\? notes.txt"):
+            paved_ci_image(repo, env, f"{registry.host}/acme", "--builder", "buildah")
+    finally:
+        note.unlink()
 
 
 def skopeo(*args: str) -> dict:

@@ -261,3 +261,73 @@ def test_stopped_service_leaves_no_process(repo: Repo) -> None:
         assert running.get("/livez") == 200
     with pytest.raises(ProcessLookupError):
         os.killpg(running.pid, 0)  # no process of the service's group is left
+
+
+@pytest.fixture
+def tracking_server(tmp_path: Path) -> Iterator[str]:
+    """`mlflow server` on a free loopback port (sqlite store); stopped by PID afterwards."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from golden_path import free_port, running
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path / 'server.db'}",
+        "--default-artifact-root",
+        str(tmp_path / "artifacts"),
+        "--workers",
+        "1",
+    ]
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    with running(process, ready, timeout=90, failure=lambda: log.read_text()[-3000:]):
+        yield f"http://127.0.0.1:{port}"
+
+
+def test_paved_ci_check_never_registers_in_the_tracking_server(
+    repo: Repo, tracking_server: str
+) -> None:
+    """CI trains in a throwaway store: the team's server gets no version and no alias."""
+    from mlflow.tracking import MlflowClient
+
+    server = MlflowClient(tracking_uri=tracking_server, registry_uri=tracking_server)
+    env = {**repo.env, "MLFLOW_TRACKING_URI": tracking_server}
+    params = (repo.path / "params.yaml").read_text()
+    repo.set_param("train", "C", 2.0)  # a change, so the check's `dvc repro` really trains
+    try:
+        out = run(
+            ["uv", "run", "--frozen", "paved", "ci", "check", "--only", "pipeline"], repo.path, env
+        )
+        assert "ok pipeline" in out.stderr, out.stderr
+        assert server.search_registered_models() == []
+        assert server.search_experiments(filter_string="name = 'iris-demo'") == []
+
+        # The same pipeline outside the check does use the server: the check made the difference.
+        repo.set_param("train", "C", 2.5)
+        run(["uv", "run", "--frozen", "dvc", "repro"], repo.path, env)
+        models = server.search_registered_models()
+        assert [model.name for model in models] == ["iris-demo"]
+    finally:
+        (repo.path / "params.yaml").write_text(params)
