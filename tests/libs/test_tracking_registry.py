@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import mlflow.sklearn
@@ -12,10 +17,12 @@ import pandas as pd
 import pytest
 from helpers import fit
 from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
 from paved_ml.config import load_config
 from paved_ml.data import file_md5
 from paved_ml.errors import RegistryError
 from paved_ml.registry import (
+    Decision,
     champion,
     decision_record,
     export_champion,
@@ -168,3 +175,166 @@ def test_refusals(project: Path, iris: pd.DataFrame) -> None:
         save_champion(project, project / "champion", lost)
     with pytest.raises(ValueError, match="not-a-package is not installed"):
         pinned_requirements("not-a-package")
+
+
+def test_a_champion_without_the_metric_is_kept(project: Path, iris: pd.DataFrame) -> None:
+    config = load_config()
+    v1, _ = log_version(project, iris, 1.0, 0.5)  # its run has f1, not accuracy
+    assert promote_if_better(config, v1, metric="f1", value=0.5).promoted
+    v2, _ = log_version(project, iris, 1.0, 0.9)
+    kept = promote_if_better(config, v2, metric="accuracy", value=0.9)
+    assert not kept.promoted and kept.reason == "champion_metric_missing"
+    assert kept.champion_version == v1 and kept.champion_value is None
+    assert kept.message == (
+        "kept champion v1: its run has no metric 'accuracy' to compare challenger "
+        "lib-test-model v2 (accuracy=0.9000) with; promote by hand with "
+        "MlflowClient().set_registered_model_alias('lib-test-model', 'champion', '2') "
+        "if intended"
+    )
+    assert str(champion(config).version) == v1
+
+
+def test_metrics_that_are_not_numbers(project: Path, iris: pd.DataFrame) -> None:
+    config = load_config()
+    v1, _ = log_version(project, iris, 1.0, math.nan)
+    for value in (math.nan, None, math.inf):
+        refused = promote_if_better(config, v1, metric="f1", value=value)
+        assert not refused.promoted and refused.reason == "challenger_not_a_number"
+    assert champion(config) is None, "a challenger that is not a number never takes the alias"
+    assert refused.message == "did not promote lib-test-model v1: its f1 is not finite (inf)"
+    assert (
+        promote_if_better(config, v1, metric="f1", value=None).message
+        == "did not promote lib-test-model v1: its f1 is not a number (n/a)"
+    )
+
+    # Its run's f1 is NaN: made champion by hand, a finite challenger replaces it.
+    MlflowClient().set_registered_model_alias("lib-test-model", "champion", v1)
+    v2, _ = log_version(project, iris, 1.0, 0.6)
+    replaced = promote_if_better(config, v2, metric="f1", value=0.6)
+    assert replaced.promoted and replaced.reason == "champion_not_a_number"
+    assert replaced.champion_version == v1 and replaced.champion_value is not None
+    assert math.isnan(replaced.champion_value)
+    assert replaced.message == (
+        "promoted lib-test-model v2 (f1=0.6000) to 'champion': champion v1's f1 is not a "
+        "number (nan), so the finite challenger replaces it"
+    )
+    assert str(champion(config).version) == v2
+    record = decision_record(replaced)
+    assert record["champion_value"] is None and record["reason"] == "champion_not_a_number"
+    json.dumps(record, allow_nan=False)  # JSON-ready: no NaN literal
+
+    v3, _ = log_version(project, iris, 1.0, 0.9)
+    nan = promote_if_better(config, v3, metric="f1", value=math.nan)
+    assert not nan.promoted and nan.reason == "challenger_not_a_number"
+    assert nan.message == (
+        "kept champion v2 (f1=0.6000): challenger lib-test-model v3's f1 is not a number (nan)"
+    )
+    assert decision_record(nan)["value"] is None
+    json.dumps(decision_record(nan), allow_nan=False)
+    assert str(champion(config).version) == v2
+
+
+def test_concurrent_promotions_settle_on_the_better(
+    project: Path, iris: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two promotions racing on one store: the alias ends on the better, and both agree.
+
+    In the first round a slow network is played by holding back the real alias writes: the
+    better one lands only once the worse writer has read the alias, and the worse one right
+    after it (a last-writer-wins race the worse would win unchecked). The second round races
+    with no help at all.
+    """
+    config = load_config()
+    rigged: dict[str, str] = {}
+    worse_read, better_wrote = threading.Event(), threading.Event()
+    real_set = MlflowClient.set_registered_model_alias
+
+    def held_back_set(self: MlflowClient, name: str, alias: str, version: str) -> None:
+        role = rigged.pop(str(version), None)
+        if role == "worse":
+            worse_read.set()
+            assert better_wrote.wait(10), "the better writer never wrote"
+        if role == "better":
+            assert worse_read.wait(10), "the worse writer never got to write"
+        real_set(self, name, alias, version)
+        if role == "better":
+            better_wrote.set()
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", held_back_set)
+    previous = None
+    for worse_score, better_score, race in ((0.70, 0.80, "rigged"), (0.85, 0.90, "free")):
+        worse, _ = log_version(project, iris, 1.0, worse_score)
+        better, _ = log_version(project, iris, 1.0, better_score)
+        if race == "rigged":
+            rigged.update({worse: "worse", better: "better"})
+        barrier = threading.Barrier(2)
+
+        def promote(version: str, score: float, barrier: threading.Barrier = barrier) -> Decision:
+            barrier.wait()
+            return promote_if_better(config, version, metric="f1", value=score)
+
+        with ThreadPoolExecutor(2) as pool:
+            lost = pool.submit(promote, worse, worse_score)
+            won = pool.submit(promote, better, better_score)
+            w, b = lost.result(), won.result()
+        assert not rigged, "both writers set the alias"
+        assert str(champion(config).version) == better, race
+        assert b.promoted
+        if w.promoted:  # the worse held the alias first, then the better beat it
+            assert w.champion_version == previous and b.champion_version == worse
+        else:  # the worse compared against the better and yielded
+            assert w.champion_version == better and w.reason == "not_better"
+            assert b.champion_version in {previous, worse}
+        previous = better
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_replacing_the_champion_folder_keeps_the_old_until_the_new_is_whole(
+    project: Path, iris: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config()
+    models = config.champion_dir.parent
+    v1, _ = log_version(project, iris, 1.0, 0.5)
+    first = promote_if_better(config, v1, metric="f1", value=0.5, settle=0.0)
+    candidate = project / "candidate"
+    mlflow.sklearn.save_model(fit(iris, 1.0), candidate)
+    save_champion(candidate, config.champion_dir, first)
+    (config.champion_dir / "stale.txt").write_text("from an older champion")
+    export_champion(config, config.champion_dir)  # a replacement that succeeds
+    assert not (config.champion_dir / "stale.txt").exists()
+    assert sorted(p.name for p in models.iterdir()) == ["champion"]
+    before = tree(config.champion_dir)
+    assert read_champion_file(config.champion_dir)["version"] == v1
+
+    v2, _ = log_version(project, iris, 0.01, 0.9)
+    second = promote_if_better(config, v2, metric="f1", value=0.9, settle=0.0)
+    real_copytree = shutil.copytree
+
+    def copy_then_fail(src: Any, dst: Any, **kwargs: Any) -> Any:
+        """Copy for real, but the disk fills up after two files."""
+        copied: list[str] = []
+
+        def copy(source: str, target: str) -> None:
+            if len(copied) == 2:
+                raise OSError("No space left on device")
+            copied.append(shutil.copy2(source, target))
+
+        return real_copytree(src, dst, **{**kwargs, "copy_function": copy})
+
+    with monkeypatch.context() as patch, pytest.raises(shutil.Error, match="No space left"):
+        patch.setattr(shutil, "copytree", copy_then_fail)
+        save_champion(candidate, config.champion_dir, second)
+    assert tree(config.champion_dir) == before
+    assert sorted(p.name for p in models.iterdir()) == ["champion"]
+
+    # An export whose download comes back without its MLmodel leaves the old one too.
+    source = MlflowClient().get_model_version("lib-test-model", v2).source
+    artifacts = mlflow.get_logged_model(source.removeprefix("models:/")).artifact_location
+    (Path(artifacts.removeprefix("file://")) / "MLmodel").unlink()
+    with pytest.raises(RegistryError, match="without an MLmodel"):
+        export_champion(config, config.champion_dir)
+    assert tree(config.champion_dir) == before
+    assert sorted(p.name for p in models.iterdir()) == ["champion"]

@@ -9,10 +9,15 @@ need the tracking database.
 
 from __future__ import annotations
 
+import math
+import secrets
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mlflow
 import mlflow.pyfunc
@@ -27,7 +32,9 @@ from paved_ml.tracking import use_tracking
 __all__ = [
     "CHAMPION_ALIAS",
     "CHAMPION_FILE",
+    "SETTLE_SECONDS",
     "Decision",
+    "Reason",
     "champion",
     "decision_record",
     "export_champion",
@@ -40,29 +47,71 @@ __all__ = [
 
 CHAMPION_ALIAS = "champion"
 
+# How long a promotion waits after setting the alias before checking that it still holds:
+# longer than any other promotion's re-read-then-set, so a racing writer is seen.
+SETTLE_SECONDS = 1.0
+
+# How many times a promotion redoes its comparison when other writers keep moving the alias.
+_ATTEMPTS = 5
+
+Reason = Literal[
+    "no_champion",
+    "better",
+    "not_better",
+    "champion_metric_missing",
+    "champion_not_a_number",
+    "challenger_not_a_number",
+]
+
 
 @dataclass(frozen=True, kw_only=True)
 class Decision:
-    """The outcome of a champion/challenger comparison."""
+    """The outcome of a champion/challenger comparison; `reason` is the machine-readable why."""
 
     model_name: str
     version: str
     metric: str
-    value: float
+    value: float | None
     promoted: bool
     champion_version: str | None
     champion_value: float | None
+    reason: Reason
 
     @property
     def message(self) -> str:
         """One line for a person reading the pipeline's output."""
-        challenger = f"{self.model_name} v{self.version} ({self.metric}={self.value:.4f})"
-        if self.champion_version is None:
-            return f"promoted {challenger} to '{CHAMPION_ALIAS}': there was no champion"
+        challenger = f"{self.model_name} v{self.version} ({self.metric}={_fmt(self.value)})"
         champ = f"v{self.champion_version} ({self.metric}={_fmt(self.champion_value)})"
-        if self.promoted:
-            return f"promoted {challenger} to '{CHAMPION_ALIAS}': it beats {champ}"
-        return f"kept champion {champ}: challenger {challenger} does not beat it"
+        promoted = f"promoted {challenger} to '{CHAMPION_ALIAS}'"
+        match self.reason:
+            case "no_champion":
+                line = f"{promoted}: there was no champion"
+            case "better":
+                line = f"{promoted}: it beats {champ}"
+            case "not_better":
+                line = f"kept champion {champ}: challenger {challenger} does not beat it"
+            case "champion_not_a_number":
+                line = (
+                    f"{promoted}: champion v{self.champion_version}'s {self.metric} "
+                    f"{_not_a_number(self.champion_value)} ({_fmt(self.champion_value)}), "
+                    "so the finite challenger replaces it"
+                )
+            case "champion_metric_missing":
+                line = (
+                    f"kept champion v{self.champion_version}: its run has no metric "
+                    f"{self.metric!r} to compare challenger {challenger} with; promote by "
+                    f"hand with MlflowClient().set_registered_model_alias({self.model_name!r}, "
+                    f"{CHAMPION_ALIAS!r}, {self.version!r}) if intended"
+                )
+            case "challenger_not_a_number":
+                why = f"{self.metric} {_not_a_number(self.value)} ({_fmt(self.value)})"
+                line = (
+                    f"did not promote {self.model_name} v{self.version}: its {why}"
+                    if self.champion_version is None
+                    else f"kept champion {champ}: challenger {self.model_name} "
+                    f"v{self.version}'s {why}"
+                )
+        return line
 
 
 def register(config: ProjectConfig, model_uri: str, *, tags: dict[str, str] | None = None) -> str:
@@ -75,12 +124,7 @@ def register(config: ProjectConfig, model_uri: str, *, tags: dict[str, str] | No
 def champion(config: ProjectConfig) -> Any | None:
     """The model version holding the champion alias, or None when there is none."""
     use_tracking(config)
-    try:
-        return MlflowClient().get_model_version_by_alias(config.model_name, CHAMPION_ALIAS)
-    except MlflowException as exc:
-        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
-            return None
-        raise
+    return _by_alias(MlflowClient(), config.model_name)
 
 
 def promote_if_better(
@@ -88,35 +132,54 @@ def promote_if_better(
     version: str,
     *,
     metric: str,
-    value: float,
+    value: float | None,
     greater_is_better: bool = True,
+    settle: float = SETTLE_SECONDS,
 ) -> Decision:
     """Give `version` the champion alias only if its `value` of `metric` beats the champion's.
 
     The champion's figure is read from the run that produced it, so the comparison holds
-    whichever machine trained it. A tie keeps the champion.
+    whichever machine trained it. A tie keeps the champion; a challenger whose value is not
+    a finite number is never promoted; a champion whose run lacks the metric is kept (the
+    message says how to promote by hand), one whose value is not finite is replaced.
+
+    The registry has no compare-and-set, so concurrent promotions of one model are settled
+    optimistically: the alias is re-read just before it is set and again `settle` seconds
+    after; whenever it moved, the comparison is redone against the new holder. The alias
+    then ends on the best of the racing challengers and each Decision agrees with it (a
+    challenger may be promoted and then beaten by a racer, which its Decision names as the
+    champion it beat). This holds while every writer sets the alias within `settle` seconds
+    of its re-read; for up to `settle` seconds the alias may point at a worse racer.
     """
+    use_tracking(config)
     client = MlflowClient()
-    current = champion(config)
-    champion_value: float | None = None
-    if current is not None:
-        if str(current.version) == str(version):
-            raise RegistryError(f"{config.model_name} v{version} is already the champion")
-        champion_value = client.get_run(current.run_id).data.metrics.get(metric)
-    if champion_value is None:
-        promoted = True
-    else:
-        promoted = value > champion_value if greater_is_better else value < champion_value
-    if promoted:
+    version = str(version)
+    holder = _holder(client, config.model_name, metric)
+    if holder is not None and holder[0] == version:
+        raise RegistryError(f"{config.model_name} v{version} is already the champion")
+    for _ in range(_ATTEMPTS):
+        decision = _judge(config.model_name, version, metric, value, greater_is_better, holder)
+        if not decision.promoted:
+            return decision
+        # Right before writing: if another promotion moved the alias, compare again.
+        moved = _by_alias(client, config.model_name)
+        if _version_of(holder) != (None if moved is None else str(moved.version)):
+            holder = _holder(client, config.model_name, metric)
+            if _version_of(holder) == version:
+                return decision
+            continue
         client.set_registered_model_alias(config.model_name, CHAMPION_ALIAS, version)
-    return Decision(
-        model_name=config.model_name,
-        version=str(version),
-        metric=metric,
-        value=value,
-        promoted=promoted,
-        champion_version=None if current is None else str(current.version),
-        champion_value=champion_value,
+        # Give a racing writer time to land, then check who holds the alias now.
+        time.sleep(settle)
+        holder = _holder(client, config.model_name, metric)
+        if _version_of(holder) == version:
+            return decision
+    decision = _judge(config.model_name, version, metric, value, greater_is_better, holder)
+    if not decision.promoted:
+        return decision
+    raise RegistryError(
+        f"the '{CHAMPION_ALIAS}' alias of {config.model_name} kept moving while v{version} "
+        f"was being promoted ({_ATTEMPTS} attempts): run the promotion again"
     )
 
 
@@ -124,11 +187,10 @@ def save_champion(model_dir: Path, dest: Path, decision: Decision) -> Path:
     """Copy a promoted MLflow model folder to `dest`, with a champion.json describing it."""
     if not decision.promoted:
         raise RegistryError(f"{decision.model_name} v{decision.version} was not promoted")
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(model_dir, dest)
-    metrics = {decision.metric: decision.value}
-    write_champion_file(dest, decision.model_name, decision.version, metrics)
+    with _replacing(dest) as new:
+        shutil.copytree(model_dir, new, dirs_exist_ok=True)
+        metrics = {decision.metric: decision.value} if decision.value is not None else {}
+        write_champion_file(new, decision.model_name, decision.version, metrics)
     return dest
 
 
@@ -137,12 +199,17 @@ def export_champion(config: ProjectConfig, dest: Path) -> Path:
     current = champion(config)
     if current is None:
         raise RegistryError(f"{config.model_name} has no '{CHAMPION_ALIAS}' in the registry")
-    if dest.exists():
-        shutil.rmtree(dest)
-    uri = f"models:/{config.model_name}@{CHAMPION_ALIAS}"
-    mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest))
-    metrics = MlflowClient().get_run(current.run_id).data.metrics
-    write_champion_file(dest, config.model_name, str(current.version), metrics)
+    with _replacing(dest) as new:
+        # The version the alias named a moment ago, not the alias: it may move meanwhile.
+        uri = f"models:/{config.model_name}/{current.version}"
+        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(new))
+        if not (new / "MLmodel").is_file():
+            raise RegistryError(
+                f"{config.model_name} v{current.version} downloaded without an MLmodel file: "
+                "its artifacts are incomplete"
+            )
+        metrics = MlflowClient().get_run(current.run_id).data.metrics
+        write_champion_file(new, config.model_name, str(current.version), metrics)
     return dest
 
 
@@ -154,8 +221,109 @@ def load_champion(config: ProjectConfig) -> Any:
 
 
 def decision_record(decision: Decision) -> dict[str, Any]:
-    """The decision as JSON-ready data, for a stage's output file."""
-    return {**asdict(decision), "message": decision.message}
+    """The decision as JSON-ready data, for a stage's output file (NaN and inf become null)."""
+    record = asdict(decision)
+    for key in ("value", "champion_value"):
+        record[key] = _finite(record[key])
+    return {**record, "message": decision.message}
+
+
+_Holder = tuple[str, float | None] | None
+"""The alias holder's version and its run's value of the metric (None: no such metric)."""
+
+
+def _by_alias(client: MlflowClient, model_name: str) -> Any | None:
+    try:
+        return client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
+    except MlflowException as exc:
+        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+            return None
+        raise
+
+
+def _holder(client: MlflowClient, model_name: str, metric: str) -> _Holder:
+    current = _by_alias(client, model_name)
+    if current is None:
+        return None
+    metrics = client.get_run(current.run_id).data.metrics if current.run_id else {}
+    value = metrics.get(metric)
+    return str(current.version), None if value is None else float(value)
+
+
+def _version_of(holder: _Holder) -> str | None:
+    return None if holder is None else holder[0]
+
+
+def _judge(
+    model_name: str,
+    version: str,
+    metric: str,
+    value: float | None,
+    greater_is_better: bool,
+    holder: _Holder,
+) -> Decision:
+    """Compare the challenger with the alias holder; nothing is written."""
+    champion_version, champion_value = (None, None) if holder is None else holder
+    reason: Reason
+    if _finite(value) is None:
+        reason = "challenger_not_a_number"
+    elif champion_version is None:
+        reason = "no_champion"
+    elif champion_value is None:
+        reason = "champion_metric_missing"
+    elif _finite(champion_value) is None:
+        reason = "champion_not_a_number"
+    else:
+        assert value is not None
+        beats = value > champion_value if greater_is_better else value < champion_value
+        reason = "better" if beats else "not_better"
+    return Decision(
+        model_name=model_name,
+        version=version,
+        metric=metric,
+        value=value,
+        promoted=reason in {"no_champion", "better", "champion_not_a_number"},
+        champion_version=champion_version,
+        champion_value=champion_value,
+        reason=reason,
+    )
+
+
+@contextmanager
+def _replacing(dest: Path) -> Iterator[Path]:
+    """Yield an empty sibling folder to fill, then swap it in for `dest` by renames.
+
+    The old folder stays whole until the new one is complete; if filling fails, the
+    sibling is removed and `dest` is left as it was.
+    """
+    token = secrets.token_hex(4)
+    new = dest.parent / f".{dest.name}.tmp-{token}"
+    old = dest.parent / f".{dest.name}.old-{token}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    new.mkdir()
+    try:
+        yield new
+        had_old = dest.exists()
+        if had_old:
+            dest.rename(old)
+        try:
+            new.rename(dest)
+        except BaseException:
+            if had_old:
+                old.rename(dest)
+            raise
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _not_a_number(value: float | None) -> str:
+    return "is not a number" if value is None or math.isnan(value) else "is not finite"
 
 
 def _fmt(value: float | None) -> str:
