@@ -44,6 +44,8 @@ def main() -> None:
     )
     if decision.promoted:
         save_champion(CANDIDATE, CHAMPION, decision)
+    elif decision.champion_version is None:
+        raise SystemExit(f"evaluate: no champion to serve: {decision.message}")
     elif not (CHAMPION / "MLmodel").is_file():
         export_champion(config, CHAMPION)
     METRICS.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
