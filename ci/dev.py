@@ -1,16 +1,20 @@
-"""Bootstrap and run the project's two jobs with nothing but python3 and git.
+"""Bootstrap and run the project's jobs with nothing but python3 and git.
 
-    python3 ci/dev.py demo     # generate a team repo, run its pipeline, serve, predict
-    python3 ci/dev.py test     # every test tier (extra arguments go to pytest)
-    python3 ci/dev.py lint     # ruff and strict mypy on libs/
+    python3 ci/dev.py demo              # generate a team repo, run its pipeline, serve, predict
+    python3 ci/dev.py test [ARGS]       # every test tier (ARGS go to pytest, e.g. -m render)
+    python3 ci/dev.py lint              # ruff, the format check and strict mypy on libs/
+    python3 ci/dev.py bench NAME        # benchmarks/NAME.py (golden_path, service, image, ci_act)
+    python3 ci/dev.py run COMMAND...    # any command in the workspace (`uv run --locked`)
 
 Installs uv (into a private venv under ~/.cache/paved, unless uv is on PATH), syncs the
-workspace from uv.lock, then runs the job inside it. Standard library only.
+workspace from uv.lock, installs the system tools the job needs (as root, with apt), then
+runs the job inside the workspace. Standard library only.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -25,6 +29,28 @@ JOBS = {
     "demo": [["python", "ci/demo.py"]],
     "test": [["pytest"]],
     "lint": [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
+    "bench": [["python"]],
+    "run": [[]],
+}
+TIERS = ("render", "project", "libs", "image", "ci")
+#: Commands the image and ci test tiers run, and the Debian package of each: buildah builds
+#: and runs images, podman imports the base, skopeo inspects and pushes, Debian's
+#: docker-registry is the test registry, debootstrap makes the base image.
+IMAGE_TOOLS = {
+    "buildah": "buildah",
+    "podman": "podman",
+    "skopeo": "skopeo",
+    "docker-registry": "docker-registry",
+    "debootstrap": "debootstrap",
+}
+#: What each benchmark needs beyond the image tools.
+BENCH_TOOLS = {"service": {"wrk": "wrk"}, "image": IMAGE_TOOLS, "ci_act": IMAGE_TOOLS}
+#: Commits made by the tests (generated repos, throwaway releases) need an identity.
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Paved CI",
+    "GIT_AUTHOR_EMAIL": "ci@paved.invalid",
+    "GIT_COMMITTER_NAME": "Paved CI",
+    "GIT_COMMITTER_EMAIL": "ci@paved.invalid",
 }
 
 
@@ -43,11 +69,70 @@ def ensure_uv() -> str:
     return str(uv)
 
 
+def tiers_need_images(pytest_args: list[str]) -> bool:
+    """Whether a test run may select a test of the image or ci tier (`-m` decides)."""
+    expression = None
+    for index, arg in enumerate(pytest_args):
+        if arg == "-m" and index + 1 < len(pytest_args):
+            expression = pytest_args[index + 1]
+        elif arg.startswith("-m") and len(arg) > 2:
+            expression = arg[2:]
+    if expression is None:
+        return True
+    try:  # a marker expression is a boolean one over the tier names
+        return any(
+            eval(expression, {"__builtins__": {}}, {name: name == tier for name in TIERS})
+            for tier in ("image", "ci")
+        )
+    except Exception:
+        return True
+
+
+def ensure_system_tools(tools: dict[str, str], why: str) -> bool:
+    """Install the missing `tools` (command: Debian package) with apt as root; else explain.
+
+    Returns False, after one message naming each missing tool and how to install it, when
+    they cannot be installed here.
+    """
+    missing = {command: package for command, package in tools.items() if not shutil.which(command)}
+    if not missing:
+        return True
+    packages = sorted(set(missing.values()))
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"dev: installing {' '.join(packages)} (apt) for {why}", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
+        install = ["apt-get", "install", "-y", "-qq", *packages]
+        if subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode == 0:
+            still = [command for command in missing if not shutil.which(command)]
+            if not still:
+                return True
+            missing = {command: missing[command] for command in still}
+    print(
+        f"dev: {why} need {', '.join(sorted(missing))}, not found on PATH. Install them with\n"
+        f"    sudo apt-get install {' '.join(sorted(set(missing.values())))}\n"
+        "or run only the other tiers: python3 ci/dev.py test -m 'not image and not ci'",
+        file=sys.stderr,
+    )
+    return False
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in JOBS:
+    if not argv or argv[0] not in JOBS or (argv[0] in {"bench", "run"} and len(argv) < 2):
         print(__doc__, file=sys.stderr)
         return 2
     job, extra = argv[0], argv[1:]
+    needs_images = job == "test" and tiers_need_images(extra)
+    if needs_images and not ensure_system_tools(IMAGE_TOOLS, "the image and ci test tiers"):
+        return 2
+    if job == "bench":
+        name = extra[0].removesuffix(".py")
+        if not (ROOT / "benchmarks" / f"{name}.py").is_file():
+            print(f"dev: no benchmark benchmarks/{name}.py", file=sys.stderr)
+            return 2
+        if not ensure_system_tools(BENCH_TOOLS.get(name, {}), f"benchmarks/{name}.py"):
+            return 2
+        extra = [f"benchmarks/{name}.py", *extra[1:]]
     uv = ensure_uv()
     env = dict(os.environ)
     # Cached bytecode: without it every pipeline stage re-compiles mlflow and scikit-learn.
@@ -56,13 +141,21 @@ def main(argv: list[str]) -> int:
     env.setdefault("UV_SYSTEM_CERTS", "1")
     # Later steps (paved new, the team repo's own syncs) find uv on PATH.
     env["PATH"] = f"{Path(uv).parent}{os.pathsep}{env.get('PATH', '')}"
+    if job in {"test", "bench"} and not _git_knows_the_user():
+        env = {**GIT_IDENTITY, **env}
     subprocess.run([uv, "sync", "--locked", "--quiet"], cwd=ROOT, env=env, check=True)
     *first, last = JOBS[job]
     for command in [*first, [*last, *extra]]:
+        print(f"dev: uv run --locked {shlex.join(command)}", file=sys.stderr, flush=True)
         code = subprocess.run([uv, "run", "--locked", *command], cwd=ROOT, env=env).returncode
         if code:
             return code
     return 0
+
+
+def _git_knows_the_user() -> bool:
+    done = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True)
+    return bool(done.stdout.strip()) or "GIT_AUTHOR_EMAIL" in os.environ
 
 
 if __name__ == "__main__":

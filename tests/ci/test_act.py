@@ -23,7 +23,7 @@ from base_image import ensure_base_image
 from golden_path import IRIS_ROW, generate, run, serve_image, tool_env
 from helpers import BASE_ANSWERS
 from registry import Registry, local_registry
-from snapshot import LOCK_ENV
+from snapshot import GIT_IDENTITY, LOCK_ENV, PLATFORM_URL
 
 pytestmark = [pytest.mark.ci, pytest.mark.usefixtures("foreign_ci_context")]
 
@@ -279,3 +279,36 @@ def test_a_champion_in_the_remote_is_released_without_training(
     assert "Job succeeded" in output, output[-6000:]
     assert "training the champion" not in output
     assert pushed(output, registry), output[-4000:]
+
+
+def _next_steps(output: str) -> list[str]:
+    """The commands copier's message after copy lists, as a user would type them."""
+    block = output.split("Next steps:", 1)[1].split("\n\n", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_steps_copier_prints_lead_to_a_green_first_ci_run(team: Team, tmp_path: Path) -> None:
+    """A plain `copier copy`, its printed steps up to the first commit, then that commit's CI
+    as GitHub would see it (act in a fresh clone: nothing untracked comes along)."""
+    answers = [arg for k, v in BASE_ANSWERS.items() for arg in ("--data", f"{k}={v}")]
+    dest = tmp_path / "churn"
+    copy = [sys.executable, "-m", "copier", "copy", "--defaults", *answers, PLATFORM_URL, str(dest)]
+    output = run(copy, tmp_path, team.env)
+    steps = _next_steps(output.stdout + output.stderr)
+    first_commit = next(i for i, step in enumerate(steps) if "git commit" in step)
+    for step in steps[: first_commit + 1]:
+        if not step.startswith("cd "):
+            run(["bash", "-c", step], dest, {**team.env, **GIT_IDENTITY})
+    pushed_tree = tmp_path / "pushed"
+    run(["git", "clone", "--quiet", str(dest), str(pushed_tree)], tmp_path, team.env)
+    first = Team(pushed_tree, team.env, team.clone, team.sha, tmp_path)
+    code, log = first.act("ci.yml")
+    assert code == 0, log[-6000:]
+    assert re.search(r"ok tests \(", log), log[-3000:]
+
+    # The same commit without its lock file: one line that says how to make it.
+    run(["git", "rm", "--quiet", "uv.lock"], pushed_tree, team.env)
+    run(["git", "commit", "--quiet", "-m", "no lock"], pushed_tree, {**team.env, **GIT_IDENTITY})
+    code, log = first.act("ci.yml")
+    assert code != 0
+    assert "uv.lock is missing: run `uv lock` in the repo, commit uv.lock and push" in log

@@ -269,10 +269,7 @@ def test_plain_copier_copy_prints_the_next_steps(
     )
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
-    for step in (
-        "git init --initial-branch=main",
-        "uv sync",
-        "uv run dvc repro",
-        "uv run bentoml serve",
-    ):
-        assert step in output
+    steps = ("uv lock", "git init --initial-branch=main", "uv sync", "uv run dvc repro")
+    positions = [output.find(step) for step in (*steps, "uv run bentoml serve")]
+    assert -1 not in positions, output
+    assert positions == sorted(positions), "the lock must exist before the first commit"
