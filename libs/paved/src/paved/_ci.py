@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from paved._errors import CommandError, PavedError
 from paved._git import git
 from paved._image import ImageBuild, build_image, image_tags, push_image
 from paved._proc import run
+from paved._repo import read_answers
 
 __all__ = [
     "CHECK_STEPS",
@@ -218,8 +217,7 @@ def _tool_paved(pyproject: dict[str, Any], project: Path) -> dict[str, object]:
 
 
 def _platform_version(project: Path) -> str:
-    answers = project / ".copier-answers.yml"
-    if not answers.is_file():
+    try:
+        return str(read_answers(project).get("_commit", "unknown"))
+    except PavedError:
         return "unknown"
-    data = yaml.safe_load(answers.read_text(encoding="utf-8")) or {}
-    return str(data.get("_commit", "unknown"))
