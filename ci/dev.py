@@ -32,7 +32,7 @@ JOBS = {
     "bench": [["python"]],
     "run": [[]],
 }
-TIERS = ("render", "project", "libs", "image", "ci")
+TIERS = ("render", "project", "libs", "update", "image", "ci")
 #: Commands the image and ci test tiers run, and the Debian package of each: buildah builds
 #: and runs images, podman imports the base, skopeo inspects and pushes, Debian's
 #: docker-registry is the test registry, debootstrap makes the base image.

@@ -10,7 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.libs
 
-TIERS = ("render", "project", "libs", "image", "ci")
+TIERS = ("render", "project", "libs", "update", "image", "ci")
 
 
 def test_every_test_carries_a_tier_marker() -> None:

@@ -1,12 +1,11 @@
 """CI tier: a generated repo's own ci.yml and release.yml run under act.
 
-act runs the jobs on this host (`-P ubuntu-latest=-self-hosted`) and serves the platform's
-reusable workflows from the throwaway release (`--local-repository acme/paved@<sha>=...`);
-GitHub's artifact store, out of reach here, is stood in for by two local actions
-(tests/ci/stand-ins). The push event carries a hostile commit message: no workflow may
-execute it. The team pushes to its own registry (not ghcr.io, not a cloud), which asks for
-the password given as the repository secret REGISTRY_PASSWORD. The tests run as if this
-repo's own CI were running them (a foreign GITHUB_SHA and GITHUB_ACTIONS=true around them).
+act runs the jobs on this host and serves the platform's reusable workflows from the
+throwaway release (tests/act_runner.py). The push event carries a hostile commit message:
+no workflow may execute it. The team pushes to its own registry (not ghcr.io, not a
+cloud), which asks for the password given as the repository secret REGISTRY_PASSWORD. The
+tests run as if this repo's own CI were running them (a foreign GITHUB_SHA and
+GITHUB_ACTIONS=true around them).
 """
 
 from __future__ import annotations
@@ -19,23 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from act_runner import Team
 from base_image import ensure_base_image
 from golden_path import IRIS_ROW, generate, run, serve_image, tool_env
 from helpers import BASE_ANSWERS
 from registry import Registry, local_registry
-from snapshot import GIT_IDENTITY, LOCK_ENV, PLATFORM_URL
+from snapshot import GIT_IDENTITY, PLATFORM_URL
 
 pytestmark = [pytest.mark.ci, pytest.mark.usefixtures("foreign_ci_context")]
 
-ACT = str(Path(sys.executable).parent / "act")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PUSHER, PASSWORD = "paved-ci", "registry-secret-3c1f9a"
-STAND_INS = Path(__file__).parent / "stand-ins"
-#: The artifact actions team-release.yml uses, and the stand-ins that serve them here.
-ARTIFACT_ACTIONS = {
-    "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",
-    "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact",
-}
 #: An origin with a credential in it, as a careless clone has: no label may carry it.
 ORIGIN = "https://ci-bot:origin-token-77e1@github.com/acme/iris-demo.git"
 
@@ -65,63 +57,6 @@ def _take_over() -> None:
 _take_over()
 """
 EVIL = '#!/bin/sh\necho "${GITHUB_JOB:-?}" >> "{work}/sourced-in"\nenv >> "{work}/stolen.env"\n'
-
-
-class Team:
-    def __init__(self, repo: Path, env: dict[str, str], clone: Path, sha: str, work: Path) -> None:
-        self.repo, self.env, self.clone, self.sha, self.work = repo, env, clone, sha, work
-        self.canary = work / "canary"
-
-    def event(self, ref: str) -> Path:
-        message = f'x"; touch {self.canary}; echo "'
-        event = {
-            "ref": ref,
-            "repository": {
-                "default_branch": "main",
-                "full_name": "acme/iris-demo",
-                "name": "iris-demo",
-                "owner": {"login": "acme"},
-            },
-            "head_commit": {"message": message, "id": self.sha},
-        }
-        path = self.work / "push.json"
-        path.write_text(json.dumps(event))
-        return path
-
-    def act(self, workflow: str, *extra: str, ref: str = "refs/heads/main") -> tuple[int, str]:
-        """Run one workflow on a push event; return the exit code and the plain output."""
-        artifacts = self.work / "artifacts"
-        stand_ins = [
-            arg
-            for action, folder in ARTIFACT_ACTIONS.items()
-            for arg in ("--local-repository", f"{action}={STAND_INS / folder}")
-        ]
-        lock = [arg for key, value in LOCK_ENV.items() for arg in ("--env", f"{key}={value}")]
-        done = subprocess.run(
-            [
-                ACT,
-                "push",
-                "-W",
-                f".github/workflows/{workflow}",
-                "-P",
-                "ubuntu-latest=-self-hosted",
-                "--local-repository",
-                f"acme/paved@{self.sha}={self.clone}",
-                *stand_ins,
-                "--env",
-                f"PAVED_TEST_ARTIFACTS={artifacts}",
-                *lock,
-                "-e",
-                str(self.event(ref)),
-                *extra,
-            ],
-            cwd=self.repo,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        return done.returncode, ANSI.sub("", done.stdout + done.stderr)
 
 
 @pytest.fixture(scope="module")

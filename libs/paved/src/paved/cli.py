@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from paved._ci import StepResult, build_and_push, image_build_from_repo, run_che
 from paved._errors import PavedError
 from paved._image import login, push_archive, push_image
 from paved._new import PLATFORM_URL, new_project
+from paved.update import UpdateReport, update_project
 
 app = typer.Typer(
     name="paved",
@@ -84,6 +86,64 @@ def new(
     except PavedError as exc:
         raise _fail(exc) from exc
     _err.print(f"[green]created[/] {path}")
+
+
+@app.command()
+def update(
+    path: Annotated[Path, typer.Argument(help="The team repo.")] = Path("."),
+    to: Annotated[
+        str | None, typer.Option(help="Release to update to (default: the latest).")
+    ] = None,
+    lock: Annotated[bool, typer.Option(help="Re-lock the platform packages.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Update a team repo to a platform release; re-lock; report conflicts.
+
+    Exit codes: 0 updated (or already current), 3 updated with conflicts to resolve,
+    1 refused or failed (the repo is left as it was).
+    """
+    try:
+        report = update_project(path, to=to, lock=lock)
+    except PavedError as exc:
+        if as_json:
+            typer.echo(json.dumps({"project": str(path), "status": "failed", "reason": str(exc)}))
+            raise typer.Exit(1) from exc
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        _show_update(report)
+    raise typer.Exit(report.exit_code)
+
+
+def _show_update(report: UpdateReport) -> None:
+    name = Path(report.project).name
+    move = f"{report.from_release} -> {report.to_release}"
+    if report.status == "current":
+        _err.print(f"[green]current[/] {name} is at {report.to_release}")
+        return
+    if report.status == "failed":
+        _err.print(f"[bold red]failed[/] {name} {move}: {escape(report.reason)}")
+        _err.print("the repo is as it was before the update")
+        return
+    mark = "[green]updated[/]" if report.status == "updated" else "[yellow]conflicts[/]"
+    locked = f"; re-locked {', '.join(report.locked)}" if report.locked else ""
+    _err.print(f"{mark} {name} {move}: {len(report.changed)} files changed{locked}")
+    for conflict in report.conflicts:
+        count = f" ({conflict.markers} conflict markers)" if conflict.markers else ""
+        _err.print(f"  [yellow]{conflict.kind}[/] {escape(conflict.path)}{count}")
+    for path in report.removed_edited:
+        _err.print(
+            f"  [yellow]removed by the template, edited by you[/] {escape(path)} "
+            f"(your version: git show HEAD:{escape(path)})"
+        )
+    if report.changelog:
+        _err.print(escape(report.changelog), highlight=False)
+    steps = ["review `git diff`"]
+    if report.conflicts:
+        steps.append("resolve the files above (then `uv lock` if uv.lock was one)")
+    steps.append("`git add --all && git commit`")
+    _err.print("next: " + ", then ".join(steps))
 
 
 def _fail(exc: PavedError) -> typer.Exit:

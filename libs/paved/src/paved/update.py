@@ -1,0 +1,320 @@
+"""`paved update`: bring a team repo to a platform release and leave its CI green.
+
+copier's update merges the new release into the repo (three renders and a three-way merge
+of the team's changes); this adds what copier leaves to the team: it refuses a dirty tree
+and a downgrade, re-locks upgrading only the platform packages (copier moves the pins in
+pyproject.toml, never uv.lock), classifies the outcome from the repo itself (unmerged
+entries, conflict markers, rejected hunks; copier exits 0 with conflicts left behind), flags
+files the template removed although the team had edited them, and on any failure puts the
+repo back as it was (same HEAD, index and work tree). The changes stay uncommitted, for the
+team to review; the fleet rollout commits them on a branch.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from packaging.version import InvalidVersion, Version
+
+from paved._errors import PavedError
+from paved._git import git
+from paved._new import PLATFORM_URL
+from paved._proc import run
+from paved._repo import ANSWERS_FILE, read_answers, uncommitted
+
+__all__ = [
+    "EXIT_CODES",
+    "PLATFORM_PACKAGES",
+    "Conflict",
+    "UpdateReport",
+    "release_tags",
+    "update_project",
+]
+
+Status = Literal["updated", "current", "conflicts", "failed"]
+#: What `paved update` exits with, by outcome.
+EXIT_CODES: dict[str, int] = {"updated": 0, "current": 0, "failed": 1, "conflicts": 3}
+#: The packages a platform release moves in a team repo's lock; nothing else may move.
+PLATFORM_PACKAGES = ("paved", "paved-ml")
+_RELEASE = re.compile(r"^v(\d+\.\d+\.\d+)$")
+_MARKER = re.compile(r"^<<<<<<< ", re.MULTILINE)
+#: Folders no update writes to, never scanned for leftovers.
+_SKIP = {".git", ".venv", ".dvc", "node_modules", "mlruns", ".bentoml"}
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A file the team must look at: conflict markers, an unmerged entry or rejected hunks."""
+
+    path: str
+    kind: Literal["markers", "unmerged", "rejected"]
+    markers: int = 0
+
+
+@dataclass
+class UpdateReport:
+    """What an update did to one repo (JSON-ready through `as_json`)."""
+
+    project: str
+    source: str
+    from_release: str
+    to_release: str
+    status: Status
+    reason: str = ""
+    changed: list[str] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    #: Files the template removed that the team had edited (their version stays in HEAD).
+    removed_edited: list[str] = field(default_factory=list)
+    #: The changelog entries of the releases the update brings in, newest first.
+    changelog: str = ""
+    locked: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit code for this outcome (EXIT_CODES)."""
+        return EXIT_CODES[self.status]
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        return {**asdict(self), "exit_code": self.exit_code}
+
+
+def release_tags(source: str, *, env: Mapping[str, str] | None = None) -> list[str]:
+    """The platform's release tags (`vX.Y.Z`), oldest first: one `git ls-remote`, no clone."""
+    out = run(["git", "ls-remote", "--tags", "--refs", source], env=env, timeout=120).stdout
+    tags = {line.rpartition("refs/tags/")[2] for line in out.splitlines()}
+    return sorted((tag for tag in tags if _RELEASE.match(tag)), key=_version)
+
+
+def update_project(
+    project: Path,
+    *,
+    to: str | None = None,
+    platform_url: str = PLATFORM_URL,
+    lock: bool = True,
+) -> UpdateReport:
+    """Update `project` to release `to` (default: the latest); see the module's docstring.
+
+    Refusals (a dirty tree, a downgrade, an unknown release, no answers file) raise a
+    PavedError before anything is touched; a failure during the update is reported with
+    status "failed" after the repo is put back.
+    """
+    project = project.absolute()
+    answers = read_answers(project)
+    source, current = str(answers.get("_src_path", "")), str(answers.get("_commit", ""))
+    if not source or not current:
+        raise PavedError(f"{project / ANSWERS_FILE} names no _src_path or _commit")
+    changed = uncommitted(project)
+    if changed:
+        shown = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "")
+        raise PavedError(f"{project} has uncommitted changes ({shown}): commit or stash them first")
+    releases = release_tags(source)
+    if not releases:
+        raise PavedError(f"{source} has no release tags (vX.Y.Z)")
+    target = to or releases[-1]
+    if target not in releases:
+        raise PavedError(
+            f"{target} is not a release of {source}: choose from {', '.join(releases)}"
+        )
+    report = UpdateReport(str(project), source, current, target, "current")
+    base = _base_version(current)
+    if _version(target) < base:
+        raise PavedError(
+            f"{project.name} is at {current}; {target} is older: paved update never downgrades"
+        )
+    if current == target:
+        return report
+    report.changelog = _changelog(source, target, base)
+    head = git(project, "rev-parse", "HEAD")
+    before_rejects = set(_rejects(project))
+    try:
+        _copier_update(project, target, trusted=source == platform_url)
+        report.conflicts = _conflicts(project, before_rejects)
+        report.removed_edited = _removed_edited(project, source, current, answers)
+        if lock and not any(c.path == "uv.lock" for c in report.conflicts):
+            report.locked = _relock(project)
+        report.changed = uncommitted(project)
+    except (PavedError, OSError, ValueError, RuntimeError) as exc:
+        _restore(project, head, before_rejects)
+        report.status, report.reason = "failed", _reason(exc)
+        return report
+    report.status = "conflicts" if report.conflicts else "updated"
+    return report
+
+
+def _copier_update(project: Path, target: str, *, trusted: bool) -> None:
+    from copier import run_update
+    from copier.errors import CopierError
+
+    try:
+        run_update(
+            project,
+            vcs_ref=target,
+            defaults=True,
+            overwrite=True,
+            skip_answered=True,
+            quiet=True,
+            # Migrations and tasks run code from the template: only the platform's own.
+            unsafe=trusted,
+            conflict="inline",
+        )
+    except CopierError as exc:
+        hint = "" if trusted else " (only the platform's own URL is trusted with migrations)"
+        raise PavedError(f"copier update failed: {exc}{hint}") from exc
+
+
+def _conflicts(project: Path, before_rejects: set[str]) -> list[Conflict]:
+    unmerged = {
+        line.split("\t", 1)[1]
+        for line in git(project, "ls-files", "-u").splitlines()
+        if "\t" in line
+    }
+    found = [Conflict(path, "unmerged", _markers(project / path)) for path in sorted(unmerged)]
+    for path in uncommitted(project):
+        if path in unmerged or not (project / path).is_file():
+            continue
+        count = _markers(project / path)
+        if count:
+            found.append(Conflict(path, "markers", count))
+    found += [
+        Conflict(path, "rejected") for path in _rejects(project) if path not in before_rejects
+    ]
+    return found
+
+
+def _markers(path: Path) -> int:
+    try:
+        return len(_MARKER.findall(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError):
+        return 0
+
+
+def _rejects(project: Path) -> list[str]:
+    """Every `*.rej` file under the project (ignored ones too), outside tool folders."""
+    found = []
+    for path in project.rglob("*.rej"):
+        relative = path.relative_to(project)
+        if not _SKIP & set(relative.parts):
+            found.append(relative.as_posix())
+    return sorted(found)
+
+
+def _removed_edited(
+    project: Path, source: str, current: str, answers: Mapping[str, Any]
+) -> list[str]:
+    """Files the update deleted whose committed content is not the old release's render."""
+    status = git(project, "status", "--porcelain", "--untracked-files=no")
+    deleted = [line[3:] for line in status.splitlines() if line[:2].strip() == "D"]
+    if not deleted:
+        return []
+    from copier import run_copy
+
+    data = {key: value for key, value in answers.items() if not key.startswith("_")}
+    with tempfile.TemporaryDirectory(prefix="paved-old-render-") as scratch:
+        old = Path(scratch) / "render"
+        run_copy(source, old, data=data, vcs_ref=current, defaults=True, quiet=True)
+        edited = []
+        for path in deleted:
+            committed = run(["git", "show", f"HEAD:{path}"], cwd=project).stdout
+            rendered = old / path
+            if not rendered.is_file() or rendered.read_text(encoding="utf-8") != committed:
+                edited.append(path)
+    return edited
+
+
+def _relock(project: Path) -> list[str]:
+    """Re-lock moving only the platform packages; check the lock; return what moved."""
+    if not (project / "uv.lock").is_file():
+        raise PavedError(f"{project} has no uv.lock to update: run `uv lock` and commit it")
+    uv = shutil.which("uv")
+    if uv is None:
+        raise PavedError("uv is not on PATH: install it, or pass --no-lock and run `uv lock`")
+    before = _locked_versions(project / "uv.lock")
+    upgrade = [arg for name in PLATFORM_PACKAGES for arg in ("--upgrade-package", name)]
+    run([uv, "lock", "--quiet", *upgrade], cwd=project, detail_lines=5)
+    run([uv, "lock", "--check", "--quiet"], cwd=project, detail_lines=5)
+    after = _locked_versions(project / "uv.lock")
+    strays = sorted(
+        name
+        for name in before.keys() & after.keys()
+        if before[name] != after[name] and name not in PLATFORM_PACKAGES
+    )
+    if strays:
+        raise PavedError(
+            f"re-locking moved packages other than the platform's: {', '.join(strays)}"
+        )
+    return [name for name in PLATFORM_PACKAGES if before.get(name) != after.get(name)]
+
+
+def _locked_versions(lock: Path) -> dict[str, str]:
+    """Each locked package's version and source line, from uv.lock."""
+    import tomllib
+
+    data = tomllib.loads(lock.read_text(encoding="utf-8"))
+    return {
+        str(package["name"]): f"{package.get('version')} {package.get('source')}"
+        for package in data.get("package", [])
+    }
+
+
+def _restore(project: Path, head: str, before_rejects: set[str]) -> None:
+    """Put the repo back as the update found it: a clean tree at `head`."""
+    git(project, "reset", "--quiet", "--hard", head)
+    git(project, "clean", "--quiet", "-d", "--force")  # the tree was clean: only our files
+    for path in set(_rejects(project)) - before_rejects:
+        (project / path).unlink(missing_ok=True)
+
+
+def _changelog(source: str, target: str, base: Version) -> str:
+    """The changelog entries of the releases after `base` up to `target`, newest first."""
+    with tempfile.TemporaryDirectory(prefix="paved-changelog-") as scratch:
+        clone = Path(scratch) / "platform"
+        done = run(
+            [
+                "git",
+                "clone",
+                "--quiet",
+                "--depth",
+                "1",
+                "--branch",
+                target,
+                "--no-checkout",
+                source,
+                str(clone),
+            ],
+            timeout=300,
+            check=False,
+        )
+        if done.returncode:
+            return ""
+        text = git(clone, "show", "HEAD:docs/changelog.md", check=False)
+    sections = re.split(r"^(?=## \[)", text, flags=re.MULTILINE)
+    wanted = []
+    for section in sections:
+        match = re.match(r"## \[(\d+\.\d+\.\d+)\]", section)
+        if match and base < Version(match[1]) <= _version(target):
+            wanted.append(section.strip())
+    return "\n\n".join(wanted)
+
+
+def _version(tag: str) -> Version:
+    return Version(tag.removeprefix("v"))
+
+
+def _base_version(release: str) -> Version:
+    """The release a `_commit` stands on: `v1.2.0` and `v1.2.0-3-gabc1234` are 1.2.0."""
+    try:
+        return Version(release.removeprefix("v").split("-", 1)[0])
+    except InvalidVersion as exc:
+        raise PavedError(f"_commit {release!r} names no release: update it with copier") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"

@@ -1,0 +1,85 @@
+"""Running a team repo's workflows under act, as the ci tier does.
+
+act runs the jobs on this host (`-P ubuntu-latest=-self-hosted`) and serves the platform's
+reusable workflows from a platform clone (`--local-repository acme/paved@<sha>=...`);
+GitHub's artifact store, out of reach here, is stood in for by two local actions
+(tests/ci/stand-ins).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from snapshot import LOCK_ENV
+
+ACT = str(Path(sys.executable).parent / "act")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+STAND_INS = Path(__file__).parent / "ci" / "stand-ins"
+#: The artifact actions team-release.yml uses, and the stand-ins that serve them here.
+ARTIFACT_ACTIONS = {
+    "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",
+    "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact",
+}
+
+
+class Team:
+    """A team repo, its environment, and the platform clone its workflows are served from."""
+
+    def __init__(self, repo: Path, env: dict[str, str], clone: Path, sha: str, work: Path) -> None:
+        self.repo, self.env, self.clone, self.sha, self.work = repo, env, clone, sha, work
+        self.canary = work / "canary"
+
+    def event(self, ref: str) -> Path:
+        message = f'x"; touch {self.canary}; echo "'
+        event = {
+            "ref": ref,
+            "repository": {
+                "default_branch": "main",
+                "full_name": "acme/iris-demo",
+                "name": "iris-demo",
+                "owner": {"login": "acme"},
+            },
+            "head_commit": {"message": message, "id": self.sha},
+        }
+        path = self.work / "push.json"
+        path.write_text(json.dumps(event))
+        return path
+
+    def act(self, workflow: str, *extra: str, ref: str = "refs/heads/main") -> tuple[int, str]:
+        """Run one workflow on a push event; return the exit code and the plain output."""
+        artifacts = self.work / "artifacts"
+        stand_ins = [
+            arg
+            for action, folder in ARTIFACT_ACTIONS.items()
+            for arg in ("--local-repository", f"{action}={STAND_INS / folder}")
+        ]
+        lock = [arg for key, value in LOCK_ENV.items() for arg in ("--env", f"{key}={value}")]
+        done = subprocess.run(
+            [
+                ACT,
+                "push",
+                "-W",
+                f".github/workflows/{workflow}",
+                "-P",
+                "ubuntu-latest=-self-hosted",
+                "--local-repository",
+                f"acme/paved@{self.sha}={self.clone}",
+                *stand_ins,
+                "--env",
+                f"PAVED_TEST_ARTIFACTS={artifacts}",
+                *lock,
+                "-e",
+                str(self.event(ref)),
+                *extra,
+            ],
+            cwd=self.repo,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        return done.returncode, ANSI.sub("", done.stdout + done.stderr)

@@ -1,0 +1,257 @@
+"""Update tier: team repos generated at release A, updated to release B by `paved update`.
+
+Both releases are throwaway platform repos built here: A is this checkout's working tree
+(tagged v0.1.0), B is A plus template changes, cut with ci/release.py. The canonical URL
+is mapped to that repo by git's insteadOf, so team repos record the real source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from golden_path import run, tool_env
+from helpers import BASE_ANSWERS
+from release import release
+from snapshot import GIT_IDENTITY, PLATFORM_URL, snapshot
+
+pytestmark = pytest.mark.update
+
+TEMPLATE = Path("templates") / "ml-project"
+PACKAGE = "iris_demo"
+NEW_SECTION = "## Added in the second release\n\nA line every team repo gets.\n"
+
+
+class Platform:
+    """A platform repo with releases v0.1.0 (A) and v0.2.0 (B)."""
+
+    def __init__(self, repo: Path, a_sha: str, b_sha: str) -> None:
+        self.repo, self.a_sha, self.b_sha = repo, a_sha, b_sha
+        self.env = {**tool_env(repo), **GIT_IDENTITY}
+
+
+@pytest.fixture(scope="module")
+def platform_ab(tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    repo = tmp_path_factory.mktemp("releases") / "paved"
+    a_sha = snapshot(repo, tag="v0.1.0")
+    template = repo / TEMPLATE
+    readme = template / "README.md.jinja"
+    readme.write_text(readme.read_text() + "\n" + NEW_SECTION)
+    params = template / "params.yaml"
+    params.write_text(params.read_text().replace("  max_iter: 500", "  max_iter: 800"))
+    (template / ".dvcignore").unlink()
+    changelog = repo / "docs" / "changelog.md"
+    changelog.write_text(
+        changelog.read_text().replace(
+            "## [Unreleased]\n", "## [Unreleased]\n\n### Changed\n- Training runs longer.\n", 1
+        )
+    )
+    env = {**tool_env(repo), **GIT_IDENTITY}
+    run(["git", "add", "--all"], repo, env)
+    run(["git", "commit", "--quiet", "-m", "Template: longer training"], repo, env)
+    # A's own changelog entry became [0.1.0]'s when A was cut: here A is a snapshot, so the
+    # release moves everything under Unreleased to 0.2.0; the report shows 0.2.0's entry.
+    release(repo, "0.2.0")
+    b_sha = run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+    return Platform(repo, a_sha, b_sha)
+
+
+def team_repo(platform: Platform, dest: Path) -> Path:
+    """A team repo generated at A, with the team's own commits on top."""
+    answers = {**BASE_ANSWERS, "dvc_remote_url": str(dest.parent / "remote")}
+    data = [arg for k, v in answers.items() for arg in ("--data", f"{k}={v}")]
+    command = [sys.executable, "-m", "paved", "new", str(dest), "--src", PLATFORM_URL]
+    run([*command, "--vcs-ref", "v0.1.0", "--defaults", *data], dest.parent, platform.env)
+    return dest
+
+
+def commit(repo: Path, platform: Platform, message: str) -> None:
+    run(["git", "add", "--all"], repo, platform.env)
+    run(["git", "commit", "--quiet", "-m", message], repo, platform.env)
+
+
+def paved_update(repo: Path, platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "paved", "update", str(repo), *args],
+        env=platform.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def snapshot_of(repo: Path) -> dict[str, str]:
+    """Every file's hash (outside .git and .venv), HEAD, the index and the branches."""
+    state = {
+        path.relative_to(repo).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(repo.rglob("*"))
+        if path.is_file() and not {".git", ".venv"} & set(path.relative_to(repo).parts)
+    }
+    for name, args in {
+        "HEAD": ["rev-parse", "HEAD"],
+        "index": ["ls-files", "--stage"],
+        "branches": ["branch", "--list"],
+    }.items():
+        state[f"<{name}>"] = run(["git", *args], repo, {}).stdout
+    return state
+
+
+def test_update_merges_the_release_keeps_the_teams_work_and_relocks(
+    platform_ab: Platform, tmp_path: Path
+) -> None:
+    repo = team_repo(platform_ab, tmp_path / "iris-demo")
+    params = repo / "params.yaml"
+    # Four lines from the release's change to max_iter: git merges both.
+    params.write_text(params.read_text().replace("  test_size: 0.25", "  test_size: 0.3"))
+    (repo / "src" / PACKAGE / "features.py").write_text('"""The team\'s own module."""\n')
+    (repo / ".pre-commit-config.yaml").unlink()
+    (repo / ".dvcignore").write_text((repo / ".dvcignore").read_text() + "scratch/\n")
+    commit(repo, platform_ab, "Team: test size, features, no pre-commit, ignore scratch")
+    lock_before = (repo / "uv.lock").read_text()
+
+    done = paved_update(repo, platform_ab, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "updated" and report["exit_code"] == 0
+    assert (report["from_release"], report["to_release"]) == ("v0.1.0", "v0.2.0")
+    assert report["conflicts"] == []
+    assert report["removed_edited"] == [".dvcignore"]
+    assert "Training runs longer." in report["changelog"]
+    assert sorted(report["locked"]) == ["paved", "paved-ml"]
+
+    text = params.read_text()
+    assert "  test_size: 0.3" in text and "  max_iter: 800" in text  # both sides kept
+    assert NEW_SECTION in (repo / "README.md").read_text()
+    assert (repo / "src" / PACKAGE / "features.py").is_file()
+    assert not (repo / ".pre-commit-config.yaml").exists()  # the team deleted it: stays so
+    assert not (repo / ".dvcignore").exists()
+    old = run(["git", "show", "HEAD:.dvcignore"], repo, {}).stdout
+    assert "scratch/" in old  # recoverable from HEAD, as the report says
+
+    run(["uv", "lock", "--check"], repo, platform_ab.env)
+    lock_after = (repo / "uv.lock").read_text()
+    assert platform_ab.b_sha in lock_after and platform_ab.a_sha not in lock_after
+    moved = _locked(lock_before).items() ^ _locked(lock_after).items()
+    assert {name for name, _ in moved} == {"paved", "paved-ml"}, "only the platform moved"
+    leftovers = subprocess.run(
+        ["git", "grep", "-l", "-e", platform_ab.a_sha, "-e", "v0.1.0"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert leftovers.returncode == 1 and leftovers.stdout == "", leftovers.stdout
+
+    again = paved_update(repo, platform_ab)
+    assert again.returncode == 1 and "uncommitted changes" in again.stderr  # review first
+    commit(repo, platform_ab, "Update to v0.2.0")
+    current = paved_update(repo, platform_ab)
+    assert current.returncode == 0 and "is at v0.2.0" in current.stderr
+
+
+def _locked(lock: str) -> dict[str, str]:
+    import tomllib
+
+    return {
+        package["name"]: f"{package.get('version')} {package.get('source')}"
+        for package in tomllib.loads(lock)["package"]
+    }
+
+
+def test_an_edit_on_the_line_the_release_changes_is_a_reported_conflict(
+    platform_ab: Platform, tmp_path: Path
+) -> None:
+    repo = team_repo(platform_ab, tmp_path / "iris-demo")
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("  max_iter: 500", "  max_iter: 2000"))
+    commit(repo, platform_ab, "Team: train longer")
+    done = paved_update(repo, platform_ab, "--json")
+    assert done.returncode == 3, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "conflicts"
+    # copier leaves the merge unresolved in the index (UU) and the markers in the file.
+    assert [(c["path"], c["markers"]) for c in report["conflicts"]] == [("params.yaml", 1)]
+    assert report["conflicts"][0]["kind"] in {"unmerged", "markers"}
+    text = params.read_text()
+    assert "max_iter: 2000" in text and "max_iter: 800" in text and "<<<<<<<" in text
+
+
+def test_refusals_leave_the_repo_untouched(platform_ab: Platform, tmp_path: Path) -> None:
+    repo = team_repo(platform_ab, tmp_path / "iris-demo")
+    (repo / "notes.txt").write_text("work in progress\n")
+    before = snapshot_of(repo)
+    done = paved_update(repo, platform_ab)
+    assert done.returncode == 1
+    assert "uncommitted changes (notes.txt)" in done.stderr
+    assert snapshot_of(repo) == before
+
+    (repo / "notes.txt").unlink()
+    done = paved_update(repo, platform_ab, "--to", "v9.9.9")
+    assert done.returncode == 1 and "v9.9.9 is not a release" in done.stderr
+
+    assert paved_update(repo, platform_ab).returncode == 0
+    commit(repo, platform_ab, "Update to v0.2.0")
+    before = snapshot_of(repo)
+    done = paved_update(repo, platform_ab, "--to", "v0.1.0")
+    assert done.returncode == 1 and "never downgrades" in done.stderr
+    assert snapshot_of(repo) == before
+
+
+def test_a_failed_update_puts_the_repo_back_exactly(platform_ab: Platform, tmp_path: Path) -> None:
+    repo = team_repo(platform_ab, tmp_path / "iris-demo")
+    # A dependency no index has: copier's merge succeeds, the re-lock cannot.
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "dependencies = [", 'dependencies = [\n    "paved-no-such-package==1.0",', 1
+        )
+    )
+    commit(repo, platform_ab, "Team: a dependency nobody publishes")
+    before = snapshot_of(repo)
+    done = paved_update(repo, platform_ab, "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "failed" and "uv lock" in report["reason"]
+    assert snapshot_of(repo) == before
+
+
+def test_plain_copier_update_says_what_to_run_and_that_leaves_the_lock_current(
+    platform_ab: Platform, tmp_path: Path
+) -> None:
+    repo = team_repo(platform_ab, tmp_path / "iris-demo")
+    update = [sys.executable, "-m", "copier", "update", "--defaults", "--skip-answered"]
+    done = run(update, repo, platform_ab.env)
+    output = done.stdout + done.stderr
+    block = output.split("Next steps:", 1)[1].split("\n\n", 1)[0]
+    steps = [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert steps[0].startswith("uv lock --upgrade-package paved")
+    for step in steps:
+        run(["bash", "-c", step], repo, platform_ab.env)
+    run(["uv", "lock", "--check"], repo, platform_ab.env)
+    assert run(["git", "status", "--porcelain"], repo, {}).stdout == ""
+    assert re.search(
+        r"Update to the platform's v0\.2\.0", run(["git", "log", "-1"], repo, {}).stdout
+    )
+
+
+@pytest.mark.ci
+@pytest.mark.usefixtures("foreign_ci_context")
+def test_the_updated_commit_passes_its_ci_under_act(platform_ab: Platform, tmp_path: Path) -> None:
+    """After `paved update` A -> B and a commit, CI in a clone of that commit is green."""
+    from act_runner import Team
+
+    repo = team_repo(platform_ab, tmp_path / "iris-demo")
+    done = paved_update(repo, platform_ab)
+    assert done.returncode == 0, done.stderr
+    commit(repo, platform_ab, "Update to v0.2.0")
+    pushed = tmp_path / "pushed"
+    run(["git", "clone", "--quiet", str(repo), str(pushed)], tmp_path, platform_ab.env)
+    team = Team(pushed, platform_ab.env, platform_ab.repo, platform_ab.b_sha, tmp_path)
+    code, log = team.act("ci.yml")
+    assert code == 0, log[-6000:]
+    assert f"team-ci.yml@{platform_ab.b_sha}" in (pushed / ".github/workflows/ci.yml").read_text()
+    assert re.search(r"ok tests \(", log) and re.search(r"ok pipeline \(", log), log[-3000:]
