@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from snapshot import LOCK_ENV, PLATFORM_URL, QUIET_ENV, canonical_env
 
 #: Variables of a CI run (GitHub Actions, act) that describe that run, not a team repo.
@@ -173,35 +174,37 @@ def _ready(service: Service, path: str) -> bool:
 
 def _descendants(pid: int) -> list[int]:
     """Every process below `pid` (children may leave its process group, as BentoML's do)."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a server by PID: its process group, then any descendant that left the group."""
+def stop(process: subprocess.Popen[bytes]) -> bool:
+    """Stop a server by PID: its process group, then any descendant that left the group.
+
+    SIGTERM to the group; SIGKILL to the group if its leader has not exited 20 s later, and
+    to any descendant still running once it has. Returns whether it had to escalate to
+    SIGKILL, so that a test can assert a graceful shutdown (other callers may ignore it).
+    """
     tree = _descendants(process.pid)
+    escalated = False
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
+        escalated = True
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     for pid in tree:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        with suppress(psutil.NoSuchProcess):
+            leftover = psutil.Process(pid)
+            if leftover.status() != psutil.STATUS_ZOMBIE:  # a zombie has exited already
+                leftover.kill()
+                escalated = True
+    return escalated
 
 
 @contextmanager

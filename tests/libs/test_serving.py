@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import cloudpickle
 import mlflow.sklearn
+import numpy as np
 import pandas as pd
+import psutil
 import pytest
-from golden_path import Service, serve
+from golden_path import Service, free_port, running, serve, stop
 from helpers import fit
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types import ColSpec, Schema
 from paved_ml.errors import PavedMLError
 from paved_ml.serving import MODEL_DIR_ENV, ChampionModel
 from pydantic import ValidationError
+from sklearn.base import BaseEstimator
 
 pytestmark = pytest.mark.libs
 
@@ -81,23 +93,37 @@ class LibTest:
     def __init__(self) -> None:
         self.predictor = CHAMPION.load()
 
+    async def __is_ready__(self) -> bool:
+        return self.predictor.ready
+
     @bentoml.api
     def predict(
         self, rows: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]
     ) -> Prediction:
         return self.predictor.predict(rows)
 """
+COMMAND = (sys.executable, "-m", "bentoml", "serve", "lib_service:LibTest")
+
+
+def service_folder(champion: Path, name: str) -> tuple[Path, dict[str, str]]:
+    """A folder with the service module, and the environment that serves `champion`."""
+    folder = champion.parent / name
+    folder.mkdir()
+    (folder / "lib_service.py").write_text(SERVICE)
+    env = {
+        **os.environ,
+        MODEL_DIR_ENV: str(champion),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PYTHONUNBUFFERED": "1",  # the server's log is read while it runs
+    }
+    return folder, env
 
 
 @pytest.fixture(scope="module")
 def service(champion_dir: Path) -> Iterator[Service]:
-    folder = champion_dir.parent / "svc"
-    folder.mkdir()
-    (folder / "lib_service.py").write_text(SERVICE)
-    env = {**__import__("os").environ, MODEL_DIR_ENV: str(champion_dir)}
-    with serve(
-        folder, env, command=(sys.executable, "-m", "bentoml", "serve", "lib_service:LibTest")
-    ) as svc:
+    folder, env = service_folder(champion_dir, "svc")
+    with serve(folder, env, command=COMMAND) as svc:
         yield svc
 
 
@@ -110,3 +136,261 @@ def test_bentoml_service_serves_and_rejects(service: Service) -> None:
     assert status == 400 and body["detail"][0]["loc"] == ["rows", 0, "sl"]
     status, body = service.post("/predict", {"rows": [ROW] * 1001})
     assert status == 400 and body["detail"][0]["loc"] == ["rows"]
+
+
+class Probe(BaseEstimator):
+    """A scikit-learn estimator that predicts each row's sum, after sleeping `delay` seconds
+    (the last column); with `fail_on_zeros`, it refuses an all-zero row (the warm-up's)."""
+
+    def __init__(self, fail_on_zeros: bool = False) -> None:
+        self.fail_on_zeros = fail_on_zeros
+
+    def fit(self, X: Any, y: Any = None) -> Probe:
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        values = np.asarray(X, dtype=float)
+        if self.fail_on_zeros and not values.any(axis=1).all():
+            raise ValueError("probe refuses an all-zero row")
+        time.sleep(float(values[:, -1].max()))
+        return values.sum(axis=1)
+
+
+#: One column of each numeric MLflow type ("float" is float32, "integer" int32).
+PROBE_SIGNATURE = ModelSignature(
+    inputs=Schema(
+        [
+            ColSpec("double", "x"),
+            ColSpec("float", "f"),
+            ColSpec("long", "n"),
+            ColSpec("integer", "i"),
+            ColSpec("double", "delay"),
+        ]
+    )
+)
+#: A probe row as JSON literals, so that bodies can hold what json.dumps cannot write.
+PROBE_ROW = {"x": "1.5", "f": "2.5", "n": "3", "i": "4", "delay": "0"}
+
+
+def save_probe(path: Path, *, fail_on_zeros: bool = False) -> Path:
+    """A champion folder holding a Probe, saved with mlflow.sklearn like any estimator."""
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)  # the server cannot import this test module
+    try:
+        mlflow.sklearn.save_model(
+            Probe(fail_on_zeros=fail_on_zeros),
+            path,
+            signature=PROBE_SIGNATURE,
+            serialization_format="cloudpickle",
+            pip_requirements=[],
+        )
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    (path / "champion.json").write_text(json.dumps({"model_name": "probe", "version": "1"}))
+    return path
+
+
+def probe_body(**literals: str) -> bytes:
+    """A one-row request body: PROBE_ROW with some fields replaced by raw JSON literals."""
+    row = {**PROBE_ROW, **literals}
+    fields = ", ".join(f'"{name}": {literal}' for name, literal in row.items())
+    return f'{{"rows": [{{{fields}}}]}}'.encode()
+
+
+@pytest.fixture(scope="module")
+def probe_champion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_probe(tmp_path_factory.mktemp("probe") / "champion")
+
+
+@pytest.fixture(scope="module")
+def probe_service(probe_champion: Path) -> Iterator[Service]:
+    folder, env = service_folder(probe_champion, "svc")
+    with serve(folder, env, command=COMMAND) as svc:
+        yield svc
+
+
+def assert_rejected(service: Service, field: str, literal: str, error: str) -> None:
+    status, body = service.post("/predict", probe_body(**{field: literal}))
+    assert status == 400, (field, literal, status, body)
+    assert [(d["loc"], d["type"]) for d in body["detail"]] == [(["rows", 0, field], error)]
+
+
+def test_probe_service_serves(probe_service: Service) -> None:
+    assert probe_service.get("/readyz") == 200
+    assert probe_service.post("/predict", probe_body()) == (
+        200,
+        {"predictions": [11.0], "model_name": "probe", "model_version": "1"},
+    )
+
+
+@pytest.mark.parametrize("field", ["x", "f"])
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"])
+def test_non_finite_numbers_are_400(probe_service: Service, field: str, literal: str) -> None:
+    # The request body is parsed by pydantic (JSON's NaN and Infinity literals are read as
+    # floats, 1e999 overflows to inf), then the row model's allow_inf_nan=False rejects them.
+    assert_rejected(probe_service, field, literal, "finite_number")
+
+
+@pytest.mark.parametrize(
+    ("field", "error"),
+    [("x", "float_type"), ("f", "float_type"), ("n", "int_type"), ("i", "int_type")],
+)
+def test_null_in_a_required_numeric_column_is_400(
+    probe_service: Service, field: str, error: str
+) -> None:
+    assert_rejected(probe_service, field, "null", error)
+
+
+#: (field, JSON literal, the error if rejected): what each column's numpy dtype holds.
+DTYPE_LIMITS = [
+    # "long" is int64: its bounds are accepted, one beyond them is not.
+    ("n", str(2**63 - 1), None),
+    ("n", str(-(2**63)), None),
+    ("n", str(2**63), "less_than_equal"),
+    ("n", str(2**70), "less_than_equal"),
+    ("n", str(-(2**63) - 1), "greater_than_equal"),
+    # "integer" is int32.
+    ("i", str(2**31 - 1), None),
+    ("i", str(2**31), "less_than_equal"),
+    # "double" is float64: an integer literal must be exactly representable in it.
+    ("x", str(2**70), None),
+    ("x", str(2**70 + 1), "value_error"),
+    ("x", str(2**53 + 1), "value_error"),
+    pytest.param("x", str(10**400), "value_error", id="x-10**400-value_error"),
+    ("x", "1e308", None),
+    # "float" is float32: exact integers up to 2**24, finite up to about 3.4e38.
+    ("f", str(2**24), None),
+    ("f", str(2**24 + 1), "value_error"),
+    ("f", "1e39", "less_than_equal"),
+    ("f", "-1e39", "greater_than_equal"),
+]
+
+
+@pytest.mark.parametrize(("field", "literal", "error"), DTYPE_LIMITS)
+def test_numbers_the_columns_dtype_cannot_hold_are_400(
+    probe_service: Service, field: str, literal: str, error: str | None
+) -> None:
+    if error is not None:
+        assert_rejected(probe_service, field, literal, error)
+        return
+    status, body = probe_service.post("/predict", probe_body(**{field: literal}))
+    row = {**PROBE_ROW, field: literal}
+    expected = np.array([[float(row[name]) for name in PROBE_ROW]]).sum(axis=1).tolist()
+    assert (status, body["predictions"]) == (200, expected)
+
+
+def test_failed_warm_up_is_logged_and_reported_not_ready(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    champion = save_probe(tmp_path_factory.mktemp("broken") / "champion", fail_on_zeros=True)
+    folder, env = service_folder(champion, "svc")
+    # /readyz is what fails here: wait for /livez instead.
+    with serve(folder, env, command=COMMAND, ready_path="/livez") as service:
+        server = psutil.Process(service.pid)
+        workers = server.children(recursive=True)
+        assert service.get("/livez") == 200
+        assert service.get("/readyz") == 503
+        time.sleep(1)  # the server and its worker stay up: the same processes a second later
+        assert server.is_running() and server.status() != psutil.STATUS_ZOMBIE
+        assert server.children(recursive=True) == workers
+        assert (service.get("/livez"), service.get("/readyz")) == (200, 503)
+        # The failure is in the log, with the model's own error.
+        log = (folder / ".serve.log").read_text()
+        assert "warm-up prediction of model probe version 1 failed" in log
+        assert "ValueError: probe refuses an all-zero row" in log
+        # Readiness only keeps traffic away: a row the model can answer is still answered.
+        assert service.post("/predict", probe_body())[0] == 200
+
+
+def answers_readyz(service: Service) -> bool:
+    try:
+        return service.get("/readyz") == 200
+    except OSError:
+        return False
+
+
+def in_flight(url: str) -> float:
+    """How many /predict requests the server counts as in progress (its /metrics)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("bentoml_service_request_in_progress{") and 'endpoint="/predict"' in line
+    )
+
+
+def test_sigterm_lets_the_request_in_flight_finish(probe_champion: Path) -> None:
+    folder, env = service_folder(probe_champion, "svc-sigterm")
+    port = free_port()
+    log = folder / ".serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*COMMAND, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=folder,
+            env={**env, "BENTOML_HOME": str(folder / ".bentoml")},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    service = Service(f"http://127.0.0.1:{port}", process.pid)
+    answers: list[tuple[int, Any]] = []
+    with running(
+        process,
+        lambda: answers_readyz(service),
+        timeout=90,
+        failure=lambda: log.read_text()[-4000:],
+    ):
+        slow = threading.Thread(
+            target=lambda: answers.append(service.post("/predict", probe_body(delay="2")))
+        )
+        slow.start()
+        deadline = time.monotonic() + 10
+        while in_flight(service.url) < 1:
+            assert time.monotonic() < deadline, "the slow request never arrived"
+            time.sleep(0.05)
+        started = time.monotonic()
+        escalated = stop(process)  # SIGTERM to the server's process group, then waits
+        stopped = time.monotonic() - started
+        slow.join(timeout=30)
+    assert answers == [(200, {"predictions": [13.0], "model_name": "probe", "model_version": "1"})]
+    assert not escalated, log.read_text()[-4000:]
+    # The server waited for the request (about 2 s of sleep) and exited well within stop's
+    # 20 s before it escalates.
+    assert process.returncode is not None and 0.5 < stopped < 20
+
+
+#: A server whose child leaves its process group (as BentoML's workers may) and outlives it.
+LEAVER = (
+    "import subprocess, sys, time\n"
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
+    "start_new_session=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+@pytest.mark.parametrize(("leaves", "escalates"), [(False, False), (True, True)])
+def test_stop_reports_escalation_to_sigkill(leaves: bool, escalates: bool) -> None:
+    script = LEAVER if leaves else "import time; time.sleep(60)"
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    deadline = time.monotonic() + 10
+    while leaves and not psutil.Process(process.pid).children():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    children = psutil.Process(process.pid).children()
+    assert stop(process) is escalates
+    assert process.returncode == -signal.SIGTERM
+    assert all(exits(child) for child in children)
+
+
+def exits(process: psutil.Process, timeout: float = 5) -> bool:
+    """Whether `process` is gone (or a zombie) within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False

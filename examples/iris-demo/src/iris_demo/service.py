@@ -20,7 +20,13 @@ class IrisDemoService:
     """Predicts with the champion model for one or many rows."""
 
     def __init__(self) -> None:
+        # A champion that fails its warm-up prediction is logged, not raised: the service
+        # starts, /livez answers 200 and /readyz 503 (see __is_ready__).
         self.predictor = CHAMPION.load()
+
+    async def __is_ready__(self) -> bool:
+        """BentoML's readiness hook (/readyz): not ready while the warm-up has failed."""
+        return self.predictor.ready
 
     # `async`: the champion predicts in well under a millisecond, so it runs on the event
     # loop instead of paying a thread hop per request. A model that takes longer per call

@@ -2,26 +2,29 @@
 
 `ChampionModel` reads the champion folder (an MLflow model plus champion.json), derives a
 strict pydantic row model from the model's signature (unknown keys, wrong types, missing
-fields and non-finite numbers are rejected, which BentoML turns into a 400 naming the
-field), and loads a predictor that is warmed up and moved out of the garbage collector's
-way before the first request, so that collections do not stall requests later.
+fields, nulls in required fields, non-finite numbers and numbers the column's dtype cannot
+hold are rejected, which BentoML turns into a 400 naming the field), and loads a predictor
+that is warmed up and moved out of the garbage collector's way before the first request,
+so that collections do not stall requests later. A warm-up that fails is logged and
+recorded rather than raised: the service starts, and reports itself not ready.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from paved_ml import _bentoml_fix
 from paved_ml._champion import read_champion_file
@@ -55,6 +58,11 @@ _PY_TYPES: dict[str, type] = {
     "boolean": bool,
     "string": str,
 }
+#: The numpy dtypes of MLflow's numeric column types ("integer" is 32-bit, "float" too).
+_INT_DTYPES: dict[str, type[np.signedinteger[Any]]] = {"integer": np.int32, "long": np.int64}
+_FLOAT_DTYPES: dict[str, type[np.floating[Any]]] = {"double": np.float64, "float": np.float32}
+
+logger = logging.getLogger(__name__)
 
 
 class Prediction(BaseModel):
@@ -115,7 +123,7 @@ class ChampionModel:
             kind = column["type"]
             if kind not in _PY_TYPES:
                 raise PavedMLError(f"column '{column['name']}' has unsupported type '{kind}'")
-            py_type: Any = _PY_TYPES[kind]
+            py_type: Any = _field_type(kind)
             required = column.get("required", True)
             fields[str(column["name"])] = (
                 (py_type, Field(...)) if required else (py_type | None, Field(None))
@@ -143,10 +151,15 @@ class ChampionModel:
 
 
 class Predictor:
-    """A loaded champion that turns validated rows into a Prediction."""
+    """A loaded champion that turns validated rows into a Prediction.
+
+    `warm_up_error` is None until a warm-up fails, then the exception it raised: a
+    service reports itself not ready while it is set (see `ready`).
+    """
 
     def __init__(self, champion: ChampionModel) -> None:
         self.champion = champion
+        self.warm_up_error: Exception | None = None
         flavors = champion.flavors
         path = str(champion.model_dir)
         if "sklearn" in flavors:
@@ -185,6 +198,11 @@ class Predictor:
             values = self.predict_frame(frame)
         return Prediction(predictions=values, model_name=self._name, model_version=self._version)
 
+    @property
+    def ready(self) -> bool:
+        """Whether the warm-up prediction succeeded (or has not been tried)."""
+        return self.warm_up_error is None
+
     def warm_up(self) -> None:
         """Run one prediction, then collect and freeze the heap.
 
@@ -193,6 +211,11 @@ class Predictor:
         ~150 ms every few hundred requests. Freezing them after start-up removes the stall.
         The warm-up also checks that the array path agrees with the frame path (a pipeline
         that selects columns by name would not), and serves through frames if it does not.
+
+        The example row is all zeros (False, None for optional columns). If the model fails
+        on it, the failure is logged and kept in `warm_up_error` instead of raised, so the
+        service still starts (and can be inspected) but reports itself not ready; it then
+        serves through frames, the path that does not depend on the warm-up's check.
         """
         example = {
             name: info.annotation() if isinstance(info.annotation, type) else None
@@ -200,15 +223,68 @@ class Predictor:
         }
         import pandas as pd
 
-        expected = self.predict_frame(pd.DataFrame([example], columns=self._features))
-        if self._numeric:
-            try:
-                row = self.champion.row_model(**example)
-                self._numeric = self.predict([row]).predictions == expected
-            except Exception:
-                self._numeric = False
+        try:
+            expected = self.predict_frame(pd.DataFrame([example], columns=self._features))
+        except Exception as error:
+            self.warm_up_error = error
+            self._numeric = False
+            logger.exception(
+                "warm-up prediction of model %s version %s failed on the example row %s: "
+                "the service starts but reports itself not ready",
+                self._name,
+                self._version,
+                example,
+            )
+        else:
+            if self._numeric:
+                try:
+                    row = self.champion.row_model(**example)
+                    self._numeric = self.predict([row]).predictions == expected
+                except Exception:
+                    self._numeric = False
         gc.collect()
         gc.freeze()
+
+
+def _field_type(kind: str) -> Any:
+    """The annotation of a row field for an MLflow column type.
+
+    Strict types (the row model is strict) bounded by the column's numpy dtype: an integer
+    must fit it, a float must be finite in it (JSON's NaN and Infinity, and 1e999 which
+    parses as infinity, are rejected by `allow_inf_nan=False`), and an integer literal in a
+    float column must be exactly representable in it (2**70 is, 2**70 + 1 is not).
+    """
+    if kind in _INT_DTYPES:
+        bounds = np.iinfo(_INT_DTYPES[kind])
+        return Annotated[int, Field(ge=int(bounds.min), le=int(bounds.max))]
+    if kind in _FLOAT_DTYPES:
+        dtype = _FLOAT_DTYPES[kind]
+        largest = float(np.finfo(dtype).max)
+        return Annotated[
+            float,
+            Field(ge=-largest, le=largest, allow_inf_nan=False),
+            BeforeValidator(_exact_integers(dtype)),
+        ]
+    return _PY_TYPES[kind]
+
+
+def _exact_integers(dtype: type[np.floating[Any]]) -> Callable[[Any], Any]:
+    """A validator that rejects an integer `dtype` cannot hold exactly; passes the rest on."""
+    name = np.dtype(dtype).name
+
+    def check(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                with np.errstate(over="ignore"):
+                    converted = dtype(value)
+                exact = bool(np.isfinite(converted)) and int(converted) == value
+            except OverflowError:
+                exact = False
+            if not exact:
+                raise ValueError(f"integer not exactly representable as {name}")
+        return value
+
+    return check
 
 
 def _as_list(result: Any) -> list[Any]:
