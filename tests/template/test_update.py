@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from golden_path import run, tool_env
 from helpers import BASE_ANSWERS
 from release import release
@@ -255,3 +256,125 @@ def test_the_updated_commit_passes_its_ci_under_act(platform_ab: Platform, tmp_p
     assert code == 0, log[-6000:]
     assert f"team-ci.yml@{platform_ab.b_sha}" in (pushed / ".github/workflows/ci.yml").read_text()
     assert re.search(r"ok tests \(", log) and re.search(r"ok pipeline \(", log), log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def platform_abc(platform_ab: Platform) -> Platform:
+    """B plus a third release, C (v0.3.0), that breaks things and ships migrations for them:
+    a template module renamed (_common.py -> _paths.py), a question renamed (dvc_remote_url
+    -> data_remote_url), and a validator tightened (org: no dashes)."""
+    repo = platform_ab.repo
+    env = platform_ab.env
+    pipeline = repo / TEMPLATE / "src" / "{{package_name}}" / "pipeline"
+    run(["git", "mv", str(pipeline / "_common.py"), str(pipeline / "_paths.py")], repo, env)
+    for stage in ("ingest", "prepare", "train", "evaluate"):
+        path = pipeline / f"{stage}.py"
+        path.write_text(path.read_text().replace("from ._common import", "from ._paths import"))
+    for path in [repo / "copier.yml", *(repo / "templates").rglob("*.jinja")]:
+        path.write_text(path.read_text().replace("dvc_remote_url", "data_remote_url"))
+    copier_yml = repo / "copier.yml"
+    text = copier_yml.read_text().replace(
+        '"^[A-Za-z0-9](-?[A-Za-z0-9]){0,38}$", "a GitHub organisation',
+        '"^[A-Za-z0-9]{1,39}$", "a GitHub organisation without dashes',
+    )
+    # A renamed file: copier would drop the team's edits with it (the new release no longer
+    # has _common.py). After the update, the migration merges them into _paths.py: base =
+    # the old release's _common.py (from the template clone), theirs = the team's (HEAD).
+    old, new = (
+        f"src/{{{{ package_name }}}}/pipeline/{name}" for name in ("_common.py", "_paths.py")
+    )
+    raw = "templates/ml-project/src/{{ '{{' }}package_name{{ '}}' }}/pipeline/_common.py"
+    text += f"""
+_migrations:
+  - version: v0.3.0
+    when: "{{{{ _stage == 'after' }}}}"
+    command: >-
+      if git cat-file -e HEAD:{old} 2>/dev/null; then
+      git show HEAD:{old} > .paved-theirs &&
+      git -C {{{{ _copier_conf.src_path }}}} show {{{{ _version_from }}}}:{raw} > .paved-base &&
+      git merge-file {new} .paved-base .paved-theirs;
+      rm -f .paved-base .paved-theirs; fi
+  - version: v0.3.0
+    when: "{{{{ _stage == 'before' }}}}"
+    command: sed -i 's/^dvc_remote_url:/data_remote_url:/' .copier-answers.yml
+"""
+    copier_yml.write_text(text)
+    changelog = repo / "docs" / "changelog.md"
+    changelog.write_text(
+        changelog.read_text().replace(
+            "## [Unreleased]\n",
+            "## [Unreleased]\n\n### Changed\n- pipeline/_common.py is now _paths.py, and the "
+            "dvc_remote_url question data_remote_url: this release runs migrations (trust).\n",
+            1,
+        )
+    )
+    run(["git", "add", "--all"], repo, env)
+    run(["git", "commit", "--quiet", "-m", "Template: rename, move, tighten"], repo, env)
+    release(repo, "0.3.0")
+    c_sha = run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+    return Platform(repo, platform_ab.a_sha, c_sha)
+
+
+def test_a_skipping_update_runs_the_migrations_and_flags_a_refused_answer(
+    platform_abc: Platform, tmp_path: Path
+) -> None:
+    dest = tmp_path / "iris-demo"
+    remote = str(tmp_path / "team-remote")
+    data = [
+        arg
+        for k, v in {**BASE_ANSWERS, "dvc_remote_url": remote, "org": "acme-ml"}.items()
+        for arg in ("--data", f"{k}={v}")
+    ]
+    command = [sys.executable, "-m", "paved", "new", str(dest), "--src", PLATFORM_URL]
+    run([*command, "--vcs-ref", "v0.1.0", "--defaults", *data], tmp_path, platform_abc.env)
+    common = dest / "src" / PACKAGE / "pipeline" / "_common.py"
+    common.write_text(common.read_text() + '\nTEAM_NOTE = "kept across the rename"\n')
+    commit(dest, platform_abc, "Team: a note in _common.py")
+
+    done = paved_update(dest, platform_abc, "--json")
+    assert done.stdout, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert (report["from_release"], report["to_release"]) == ("v0.1.0", "v0.3.0")
+    assert report["migrations"] == ["v0.3.0"]
+    assert "runs migrations (trust)" in report["changelog"]
+    assert "Training runs longer." in report["changelog"]  # B's entry too: nothing skipped
+    # The tightened validator refused "acme-ml": copier put the default back. Flagged.
+    assert report["replaced_answers"] == {"org": ["acme-ml", "acme"]}
+    assert report["status"] == "conflicts" and done.returncode == 3
+
+    paths = dest / "src" / PACKAGE / "pipeline" / "_paths.py"
+    assert not common.exists()
+    assert 'TEAM_NOTE = "kept across the rename"' in paths.read_text()
+    assert "from ._paths import" in (dest / "src" / PACKAGE / "pipeline" / "train.py").read_text()
+    answers = yaml.safe_load((dest / ".copier-answers.yml").read_text())
+    assert answers["data_remote_url"] == remote and "dvc_remote_url" not in answers
+    assert remote in (dest / ".dvc" / "config").read_text()
+    assert report["conflicts"] == []
+
+
+def test_migrations_from_a_source_that_is_not_the_platforms_are_refused(
+    platform_abc: Platform, tmp_path: Path
+) -> None:
+    """The same releases served under another URL: no template code runs, nothing changes."""
+    other = "https://git.example.com/someone/paved.git"
+    env = {
+        **platform_abc.env,
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_1": f"url.{platform_abc.repo.resolve().as_uri()}.insteadOf",
+        "GIT_CONFIG_VALUE_1": other,
+    }
+    dest = tmp_path / "iris-demo"
+    data = [arg for k, v in BASE_ANSWERS.items() for arg in ("--data", f"{k}={v}")]
+    command = [sys.executable, "-m", "paved", "new", str(dest), "--src", other]
+    run([*command, "--vcs-ref", "v0.1.0", "--defaults", *data], tmp_path, env)
+    before = snapshot_of(dest)
+    done = subprocess.run(
+        [sys.executable, "-m", "paved", "update", str(dest), "--to", "v0.3.0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1
+    assert "runs migrations (v0.3.0)" in done.stderr and "trusts no other source" in done.stderr
+    assert snapshot_of(dest) == before

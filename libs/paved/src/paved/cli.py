@@ -132,6 +132,13 @@ def _show_update(report: UpdateReport) -> None:
     for conflict in report.conflicts:
         count = f" ({conflict.markers} conflict markers)" if conflict.markers else ""
         _err.print(f"  [yellow]{conflict.kind}[/] {escape(conflict.path)}{count}")
+    for question, (stored, now) in report.replaced_answers.items():
+        _err.print(
+            f"  [yellow]answer replaced[/] {question}: {stored!r} -> {now!r} (the release's "
+            "validator refused the stored answer; set it again in .copier-answers.yml)"
+        )
+    if report.migrations:
+        _err.print(f"  ran the migrations of {', '.join(report.migrations)} (trusted source)")
     for path in report.removed_edited:
         _err.print(
             f"  [yellow]removed by the template, edited by you[/] {escape(path)} "

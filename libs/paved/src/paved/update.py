@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from packaging.version import InvalidVersion, Version
 
 from paved._errors import PavedError
@@ -71,8 +72,13 @@ class UpdateReport:
     conflicts: list[Conflict] = field(default_factory=list)
     #: Files the template removed that the team had edited (their version stays in HEAD).
     removed_edited: list[str] = field(default_factory=list)
+    #: Stored answers the new release's validators refused, which copier replaced:
+    #: {question: [stored, now]}.
+    replaced_answers: dict[str, list[Any]] = field(default_factory=dict)
     #: The changelog entries of the releases the update brings in, newest first.
     changelog: str = ""
+    #: The releases whose migrations ran (code from the template: trusted sources only).
+    migrations: list[str] = field(default_factory=list)
     locked: list[str] = field(default_factory=list)
 
     @property
@@ -130,11 +136,19 @@ def update_project(
         )
     if current == target:
         return report
-    report.changelog = _changelog(source, target, base)
+    trusted = source == platform_url
+    report.changelog, report.migrations = _release_notes(source, target, base)
+    if report.migrations and not trusted:
+        raise PavedError(
+            f"{target} runs migrations ({', '.join(report.migrations)}), which run code from "
+            f"the template, and {source} is not the platform's own URL ({platform_url}): "
+            "paved update trusts no other source"
+        )
     head = git(project, "rev-parse", "HEAD")
     before_rejects = set(_rejects(project))
     try:
-        _copier_update(project, target, trusted=source == platform_url)
+        _copier_update(project, target, trusted=trusted)
+        report.replaced_answers = _replaced_answers(answers, read_answers(project))
         report.conflicts = _conflicts(project, before_rejects)
         report.removed_edited = _removed_edited(project, source, current, answers)
         if lock and not any(c.path == "uv.lock" for c in report.conflicts):
@@ -144,7 +158,7 @@ def update_project(
         _restore(project, head, before_rejects)
         report.status, report.reason = "failed", _reason(exc)
         return report
-    report.status = "conflicts" if report.conflicts else "updated"
+    report.status = "conflicts" if report.conflicts or report.replaced_answers else "updated"
     return report
 
 
@@ -158,7 +172,8 @@ def _copier_update(project: Path, target: str, *, trusted: bool) -> None:
             vcs_ref=target,
             defaults=True,
             overwrite=True,
-            skip_answered=True,
+            # Not skip_answered: with it copier would not re-read answers that a migration
+            # moved (a renamed question); `defaults` already keeps it from asking.
             quiet=True,
             # Migrations and tasks run code from the template: only the platform's own.
             unsafe=trusted,
@@ -271,36 +286,50 @@ def _restore(project: Path, head: str, before_rejects: set[str]) -> None:
         (project / path).unlink(missing_ok=True)
 
 
-def _changelog(source: str, target: str, base: Version) -> str:
-    """The changelog entries of the releases after `base` up to `target`, newest first."""
-    with tempfile.TemporaryDirectory(prefix="paved-changelog-") as scratch:
+def _release_notes(source: str, target: str, base: Version) -> tuple[str, list[str]]:
+    """The changelog and the migrating releases after `base` up to `target`.
+
+    Both come from one shallow clone of the target: the changelog entries newest first, and
+    the releases in that range whose migrations the update will run.
+    """
+    with tempfile.TemporaryDirectory(prefix="paved-release-notes-") as scratch:
         clone = Path(scratch) / "platform"
-        done = run(
-            [
-                "git",
-                "clone",
-                "--quiet",
-                "--depth",
-                "1",
-                "--branch",
-                target,
-                "--no-checkout",
-                source,
-                str(clone),
-            ],
-            timeout=300,
-            check=False,
-        )
+        command = ["git", "clone", "--quiet", "--depth", "1", "--branch", target, "--no-checkout"]
+        done = run([*command, source, str(clone)], timeout=300, check=False)
         if done.returncode:
-            return ""
+            return "", []
         text = git(clone, "show", "HEAD:docs/changelog.md", check=False)
+        config = yaml.safe_load(git(clone, "show", "HEAD:copier.yml", check=False) or "{}")
     sections = re.split(r"^(?=## \[)", text, flags=re.MULTILINE)
     wanted = []
     for section in sections:
         match = re.match(r"## \[(\d+\.\d+\.\d+)\]", section)
         if match and base < Version(match[1]) <= _version(target):
             wanted.append(section.strip())
-    return "\n\n".join(wanted)
+    migrations = sorted(
+        {
+            str(entry["version"])
+            for entry in (config or {}).get("_migrations") or []
+            if isinstance(entry, dict)
+            and "version" in entry
+            and base < _version(str(entry["version"])) <= _version(target)
+        },
+        key=_version,
+    )
+    return "\n\n".join(wanted), migrations
+
+
+def _replaced_answers(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Answers kept under the same question whose value the update changed.
+
+    copier replaces a stored answer that a tightened validator refuses with the default,
+    and says nothing: that must not pass unseen.
+    """
+    return {
+        key: [before[key], after[key]]
+        for key in before.keys() & after.keys()
+        if not key.startswith("_") and before[key] != after[key]
+    }
 
 
 def _version(tag: str) -> Version:
