@@ -63,11 +63,19 @@ def run(cmd: list[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Complet
     return result
 
 
-def generate(dest: Path, env: Mapping[str, str], answers: Mapping[str, str]) -> Path:
+def generate(
+    dest: Path,
+    env: Mapping[str, str],
+    answers: Mapping[str, str],
+    *,
+    vcs_ref: str | None = None,
+    src: str = PLATFORM_URL,
+) -> Path:
     """`paved new` from the canonical URL (served from the clone by git's insteadOf)."""
     data = [arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")]
-    command = [sys.executable, "-m", "paved", "new", str(dest), "--src", PLATFORM_URL, "--defaults"]
-    run([*command, *data], dest.parent, env)
+    command = [sys.executable, "-m", "paved", "new", str(dest), "--src", src, "--defaults"]
+    ref = ["--vcs-ref", vcs_ref] if vcs_ref else []
+    run([*command, *ref, *data], dest.parent, env)
     return dest
 
 
@@ -106,6 +114,28 @@ class Service:
             return error.code
 
 
+def launch(
+    project: Path, env: Mapping[str, str], *, command: tuple[str, ...], port: int | None = None
+) -> tuple[subprocess.Popen[bytes], Service, Path]:
+    """Start a server (`command --host 127.0.0.1 --port N`) in `project`; do not wait for it.
+
+    It runs in a process group of its own, so that its workers stop with it; its output
+    goes to `.serve.log` in `project`, whose path is returned with the process.
+    """
+    port = port or free_port()
+    log = project / ".serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=project,
+            env={**env, "BENTOML_HOME": str(project / ".bentoml")},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return process, Service(f"http://127.0.0.1:{port}", process.pid), log
+
+
 @contextmanager
 def serve(
     project: Path,
@@ -121,18 +151,7 @@ def serve(
     The service runs in a process group of its own and is stopped by PID on the way out,
     workers included.
     """
-    port = port or free_port()
-    log = project / ".serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=project,
-            env={**env, "BENTOML_HOME": str(project / ".bentoml")},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the workers stop with it
-        )
-    service = Service(f"http://127.0.0.1:{port}", process.pid)
+    process, service, log = launch(project, env, command=command, port=port)
     with running(
         process,
         lambda: _ready(service, ready_path),

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from golden_path import Service, free_port, running, serve, stop
+from golden_path import Service, launch, running, serve, stop
 from helpers import fit
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, Schema
@@ -322,18 +322,7 @@ def in_flight(url: str) -> float:
 
 def test_sigterm_lets_the_request_in_flight_finish(probe_champion: Path) -> None:
     folder, env = service_folder(probe_champion, "svc-sigterm")
-    port = free_port()
-    log = folder / ".serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*COMMAND, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=folder,
-            env={**env, "BENTOML_HOME": str(folder / ".bentoml")},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    service = Service(f"http://127.0.0.1:{port}", process.pid)
+    process, service, log = launch(folder, env, command=COMMAND)
     answers: list[tuple[int, Any]] = []
     with running(
         process,

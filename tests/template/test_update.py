@@ -16,16 +16,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from golden_path import run, tool_env
+from golden_path import generate, run, tool_env
 from helpers import BASE_ANSWERS
 from release import release
-from snapshot import GIT_IDENTITY, PLATFORM_URL, snapshot
+from snapshot import GIT_IDENTITY
+from throwaway import CHANGELOG_LINE, NEW_SECTION, TEMPLATE, two_releases
 
 pytestmark = pytest.mark.update
 
-TEMPLATE = Path("templates") / "ml-project"
 PACKAGE = "iris_demo"
-NEW_SECTION = "## Added in the second release\n\nA line every team repo gets.\n"
 
 
 class Platform:
@@ -39,36 +38,14 @@ class Platform:
 @pytest.fixture(scope="module")
 def platform_ab(tmp_path_factory: pytest.TempPathFactory) -> Platform:
     repo = tmp_path_factory.mktemp("releases") / "paved"
-    a_sha = snapshot(repo, tag="v0.1.0")
-    template = repo / TEMPLATE
-    readme = template / "README.md.jinja"
-    readme.write_text(readme.read_text() + "\n" + NEW_SECTION)
-    params = template / "params.yaml"
-    params.write_text(params.read_text().replace("  max_iter: 500", "  max_iter: 800"))
-    (template / ".dvcignore").unlink()
-    changelog = repo / "docs" / "changelog.md"
-    changelog.write_text(
-        changelog.read_text().replace(
-            "## [Unreleased]\n", "## [Unreleased]\n\n### Changed\n- Training runs longer.\n", 1
-        )
-    )
-    env = {**tool_env(repo), **GIT_IDENTITY}
-    run(["git", "add", "--all"], repo, env)
-    run(["git", "commit", "--quiet", "-m", "Template: longer training"], repo, env)
-    # A's own changelog entry became [0.1.0]'s when A was cut: here A is a snapshot, so the
-    # release moves everything under Unreleased to 0.2.0; the report shows 0.2.0's entry.
-    release(repo, "0.2.0")
-    b_sha = run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+    a_sha, b_sha = two_releases(repo)
     return Platform(repo, a_sha, b_sha)
 
 
-def team_repo(platform: Platform, dest: Path) -> Path:
-    """A team repo generated at A, with the team's own commits on top."""
-    answers = {**BASE_ANSWERS, "dvc_remote_url": str(dest.parent / "remote")}
-    data = [arg for k, v in answers.items() for arg in ("--data", f"{k}={v}")]
-    command = [sys.executable, "-m", "paved", "new", str(dest), "--src", PLATFORM_URL]
-    run([*command, "--vcs-ref", "v0.1.0", "--defaults", *data], dest.parent, platform.env)
-    return dest
+def team_repo(platform: Platform, dest: Path, **answers: str) -> Path:
+    """A team repo generated at A."""
+    data = {**BASE_ANSWERS, "dvc_remote_url": str(dest.parent / "remote"), **answers}
+    return generate(dest, platform.env, data, vcs_ref="v0.1.0")
 
 
 def commit(repo: Path, platform: Platform, message: str) -> None:
@@ -122,7 +99,7 @@ def test_update_merges_the_release_keeps_the_teams_work_and_relocks(
     assert (report["from_release"], report["to_release"]) == ("v0.1.0", "v0.2.0")
     assert report["conflicts"] == []
     assert report["removed_edited"] == [".dvcignore"]
-    assert "Training runs longer." in report["changelog"]
+    assert CHANGELOG_LINE in report["changelog"]
     assert sorted(report["locked"]) == ["paved", "paved-ml"]
 
     text = params.read_text()
@@ -163,13 +140,21 @@ def _locked(lock: str) -> dict[str, str]:
     }
 
 
-def test_an_edit_on_the_line_the_release_changes_is_a_reported_conflict(
-    platform_ab: Platform, tmp_path: Path
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("  max_iter: 500", "  max_iter: 2000"),  # the very line the release changes
+        ("  C: 1.0 ", "  C: 2.5 "),  # the line next to it
+    ],
+    ids=["same-line", "next-line"],
+)
+def test_an_edit_at_the_release_s_change_is_a_reported_conflict(
+    platform_ab: Platform, tmp_path: Path, old: str, new: str
 ) -> None:
     repo = team_repo(platform_ab, tmp_path / "iris-demo")
     params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("  max_iter: 500", "  max_iter: 2000"))
-    commit(repo, platform_ab, "Team: train longer")
+    params.write_text(params.read_text().replace(old, new))
+    commit(repo, platform_ab, "Team: tune training")
     done = paved_update(repo, platform_ab, "--json")
     assert done.returncode == 3, done.stdout + done.stderr
     report = json.loads(done.stdout)
@@ -178,7 +163,8 @@ def test_an_edit_on_the_line_the_release_changes_is_a_reported_conflict(
     assert [(c["path"], c["markers"]) for c in report["conflicts"]] == [("params.yaml", 1)]
     assert report["conflicts"][0]["kind"] in {"unmerged", "markers"}
     text = params.read_text()
-    assert "max_iter: 2000" in text and "max_iter: 800" in text and "<<<<<<<" in text
+    assert new in text and "max_iter: 800" in text and "<<<<<<<" in text
+    assert report["locked"] == ["paved", "paved-ml"]  # the lock is current all the same
 
 
 def test_refusals_leave_the_repo_untouched(platform_ab: Platform, tmp_path: Path) -> None:
@@ -320,13 +306,7 @@ def test_a_skipping_update_runs_the_migrations_and_flags_a_refused_answer(
 ) -> None:
     dest = tmp_path / "iris-demo"
     remote = str(tmp_path / "team-remote")
-    data = [
-        arg
-        for k, v in {**BASE_ANSWERS, "dvc_remote_url": remote, "org": "acme-ml"}.items()
-        for arg in ("--data", f"{k}={v}")
-    ]
-    command = [sys.executable, "-m", "paved", "new", str(dest), "--src", PLATFORM_URL]
-    run([*command, "--vcs-ref", "v0.1.0", "--defaults", *data], tmp_path, platform_abc.env)
+    team_repo(platform_abc, dest, dvc_remote_url=remote, org="acme-ml")
     common = dest / "src" / PACKAGE / "pipeline" / "_common.py"
     common.write_text(common.read_text() + '\nTEAM_NOTE = "kept across the rename"\n')
     commit(dest, platform_abc, "Team: a note in _common.py")
@@ -337,7 +317,7 @@ def test_a_skipping_update_runs_the_migrations_and_flags_a_refused_answer(
     assert (report["from_release"], report["to_release"]) == ("v0.1.0", "v0.3.0")
     assert report["migrations"] == ["v0.3.0"]
     assert "runs migrations (trust)" in report["changelog"]
-    assert "Training runs longer." in report["changelog"]  # B's entry too: nothing skipped
+    assert CHANGELOG_LINE in report["changelog"]  # B's entry too: nothing skipped
     # The tightened validator refused "acme-ml": copier put the default back. Flagged.
     assert report["replaced_answers"] == {"org": ["acme-ml", "acme"]}
     assert report["status"] == "conflicts" and done.returncode == 3
@@ -363,10 +343,7 @@ def test_migrations_from_a_source_that_is_not_the_platforms_are_refused(
         "GIT_CONFIG_KEY_1": f"url.{platform_abc.repo.resolve().as_uri()}.insteadOf",
         "GIT_CONFIG_VALUE_1": other,
     }
-    dest = tmp_path / "iris-demo"
-    data = [arg for k, v in BASE_ANSWERS.items() for arg in ("--data", f"{k}={v}")]
-    command = [sys.executable, "-m", "paved", "new", str(dest), "--src", other]
-    run([*command, "--vcs-ref", "v0.1.0", "--defaults", *data], tmp_path, env)
+    dest = generate(tmp_path / "iris-demo", env, BASE_ANSWERS, vcs_ref="v0.1.0", src=other)
     before = snapshot_of(dest)
     done = subprocess.run(
         [sys.executable, "-m", "paved", "update", str(dest), "--to", "v0.3.0"],

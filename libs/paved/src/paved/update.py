@@ -12,10 +12,12 @@ team to review; the fleet rollout commits them on a branch.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -80,6 +82,8 @@ class UpdateReport:
     #: The releases whose migrations ran (code from the template: trusted sources only).
     migrations: list[str] = field(default_factory=list)
     locked: list[str] = field(default_factory=list)
+    #: Where the time went, by step (seconds).
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -137,7 +141,9 @@ def update_project(
     if current == target:
         return report
     trusted = source == platform_url
-    report.changelog, report.migrations = _release_notes(source, target, base)
+    clock = _Clock(report.seconds)
+    with clock("release notes"):
+        report.changelog, report.migrations = _release_notes(source, target, base)
     if report.migrations and not trusted:
         raise PavedError(
             f"{target} runs migrations ({', '.join(report.migrations)}), which run code from "
@@ -147,12 +153,15 @@ def update_project(
     head = git(project, "rev-parse", "HEAD")
     before_rejects = set(_rejects(project))
     try:
-        _copier_update(project, target, trusted=trusted)
-        report.replaced_answers = _replaced_answers(answers, read_answers(project))
-        report.conflicts = _conflicts(project, before_rejects)
-        report.removed_edited = _removed_edited(project, source, current, answers)
+        with clock("copier update"):
+            _copier_update(project, target, trusted=trusted)
+        with clock("classify"):
+            report.replaced_answers = _replaced_answers(answers, read_answers(project))
+            report.conflicts = _conflicts(project, before_rejects)
+            report.removed_edited = _removed_edited(project, source, current, answers)
         if lock and not any(c.path == "uv.lock" for c in report.conflicts):
-            report.locked = _relock(project)
+            with clock("re-lock"):
+                report.locked = _relock(project)
         report.changed = uncommitted(project)
     except (PavedError, OSError, ValueError, RuntimeError) as exc:
         _restore(project, head, before_rejects)
@@ -160,6 +169,21 @@ def update_project(
         return report
     report.status = "conflicts" if report.conflicts or report.replaced_answers else "updated"
     return report
+
+
+class _Clock:
+    """Adds the seconds each `with clock(name):` block takes to `into[name]`."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into = into
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.into[name] = round(time.perf_counter() - started, 3)
 
 
 def _copier_update(project: Path, target: str, *, trusted: bool) -> None:
