@@ -37,7 +37,7 @@ def git_trace(trace: Path) -> tuple[int, int, float]:
         if event.get("event") == "start":
             processes += 1
             argv = event.get("argv", [])
-            clones += int(len(argv) > 1 and argv[1] == "clone")
+            clones += int("clone" in argv)
         elif event.get("event") == "exit" and "/" not in event.get("sid", "/"):
             seconds += float(event.get("t_abs", 0.0))  # a git started by a tool, not by git
     return processes, clones, seconds

@@ -12,7 +12,9 @@ team to review; the fleet rollout commits them on a branch.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import os
 import re
 import shutil
 import tempfile
@@ -142,8 +144,29 @@ def update_project(
         return report
     trusted = source == platform_url
     clock = _Clock(report.seconds)
+    scratch = Path(tempfile.mkdtemp(prefix="paved-update-"))
+    try:
+        return _update(project, report, answers, trusted, platform_url, clock, scratch, lock)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _update(
+    project: Path,
+    report: UpdateReport,
+    answers: Mapping[str, Any],
+    trusted: bool,
+    platform_url: str,
+    clock: _Clock,
+    scratch: Path,
+    lock: bool,
+) -> UpdateReport:
+    source, current, target = report.source, report.from_release, report.to_release
+    clone = scratch / "platform"
     with clock("release notes"):
-        report.changelog, report.migrations = _release_notes(source, target, base)
+        report.changelog, report.migrations = _release_notes(
+            source, target, _base_version(current), clone
+        )
     if report.migrations and not trusted:
         raise PavedError(
             f"{target} runs migrations ({', '.join(report.migrations)}), which run code from "
@@ -155,13 +178,20 @@ def update_project(
     try:
         with clock("copier update"):
             _copier_update(project, target, trusted=trusted)
-        with clock("classify"):
+        # The re-lock (uv, mostly waiting on I/O) runs while the outcome is classified;
+        # a lock file left with conflict markers is not re-locked (uv would refuse it).
+        lock_conflicted = bool(_markers(project / "uv.lock")) or bool(
+            git(project, "ls-files", "-u", "--", "uv.lock")
+        )
+        with (
+            clock("classify and re-lock"),
+            concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
+        ):
+            locking = pool.submit(_relock, project) if lock and not lock_conflicted else None
             report.replaced_answers = _replaced_answers(answers, read_answers(project))
             report.conflicts = _conflicts(project, before_rejects)
-            report.removed_edited = _removed_edited(project, source, current, answers)
-        if lock and not any(c.path == "uv.lock" for c in report.conflicts):
-            with clock("re-lock"):
-                report.locked = _relock(project)
+            report.removed_edited = _removed_edited(project, current, answers, clone)
+            report.locked = locking.result() if locking else []
         report.changed = uncommitted(project)
     except (PavedError, OSError, ValueError, RuntimeError) as exc:
         _restore(project, head, before_rejects)
@@ -237,38 +267,77 @@ def _markers(path: Path) -> int:
 def _rejects(project: Path) -> list[str]:
     """Every `*.rej` file under the project (ignored ones too), outside tool folders."""
     found = []
-    for path in project.rglob("*.rej"):
-        relative = path.relative_to(project)
-        if not _SKIP & set(relative.parts):
-            found.append(relative.as_posix())
+    for folder, subfolders, files in os.walk(project):
+        subfolders[:] = [name for name in subfolders if name not in _SKIP]
+        found += [
+            (Path(folder) / name).relative_to(project).as_posix()
+            for name in files
+            if name.endswith(".rej")
+        ]
     return sorted(found)
 
 
 def _removed_edited(
-    project: Path, source: str, current: str, answers: Mapping[str, Any]
+    project: Path, current: str, answers: Mapping[str, Any], clone: Path
 ) -> list[str]:
-    """Files the update deleted whose committed content is not the old release's render."""
+    """Files the update deleted whose committed content is not the old release's.
+
+    The old release's file is read from the template clone (`clone`, fetching the old tag)
+    where it is a plain file at the same path; a templated one (`.jinja`, or under a
+    templated folder name) is rendered: the old release with the repo's answers.
+    """
     status = git(project, "status", "--porcelain", "--untracked-files=no")
     deleted = [line[3:] for line in status.splitlines() if line[:2].strip() == "D"]
     if not deleted:
         return []
-    from copier import run_copy
-
-    data = {key: value for key, value in answers.items() if not key.startswith("_")}
-    with tempfile.TemporaryDirectory(prefix="paved-old-render-") as scratch:
-        old = Path(scratch) / "render"
-        run_copy(source, old, data=data, vcs_ref=current, defaults=True, quiet=True)
-        edited = []
-        for path in deleted:
-            committed = run(["git", "show", f"HEAD:{path}"], cwd=project).stdout
-            rendered = old / path
-            if not rendered.is_file() or rendered.read_text(encoding="utf-8") != committed:
-                edited.append(path)
+    old_files: dict[str, str | None] = dict.fromkeys(deleted)
+    kind = str(answers.get("project_kind", ""))
+    fetched = (
+        kind
+        and (clone / ".git").exists()
+        and not run(
+            ["git", "-C", str(clone), "fetch", "--quiet", "--depth", "1", "origin", "tag", current],
+            timeout=300,
+            check=False,
+        ).returncode
+    )
+    for path in deleted if fetched else []:
+        shown = run(
+            ["git", "-C", str(clone), "show", f"{current}:templates/{kind}/{path}"], check=False
+        )
+        if not shown.returncode:
+            old_files[path] = shown.stdout
+    rendered = [path for path, text in old_files.items() if text is None]
+    if rendered:
+        old_files.update(_old_render(clone.parent / "old-render", rendered, current, answers))
+    edited = []
+    for path, old in old_files.items():
+        committed = run(["git", "show", f"HEAD:{path}"], cwd=project).stdout
+        if committed != old:
+            edited.append(path)
     return edited
 
 
+def _old_render(
+    dest: Path, paths: list[str], current: str, answers: Mapping[str, Any]
+) -> dict[str, str | None]:
+    """`paths` as the release `current` renders them with `answers` (None: not rendered)."""
+    from copier import run_copy
+
+    data = {key: value for key, value in answers.items() if not key.startswith("_")}
+    run_copy(str(answers["_src_path"]), dest, data=data, vcs_ref=current, defaults=True, quiet=True)
+    return {
+        path: (dest / path).read_text(encoding="utf-8") if (dest / path).is_file() else None
+        for path in paths
+    }
+
+
 def _relock(project: Path) -> list[str]:
-    """Re-lock moving only the platform packages; check the lock; return what moved."""
+    """Re-lock moving only the platform packages; return what moved.
+
+    `uv lock --upgrade-package` keeps every other locked version where a version still
+    satisfies the project; that nothing else moved is checked here, package by package.
+    """
     if not (project / "uv.lock").is_file():
         raise PavedError(f"{project} has no uv.lock to update: run `uv lock` and commit it")
     uv = shutil.which("uv")
@@ -277,7 +346,6 @@ def _relock(project: Path) -> list[str]:
     before = _locked_versions(project / "uv.lock")
     upgrade = [arg for name in PLATFORM_PACKAGES for arg in ("--upgrade-package", name)]
     run([uv, "lock", "--quiet", *upgrade], cwd=project, detail_lines=5)
-    run([uv, "lock", "--check", "--quiet"], cwd=project, detail_lines=5)
     after = _locked_versions(project / "uv.lock")
     strays = sorted(
         name
@@ -310,20 +378,17 @@ def _restore(project: Path, head: str, before_rejects: set[str]) -> None:
         (project / path).unlink(missing_ok=True)
 
 
-def _release_notes(source: str, target: str, base: Version) -> tuple[str, list[str]]:
+def _release_notes(source: str, target: str, base: Version, clone: Path) -> tuple[str, list[str]]:
     """The changelog and the migrating releases after `base` up to `target`.
 
-    Both come from one shallow clone of the target: the changelog entries newest first, and
-    the releases in that range whose migrations the update will run.
+    Both come from one shallow clone of the target, made at `clone`: the changelog entries
+    newest first, and the releases in that range whose migrations the update will run.
     """
-    with tempfile.TemporaryDirectory(prefix="paved-release-notes-") as scratch:
-        clone = Path(scratch) / "platform"
-        command = ["git", "clone", "--quiet", "--depth", "1", "--branch", target, "--no-checkout"]
-        done = run([*command, source, str(clone)], timeout=300, check=False)
-        if done.returncode:
-            return "", []
-        text = git(clone, "show", "HEAD:docs/changelog.md", check=False)
-        config = yaml.safe_load(git(clone, "show", "HEAD:copier.yml", check=False) or "{}")
+    command = ["git", "clone", "--quiet", "--depth", "1", "--branch", target, "--no-checkout"]
+    if run([*command, source, str(clone)], timeout=300, check=False).returncode:
+        return "", []
+    text = git(clone, "show", "HEAD:docs/changelog.md", check=False)
+    config = yaml.safe_load(git(clone, "show", "HEAD:copier.yml", check=False) or "{}")
     sections = re.split(r"^(?=## \[)", text, flags=re.MULTILINE)
     wanted = []
     for section in sections:
