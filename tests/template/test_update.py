@@ -101,6 +101,7 @@ def test_update_merges_the_release_keeps_the_teams_work_and_relocks(
     assert report["removed_edited"] == [".dvcignore"]
     assert CHANGELOG_LINE in report["changelog"]
     assert sorted(report["locked"]) == ["paved", "paved-ml"]
+    assert report["locked_ahead"] is True  # locked during the merge, then checked below
 
     text = params.read_text()
     assert "  test_size: 0.3" in text and "  max_iter: 800" in text  # both sides kept

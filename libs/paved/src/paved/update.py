@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -38,6 +39,7 @@ __all__ = [
     "PLATFORM_PACKAGES",
     "Conflict",
     "UpdateReport",
+    "release_commits",
     "release_tags",
     "update_project",
 ]
@@ -84,6 +86,9 @@ class UpdateReport:
     #: The releases whose migrations ran (code from the template: trusted sources only).
     migrations: list[str] = field(default_factory=list)
     locked: list[str] = field(default_factory=list)
+    #: Whether the lock made ahead of the merge was taken (the merge left the lock's
+    #: inputs as predicted), rather than a re-lock after it.
+    locked_ahead: bool = False
     #: Where the time went, by step (seconds).
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -97,11 +102,27 @@ class UpdateReport:
         return {**asdict(self), "exit_code": self.exit_code}
 
 
+def release_commits(source: str, *, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The platform's release tags (`vX.Y.Z`), oldest first, and the commit each names.
+
+    One `git ls-remote`, no clone; an annotated tag's commit is its peeled (`^{}`) entry.
+    """
+    out = run(["git", "ls-remote", "--tags", source], env=env, timeout=120).stdout
+    commits: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        name = ref.removeprefix("refs/tags/")
+        if name.endswith("^{}"):
+            commits[name.removesuffix("^{}")] = sha
+        else:
+            commits.setdefault(name, sha)
+    releases = sorted((tag for tag in commits if _RELEASE.match(tag)), key=_version)
+    return {tag: commits[tag] for tag in releases}
+
+
 def release_tags(source: str, *, env: Mapping[str, str] | None = None) -> list[str]:
     """The platform's release tags (`vX.Y.Z`), oldest first: one `git ls-remote`, no clone."""
-    out = run(["git", "ls-remote", "--tags", "--refs", source], env=env, timeout=120).stdout
-    tags = {line.rpartition("refs/tags/")[2] for line in out.splitlines()}
-    return sorted((tag for tag in tags if _RELEASE.match(tag)), key=_version)
+    return list(release_commits(source, env=env))
 
 
 def update_project(
@@ -126,7 +147,8 @@ def update_project(
     if changed:
         shown = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "")
         raise PavedError(f"{project} has uncommitted changes ({shown}): commit or stash them first")
-    releases = release_tags(source)
+    commits = release_commits(source)
+    releases = list(commits)
     if not releases:
         raise PavedError(f"{source} has no release tags (vX.Y.Z)")
     target = to or releases[-1]
@@ -146,7 +168,8 @@ def update_project(
     clock = _Clock(report.seconds)
     scratch = Path(tempfile.mkdtemp(prefix="paved-update-"))
     try:
-        return _update(project, report, answers, trusted, platform_url, clock, scratch, lock)
+        speculative = (commits[target], scratch / "lock") if lock else None
+        return _update(project, report, answers, trusted, platform_url, clock, speculative)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -158,11 +181,19 @@ def _update(
     trusted: bool,
     platform_url: str,
     clock: _Clock,
-    scratch: Path,
-    lock: bool,
+    speculative: tuple[str, Path] | None,
 ) -> UpdateReport:
+    """The update proper, once the refusals are behind (see update_project).
+
+    With `speculative` (the target's commit and a scratch folder), the re-lock starts before
+    copier's merge, on a copy of pyproject.toml with the platform pins moved to the target
+    commit: the two longest steps overlap. Its lock is taken only if the merged
+    pyproject.toml turns out to declare exactly the same dependencies; otherwise the repo
+    is re-locked after the merge as usual.
+    """
     source, current, target = report.source, report.from_release, report.to_release
-    clone = scratch / "platform"
+    lock = speculative is not None
+    clone = (speculative[1].parent if speculative else Path(tempfile.gettempdir())) / "platform"
     with clock("release notes"):
         report.changelog, report.migrations = _release_notes(
             source, target, _base_version(current), clone
@@ -175,6 +206,13 @@ def _update(
         )
     head = git(project, "rev-parse", "HEAD")
     before_rejects = set(_rejects(project))
+    ahead = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+
+    def lock_ahead(commit: str, folder: Path) -> tuple[str, Path] | None:
+        with clock("lock ahead (during the merge)"):
+            return _lock_ahead(project, commit, folder)
+
+    early = ahead.submit(lock_ahead, *speculative) if speculative else None
     try:
         with clock("copier update"):
             _copier_update(project, target, trusted=trusted)
@@ -187,16 +225,19 @@ def _update(
             clock("classify and re-lock"),
             concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
         ):
-            locking = pool.submit(_relock, project) if lock and not lock_conflicted else None
+            relock = functools.partial(_relock, project, early)
+            locking = pool.submit(relock) if lock and not lock_conflicted else None
             report.replaced_answers = _replaced_answers(answers, read_answers(project))
             report.conflicts = _conflicts(project, before_rejects)
             report.removed_edited = _removed_edited(project, current, answers, clone)
-            report.locked = locking.result() if locking else []
+            report.locked, report.locked_ahead = locking.result() if locking else ([], False)
         report.changed = uncommitted(project)
     except (PavedError, OSError, ValueError, RuntimeError) as exc:
+        ahead.shutdown(wait=True)
         _restore(project, head, before_rejects)
         report.status, report.reason = "failed", _reason(exc)
         return report
+    ahead.shutdown(wait=True)
     report.status = "conflicts" if report.conflicts or report.replaced_answers else "updated"
     return report
 
@@ -332,11 +373,38 @@ def _old_render(
     }
 
 
-def _relock(project: Path) -> list[str]:
-    """Re-lock moving only the platform packages; return what moved.
+def _lock_ahead(project: Path, target_commit: str, folder: Path) -> tuple[str, Path] | None:
+    """Lock a copy of the project whose platform pins name `target_commit`.
+
+    Returns the pyproject.toml text it locked and the new lock, or None when the pins are
+    not one commit (nothing to predict) or the lock fails (the normal re-lock will say why).
+    """
+    text = (project / "pyproject.toml").read_text(encoding="utf-8")
+    pins = set(re.findall(r"@([0-9a-f]{40})#subdirectory=libs/", text))
+    uv = shutil.which("uv")
+    if len(pins) != 1 or uv is None or not (project / "uv.lock").is_file():
+        return None
+    predicted = text.replace(pins.pop(), target_commit)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pyproject.toml").write_text(predicted, encoding="utf-8")
+    shutil.copy2(project / "uv.lock", folder / "uv.lock")
+    for name in (".python-version", "README.md"):  # what the project's metadata may name
+        if (project / name).is_file():
+            shutil.copy2(project / name, folder / name)
+    upgrade = [arg for name in PLATFORM_PACKAGES for arg in ("--upgrade-package", name)]
+    done = run([uv, "lock", "--quiet", *upgrade], cwd=folder, check=False)
+    return (predicted, folder / "uv.lock") if done.returncode == 0 else None
+
+
+def _relock(
+    project: Path, early: concurrent.futures.Future[tuple[str, Path] | None] | None = None
+) -> tuple[list[str], bool]:
+    """Re-lock moving only the platform packages; return what moved, and if `early` served.
 
     `uv lock --upgrade-package` keeps every other locked version where a version still
     satisfies the project; that nothing else moved is checked here, package by package.
+    The lock made ahead of the merge (`early`) is taken when it locked the same inputs
+    (dependencies, groups, uv and build settings) as the merged pyproject.toml.
     """
     if not (project / "uv.lock").is_file():
         raise PavedError(f"{project} has no uv.lock to update: run `uv lock` and commit it")
@@ -344,8 +412,14 @@ def _relock(project: Path) -> list[str]:
     if uv is None:
         raise PavedError("uv is not on PATH: install it, or pass --no-lock and run `uv lock`")
     before = _locked_versions(project / "uv.lock")
-    upgrade = [arg for name in PLATFORM_PACKAGES for arg in ("--upgrade-package", name)]
-    run([uv, "lock", "--quiet", *upgrade], cwd=project, detail_lines=5)
+    ahead = early.result() if early else None
+    merged = (project / "pyproject.toml").read_text(encoding="utf-8")
+    taken = bool(ahead and _lock_inputs(ahead[0]) == _lock_inputs(merged))
+    if ahead and taken:
+        shutil.copy2(ahead[1], project / "uv.lock")
+    else:
+        upgrade = [arg for name in PLATFORM_PACKAGES for arg in ("--upgrade-package", name)]
+        run([uv, "lock", "--quiet", *upgrade], cwd=project, detail_lines=5)
     after = _locked_versions(project / "uv.lock")
     strays = sorted(
         name
@@ -356,7 +430,22 @@ def _relock(project: Path) -> list[str]:
         raise PavedError(
             f"re-locking moved packages other than the platform's: {', '.join(strays)}"
         )
-    return [name for name in PLATFORM_PACKAGES if before.get(name) != after.get(name)]
+    return [name for name in PLATFORM_PACKAGES if before.get(name) != after.get(name)], taken
+
+
+def _lock_inputs(pyproject: str) -> object:
+    """What of a pyproject.toml a lock depends on (comments and prose do not count)."""
+    import tomllib
+
+    data = tomllib.loads(pyproject)
+    project = data.get("project", {})
+    keys = ("name", "version", "dependencies", "optional-dependencies", "requires-python")
+    return (
+        {key: project.get(key) for key in keys},
+        data.get("dependency-groups"),
+        data.get("tool", {}).get("uv"),
+        data.get("build-system"),
+    )
 
 
 def _locked_versions(lock: Path) -> dict[str, str]:
