@@ -29,7 +29,7 @@ from throwaway import two_releases  # noqa: E402
 
 
 def git_trace(trace: Path) -> tuple[int, int, float]:
-    """(git processes, clones, seconds in top-level git processes) from a trace2 file."""
+    """(git processes, clones and fetches, seconds in top-level git) from a trace2 file."""
     processes = clones = 0
     seconds = 0.0
     for line in trace.read_text().splitlines():
@@ -37,7 +37,7 @@ def git_trace(trace: Path) -> tuple[int, int, float]:
         if event.get("event") == "start":
             processes += 1
             argv = event.get("argv", [])
-            clones += int("clone" in argv)
+            clones += int("clone" in argv or "fetch" in argv)
         elif event.get("event") == "exit" and "/" not in event.get("sid", "/"):
             seconds += float(event.get("t_abs", 0.0))  # a git started by a tool, not by git
     return processes, clones, seconds
@@ -104,7 +104,10 @@ def main() -> int:
         processes, clones, seconds = (
             statistics.median(values) for values in zip(*found, strict=True)
         )
-        print(f"{kind}: {processes:.0f} git processes, {clones:.0f} clones, {seconds:.2f} s in git")
+        print(
+            f"{kind}: {processes:.0f} git processes, {clones:.0f} clones or fetches, "
+            f"{seconds:.2f} s in git"
+        )
     return 0
 
 
