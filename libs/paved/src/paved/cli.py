@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,13 +79,8 @@ def new(
     lock: Annotated[bool, typer.Option(help="Run `uv lock` in the new repo.")] = True,
 ) -> None:
     """Generate a team repo, initialise git, lock its environment and commit."""
-    try:
-        answers = _parse_data(data or [])
-        path = new_project(
-            dest, src=src, data=answers, vcs_ref=vcs_ref, defaults=defaults, lock=lock
-        )
-    except PavedError as exc:
-        raise _fail(exc) from exc
+    answers = _parse_data(data or [])
+    path = new_project(dest, src=src, data=answers, vcs_ref=vcs_ref, defaults=defaults, lock=lock)
     _err.print(f"[green]created[/] {path}")
 
 
@@ -105,10 +101,11 @@ def update(
     try:
         report = update_project(path, to=to, lock=lock)
     except PavedError as exc:
-        if as_json:
-            typer.echo(json.dumps({"project": str(path), "status": "failed", "reason": str(exc)}))
-            raise typer.Exit(1) from exc
-        raise _fail(exc) from exc
+        if not as_json:
+            raise
+        # A refusal is a report too, for the scripts that read it.
+        typer.echo(json.dumps({"project": str(path), "status": "failed", "reason": str(exc)}))
+        raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))
     else:
@@ -153,11 +150,6 @@ def _show_update(report: UpdateReport) -> None:
     _err.print("next: " + ", then ".join(steps))
 
 
-def _fail(exc: PavedError) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
-
-
 @ci_app.command("check")
 def ci_check(
     only: Annotated[
@@ -173,10 +165,7 @@ def ci_check(
         if not result.ok:
             _err.print(escape(result.output[-6000:]), highlight=False, soft_wrap=True)
 
-    try:
-        results = run_checks(project.absolute(), only=only, report=report)
-    except PavedError as exc:
-        raise _fail(exc) from exc
+    results = run_checks(project.absolute(), only=only, report=report)
     if not all(result.ok for result in results):
         raise typer.Exit(1)
 
@@ -199,19 +188,16 @@ def ci_image(
     ] = None,
 ) -> None:
     """Build the service image from the bento (and push it, or write it to an archive)."""
-    try:
-        build = image_build_from_repo(
-            project.absolute(), registry=registry, image_name=image_name, base_image=base_image
-        )
-        digest = build_and_push(
-            build,
-            push=push,
-            builder=builder,
-            tls_verify=tls_verify,
-            archive=archive.absolute() if archive else None,
-        )
-    except PavedError as exc:
-        raise _fail(exc) from exc
+    build = image_build_from_repo(
+        project.absolute(), registry=registry, image_name=image_name, base_image=base_image
+    )
+    digest = build_and_push(
+        build,
+        push=push,
+        builder=builder,
+        tls_verify=tls_verify,
+        archive=archive.absolute() if archive else None,
+    )
     for ref in build.refs:
         typer.echo(f"built {ref}")
     if push and digest:
@@ -243,16 +229,13 @@ def ci_push(
     code, holds no credential and no write permission; this command, in the push job, runs
     no repository code and pushes exactly the archived image (skopeo, digest preserved).
     """
-    try:
-        build = image_build_from_repo(project.absolute(), registry=registry, image_name=image_name)
-        if archive:
-            digest = push_archive(
-                build, archive.absolute(), expected_digest=digest, tls_verify=tls_verify
-            )
-        else:
-            digest = push_image(build, builder=builder, tls_verify=tls_verify)
-    except PavedError as exc:
-        raise _fail(exc) from exc
+    build = image_build_from_repo(project.absolute(), registry=registry, image_name=image_name)
+    if archive:
+        digest = push_archive(
+            build, archive.absolute(), expected_digest=digest, tls_verify=tls_verify
+        )
+    else:
+        digest = push_image(build, builder=builder, tls_verify=tls_verify)
     _pushed(build.image, digest)
 
 
@@ -275,11 +258,8 @@ def ci_login(
     PAVED_AZURE_CLIENT_ID and PAVED_AZURE_TENANT_ID. Any other registry, or a laptop:
     REGISTRY_USERNAME and REGISTRY_PASSWORD.
     """
-    try:
-        target = registry or image_build_from_repo(project.absolute()).image
-        _err.print(login(target, builder=builder, tls_verify=tls_verify, cloud=cloud))
-    except PavedError as exc:
-        raise _fail(exc) from exc
+    target = registry or image_build_from_repo(project.absolute()).image
+    _err.print(login(target, builder=builder, tls_verify=tls_verify, cloud=cloud))
 
 
 def _pushed(image: str, digest: str) -> None:
@@ -307,5 +287,13 @@ def _parse_data(pairs: list[str]) -> dict[str, Any]:
 
 
 def main() -> None:
-    """Entry point of the `paved` script."""
-    app()
+    """Entry point of the `paved` script: the one place a PavedError becomes a message.
+
+    Every command lets the package's errors through; here they become one line on stderr
+    and exit code 1, never a traceback.
+    """
+    try:
+        app()
+    except PavedError as exc:
+        _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
