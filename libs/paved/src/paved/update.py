@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import functools
 import os
 import re
 import shutil
@@ -40,7 +39,6 @@ __all__ = [
     "Conflict",
     "UpdateReport",
     "release_commits",
-    "release_tags",
     "update_project",
 ]
 
@@ -49,6 +47,7 @@ Status = Literal["updated", "current", "conflicts", "failed"]
 EXIT_CODES: dict[str, int] = {"updated": 0, "current": 0, "failed": 1, "conflicts": 3}
 #: The packages a platform release moves in a team repo's lock; nothing else may move.
 PLATFORM_PACKAGES = ("paved", "paved-ml")
+_UPGRADE = tuple(arg for name in PLATFORM_PACKAGES for arg in ("--upgrade-package", name))
 _RELEASE = re.compile(r"^v(\d+\.\d+\.\d+)$")
 _MARKER = re.compile(r"^<<<<<<< ", re.MULTILINE)
 #: Folders no update writes to, never scanned for leftovers.
@@ -120,11 +119,6 @@ def release_commits(source: str, *, env: Mapping[str, str] | None = None) -> dic
     return {tag: commits[tag] for tag in releases}
 
 
-def release_tags(source: str, *, env: Mapping[str, str] | None = None) -> list[str]:
-    """The platform's release tags (`vX.Y.Z`), oldest first: one `git ls-remote`, no clone."""
-    return list(release_commits(source, env=env))
-
-
 def update_project(
     project: Path,
     *,
@@ -164,40 +158,42 @@ def update_project(
         )
     if current == target:
         return report
-    trusted = source == platform_url
-    clock = _Clock(report.seconds)
-    scratch = Path(tempfile.mkdtemp(prefix="paved-update-"))
-    try:
-        speculative = (commits[target], scratch / "lock") if lock else None
-        return _update(project, report, answers, trusted, platform_url, clock, speculative)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="paved-update-") as scratch:
+        return _update(
+            project,
+            report,
+            answers,
+            base=base,
+            trusted=source == platform_url,
+            platform_url=platform_url,
+            target_commit=commits[target] if lock else None,
+            scratch=Path(scratch),
+        )
 
 
 def _update(
     project: Path,
     report: UpdateReport,
     answers: Mapping[str, Any],
+    *,
+    base: Version,
     trusted: bool,
     platform_url: str,
-    clock: _Clock,
-    speculative: tuple[str, Path] | None,
+    target_commit: str | None,
+    scratch: Path,
 ) -> UpdateReport:
     """The update proper, once the refusals are behind (see update_project).
 
-    With `speculative` (the target's commit and a scratch folder), the re-lock starts before
-    copier's merge, on a copy of pyproject.toml with the platform pins moved to the target
-    commit: the two longest steps overlap. Its lock is taken only if the merged
-    pyproject.toml turns out to declare exactly the same dependencies; otherwise the repo
-    is re-locked after the merge as usual.
+    With `target_commit` (locking asked for), the re-lock starts before copier's merge, on
+    a copy of pyproject.toml with the platform pins moved to that commit: the two longest
+    steps overlap. Its lock is taken only if the merged pyproject.toml declares the same
+    lock inputs; otherwise the repo is re-locked after the merge as usual.
     """
     source, current, target = report.source, report.from_release, report.to_release
-    lock = speculative is not None
-    clone = (speculative[1].parent if speculative else Path(tempfile.gettempdir())) / "platform"
+    clock = _Clock(report.seconds)
+    clone = scratch / "platform"
     with clock("release notes"):
-        report.changelog, report.migrations = _release_notes(
-            source, target, _base_version(current), clone
-        )
+        report.changelog, report.migrations = _release_notes(source, target, base, clone)
     if report.migrations and not trusted:
         raise PavedError(
             f"{target} runs migrations ({', '.join(report.migrations)}), which run code from "
@@ -206,38 +202,37 @@ def _update(
         )
     head = git(project, "rev-parse", "HEAD")
     before_rejects = set(_rejects(project))
-    ahead = concurrent.futures.ThreadPoolExecutor(max_workers=1)
 
-    def lock_ahead(commit: str, folder: Path) -> tuple[str, Path] | None:
+    def lock_ahead(commit: str) -> tuple[str, Path] | None:
         with clock("lock ahead (during the merge)"):
-            return _lock_ahead(project, commit, folder)
+            return _lock_ahead(project, commit, scratch / "lock")
 
-    early = ahead.submit(lock_ahead, *speculative) if speculative else None
-    try:
-        with clock("copier update"):
-            _copier_update(project, target, trusted=trusted)
-        # The re-lock (uv, mostly waiting on I/O) runs while the outcome is classified;
-        # a lock file left with conflict markers is not re-locked (uv would refuse it).
-        lock_conflicted = bool(_markers(project / "uv.lock")) or bool(
-            git(project, "ls-files", "-u", "--", "uv.lock")
-        )
-        with (
-            clock("classify and re-lock"),
-            concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
-        ):
-            relock = functools.partial(_relock, project, early)
-            locking = pool.submit(relock) if lock and not lock_conflicted else None
-            report.replaced_answers = _replaced_answers(answers, read_answers(project))
-            report.conflicts = _conflicts(project, before_rejects)
-            report.removed_edited = _removed_edited(project, current, answers, clone)
-            report.locked, report.locked_ahead = locking.result() if locking else ([], False)
-        report.changed = uncommitted(project)
-    except (PavedError, OSError, ValueError, RuntimeError) as exc:
-        ahead.shutdown(wait=True)
+    failure: Exception | None = None
+    # Leaving the pool waits for both locks: none writes while the repo is put back.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        early = pool.submit(lock_ahead, target_commit) if target_commit else None
+        try:
+            with clock("copier update"):
+                _copier_update(project, target, trusted=trusted)
+            # The re-lock (uv, mostly waiting on I/O) runs while the outcome is classified;
+            # a lock file left with conflict markers is not re-locked (uv would refuse it).
+            lock_conflicted = bool(_markers(project / "uv.lock")) or bool(
+                git(project, "ls-files", "-u", "--", "uv.lock")
+            )
+            with clock("classify and re-lock"):
+                relock = target_commit and not lock_conflicted
+                locking = pool.submit(_relock, project, early) if relock else None
+                report.replaced_answers = _replaced_answers(answers, read_answers(project))
+                report.conflicts = _conflicts(project, before_rejects)
+                report.removed_edited = _removed_edited(project, current, answers, clone)
+                report.locked, report.locked_ahead = locking.result() if locking else ([], False)
+            report.changed = uncommitted(project)
+        except (PavedError, OSError, ValueError, RuntimeError) as exc:
+            failure = exc
+    if failure is not None:
         _restore(project, head, before_rejects)
-        report.status, report.reason = "failed", _reason(exc)
+        report.status, report.reason = "failed", _reason(failure)
         return report
-    ahead.shutdown(wait=True)
     report.status = "conflicts" if report.conflicts or report.replaced_answers else "updated"
     return report
 
@@ -327,8 +322,7 @@ def _removed_edited(
     where it is a plain file at the same path; a templated one (`.jinja`, or under a
     templated folder name) is rendered: the old release with the repo's answers.
     """
-    status = git(project, "status", "--porcelain", "--untracked-files=no")
-    deleted = [line[3:] for line in status.splitlines() if line[:2].strip() == "D"]
+    deleted = git(project, "diff", "--name-only", "--diff-filter=D", "HEAD").splitlines()
     if not deleted:
         return []
     old_files: dict[str, str | None] = dict.fromkeys(deleted)
@@ -391,8 +385,7 @@ def _lock_ahead(project: Path, target_commit: str, folder: Path) -> tuple[str, P
     for name in (".python-version", "README.md"):  # what the project's metadata may name
         if (project / name).is_file():
             shutil.copy2(project / name, folder / name)
-    upgrade = [arg for name in PLATFORM_PACKAGES for arg in ("--upgrade-package", name)]
-    done = run([uv, "lock", "--quiet", *upgrade], cwd=folder, check=False)
+    done = run([uv, "lock", "--quiet", *_UPGRADE], cwd=folder, check=False)
     return (predicted, folder / "uv.lock") if done.returncode == 0 else None
 
 
@@ -414,12 +407,11 @@ def _relock(
     before = _locked_versions(project / "uv.lock")
     ahead = early.result() if early else None
     merged = (project / "pyproject.toml").read_text(encoding="utf-8")
-    taken = bool(ahead and _lock_inputs(ahead[0]) == _lock_inputs(merged))
-    if ahead and taken:
+    taken = ahead is not None and _lock_inputs(ahead[0]) == _lock_inputs(merged)
+    if ahead is not None and taken:
         shutil.copy2(ahead[1], project / "uv.lock")
     else:
-        upgrade = [arg for name in PLATFORM_PACKAGES for arg in ("--upgrade-package", name)]
-        run([uv, "lock", "--quiet", *upgrade], cwd=project, detail_lines=5)
+        run([uv, "lock", "--quiet", *_UPGRADE], cwd=project, detail_lines=5)
     after = _locked_versions(project / "uv.lock")
     strays = sorted(
         name
