@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 from packaging.version import Version
 from paved._errors import PavedError
 from paved._git import git
+from paved._proc import run
+from paved._repo import uncommitted
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANGELOG = Path("docs") / "changelog.md"
@@ -70,9 +71,9 @@ def release(
     repo: Path, version: str | None = None, *, part: str | None = None, today: dt.date | None = None
 ) -> str:
     """Bump, move the changelog, lock, commit and tag; return the tag."""
-    changed = git(repo, "status", "--porcelain")
+    changed = uncommitted(repo)
     if changed:
-        files = ", ".join(line.split(maxsplit=1)[-1] for line in changed.splitlines()[:5])
+        files = ", ".join(changed[:5])
         raise PavedError(f"the tree has uncommitted changes ({files}): commit or stash them first")
     old = current_version(repo)
     new = Version(version) if version else bump(old, part or "patch")
@@ -101,7 +102,7 @@ def release(
             encoding="utf-8",
         )
     # The workspace members' versions are in the lock: move them, and nothing else.
-    subprocess.run(["uv", "lock", "--quiet"], cwd=repo, check=True, timeout=600)
+    run(["uv", "lock", "--quiet"], cwd=repo, timeout=600)
     git(repo, "add", str(CHANGELOG), *map(str, VERSIONED), "uv.lock")
     git(repo, "commit", "--quiet", "-m", f"Release {tag}")
     # verbatim: the entry's "### Added" headings are not comments to strip
