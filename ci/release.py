@@ -22,7 +22,7 @@ from packaging.version import Version
 from paved._errors import PavedError
 from paved._git import git
 from paved._proc import run
-from paved._repo import uncommitted
+from paved.repo import uncommitted
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANGELOG = Path("docs") / "changelog.md"

@@ -7,22 +7,19 @@ repo's own locked environment, so a laptop runs exactly what CI runs.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 import time
-import tomllib
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from paved._errors import CommandError, PavedError
 from paved._git import git
 from paved._image import ImageBuild, build_image, image_tags, push_image
 from paved._proc import run
-from paved._repo import read_answers
+from paved.repo import platform_version, python_version, read_pyproject, tool_paved
 
 __all__ = [
     "CHECK_STEPS",
@@ -114,8 +111,8 @@ def image_build_from_repo(
     on a laptop from git. PAVED_DEFAULT_BRANCH names the branch that gets `latest`.
     """
     env = os.environ if env is None else env
-    pyproject = _pyproject(project)
-    settings = _tool_paved(pyproject, project)
+    pyproject = read_pyproject(project)
+    settings = tool_paved(pyproject, project)
     default_registry, _, default_name = str(settings.get("image", "")).rpartition("/")
     registry = registry or default_registry
     image_name = image_name or default_name
@@ -124,7 +121,7 @@ def image_build_from_repo(
     sha = env.get("GITHUB_SHA") or git(project, "rev-parse", "HEAD")
     ref = env.get("GITHUB_REF") or f"refs/heads/{git(project, 'branch', '--show-current')}"
     version = str(pyproject.get("project", {}).get("version", "0"))
-    python = _python_version(project)
+    python = python_version(project)
     base_image = base_image or f"python:{python}-slim"  # the repo's Python, slim Debian
     source = env.get("GITHUB_REPOSITORY") and (
         f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env['GITHUB_REPOSITORY']}"
@@ -139,7 +136,7 @@ def image_build_from_repo(
         else version,
         "org.opencontainers.image.title": image_name,
         "org.opencontainers.image.base.name": base_image,
-        "dev.paved.platform.version": _platform_version(project),
+        "dev.paved.platform.version": platform_version(project),
     }
     return ImageBuild(
         project=project,
@@ -182,42 +179,3 @@ def without_credentials(url: str) -> str:
     if not parts.scheme or "@" not in parts.netloc:
         return url
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def _pyproject(project: Path) -> dict[str, Any]:
-    path = project / "pyproject.toml"
-    if not path.is_file():
-        raise PavedError(f"{project} has no pyproject.toml: run paved ci in a team repo")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PavedError(f"{path} is not valid TOML: {exc}") from exc
-
-
-def _python_version(project: Path) -> str:
-    path = project / ".python-version"
-    version = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
-    if not re.fullmatch(r"3\.\d+(\.\d+)?", version):
-        found = f"holds {version!r}" if path.is_file() else "is missing"
-        raise PavedError(
-            f"{path} {found}: it names the repo's Python (e.g. 3.11), which the image's base "
-            "must match"
-        )
-    return version
-
-
-def _tool_paved(pyproject: dict[str, Any], project: Path) -> dict[str, object]:
-    tool = pyproject.get("tool", {})
-    settings = tool.get("paved") if isinstance(tool, dict) else None
-    if not isinstance(settings, dict):
-        raise PavedError(
-            f"{project / 'pyproject.toml'} has no [tool.paved] table: is this a Paved team repo?"
-        )
-    return settings
-
-
-def _platform_version(project: Path) -> str:
-    try:
-        return str(read_answers(project).get("_commit", "unknown"))
-    except PavedError:
-        return "unknown"

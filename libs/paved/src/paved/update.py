@@ -31,7 +31,7 @@ from paved._errors import PavedError
 from paved._git import git
 from paved._new import PLATFORM_URL
 from paved._proc import run
-from paved._repo import ANSWERS_FILE, read_answers, uncommitted
+from paved.repo import ANSWERS_FILE, PLATFORM_PACKAGES, read_answers, uncommitted
 
 __all__ = [
     "EXIT_CODES",
@@ -46,7 +46,7 @@ Status = Literal["updated", "current", "conflicts", "failed"]
 #: What `paved update` exits with, by outcome.
 EXIT_CODES: dict[str, int] = {"updated": 0, "current": 0, "failed": 1, "conflicts": 3}
 #: The packages a platform release moves in a team repo's lock; nothing else may move.
-PLATFORM_PACKAGES = ("paved", "paved-ml")
+
 _UPGRADE = tuple(arg for name in PLATFORM_PACKAGES for arg in ("--upgrade-package", name))
 _RELEASE = re.compile(r"^v(\d+\.\d+\.\d+)$")
 _MARKER = re.compile(r"^<<<<<<< ", re.MULTILINE)

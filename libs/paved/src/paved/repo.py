@@ -1,0 +1,180 @@
+"""Reading a team repo: the one place that knows its answers file, its pins and its git state.
+
+Everything else (`paved ci`, `paved update`, `paved adopt`, the checks) asks here for the
+answers, `[tool.paved]`, the Python version and the platform pins, so a team repo has one
+reading, whoever reads it.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from paved._errors import PavedError
+from paved._git import git
+
+__all__ = [
+    "ANSWERS_FILE",
+    "PLATFORM_PACKAGES",
+    "Pin",
+    "platform_pins",
+    "platform_version",
+    "python_version",
+    "read_answers",
+    "read_pyproject",
+    "tool_paved",
+    "uncommitted",
+]
+
+#: Where copier records a team repo's answers, template source and release.
+ANSWERS_FILE = ".copier-answers.yml"
+
+#: The platform's packages a team repo pins to its release (and `paved update` moves).
+PLATFORM_PACKAGES = ("paved", "paved-ml")
+
+_SHA = r"[0-9a-f]{40}"
+#: `"paved-ml[tracking] @ git+URL@SHA#subdirectory=libs/paved-ml",  # v0.1.0`
+_PYPROJECT_PIN = re.compile(
+    rf"\"(?P<name>paved(?:-ml)?)(?:\[[^\]]*\])? @ git\+(?P<url>[^@\"]+)@(?P<sha>{_SHA})"
+    r"#subdirectory=libs/[\w-]+\"[^#\n]*(?:#\s*(?P<release>\S+))?"
+)
+#: `uses: acme/paved/.github/workflows/team-ci.yml@SHA # v0.1.0`
+_WORKFLOW_PIN = re.compile(
+    r"uses:\s*(?P<name>[\w.-]+/[\w.-]+/\.github/workflows/team-[\w-]+\.ya?ml)@(?P<sha>\S+)"
+    r"(?:\s+#\s*(?P<release>\S+))?"
+)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One place a team repo names the platform release it runs."""
+
+    where: str  # file:line
+    name: str  # paved, paved-ml, uv.lock paved, acme/paved/.github/workflows/team-ci.yml
+    sha: str
+    release: str | None  # the tag written beside the SHA, if any
+
+
+def read_answers(project: Path) -> dict[str, Any]:
+    """The answers file of `project` (its `_src_path`, `_commit` and the answers)."""
+    path = project / ANSWERS_FILE
+    if not path.is_file():
+        raise PavedError(f"{project} has no {ANSWERS_FILE}: it was not generated from a template")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PavedError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PavedError(f"{path} holds no answers")
+    return data
+
+
+def read_pyproject(project: Path) -> dict[str, Any]:
+    """`pyproject.toml` of `project`, parsed; a missing or broken file is a PavedError."""
+    path = project / "pyproject.toml"
+    if not path.is_file():
+        raise PavedError(f"{project} has no pyproject.toml: is this a Paved team repo?")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PavedError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def tool_paved(pyproject: dict[str, Any], project: Path) -> dict[str, object]:
+    """The `[tool.paved]` table (team, project, model name, tracking URI, image)."""
+    tool = pyproject.get("tool", {})
+    settings = tool.get("paved") if isinstance(tool, dict) else None
+    if not isinstance(settings, dict):
+        raise PavedError(
+            f"{project / 'pyproject.toml'} has no [tool.paved] table: is this a Paved team repo?"
+        )
+    return settings
+
+
+def python_version(project: Path) -> str:
+    """The repo's Python (`.python-version`), which its image's base must match."""
+    path = project / ".python-version"
+    version = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    if not re.fullmatch(r"3\.\d+(\.\d+)?", version):
+        found = f"holds {version!r}" if path.is_file() else "is missing"
+        raise PavedError(
+            f"{path} {found}: it names the repo's Python (e.g. 3.11), which the image's base "
+            "must match"
+        )
+    return version
+
+
+def platform_version(project: Path) -> str:
+    """The platform release that rendered the repo (`_commit`), or "unknown"."""
+    try:
+        return str(read_answers(project).get("_commit", "unknown"))
+    except PavedError:
+        return "unknown"
+
+
+def platform_pins(project: Path) -> list[Pin]:
+    """Every pin of the platform in the repo: pyproject, workflows and uv.lock, in that order.
+
+    A repo that runs one release names one SHA everywhere, with its tag beside it where a
+    comment can hold one (uv.lock has no comments).
+    """
+    pins: list[Pin] = []
+    pyproject = project / "pyproject.toml"
+    if pyproject.is_file():
+        pins += _scan(pyproject, _PYPROJECT_PIN, project)
+    workflows = project / ".github" / "workflows"
+    if workflows.is_dir():
+        for path in sorted([*workflows.glob("*.yml"), *workflows.glob("*.yaml")]):
+            pins += _scan(path, _WORKFLOW_PIN, project)
+    lock = project / "uv.lock"
+    if lock.is_file():
+        pins += _lock_pins(lock)
+    return pins
+
+
+def _scan(path: Path, pattern: re.Pattern[str], project: Path) -> list[Pin]:
+    found = []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.lstrip().startswith("#"):
+            continue
+        for match in pattern.finditer(line):
+            found.append(
+                Pin(
+                    where=f"{path.relative_to(project)}:{number}",
+                    name=match["name"],
+                    sha=match["sha"],
+                    release=match["release"],
+                )
+            )
+    return found
+
+
+def _lock_pins(lock: Path) -> list[Pin]:
+    try:
+        data = tomllib.loads(lock.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return []
+    pins = []
+    for package in data.get("package", []):
+        source = package.get("source", {})
+        if package.get("name") not in PLATFORM_PACKAGES or "git" not in source:
+            continue
+        url = urllib.parse.urlsplit(source["git"])
+        sha = url.fragment or urllib.parse.parse_qs(url.query).get("rev", [""])[0]
+        pins.append(Pin(where="uv.lock", name=f"uv.lock {package['name']}", sha=sha, release=None))
+    return pins
+
+
+def uncommitted(project: Path) -> list[str]:
+    """Paths with uncommitted changes (staged, unstaged or untracked, not ignored)."""
+    if git(project, "rev-parse", "--is-inside-work-tree", check=False) != "true":
+        raise PavedError(f"{project} is not a git repository")
+    out = git(project, "status", "--porcelain", "--untracked-files=all")
+    return [line.split(maxsplit=1)[-1] for line in out.splitlines() if line.strip()]
