@@ -16,7 +16,7 @@ from paved import __version__
 from paved._ci import StepResult, build_and_push, image_build_from_repo, run_checks
 from paved._errors import PavedError
 from paved._image import login, push_archive, push_image
-from paved._new import PLATFORM_URL, new_project
+from paved.template import PLATFORM_URL, new_project
 from paved.update import UpdateReport, update_project
 
 app = typer.Typer(

@@ -29,15 +29,16 @@ from packaging.version import InvalidVersion, Version
 
 from paved._errors import PavedError
 from paved._git import git
-from paved._new import PLATFORM_URL
 from paved._proc import run
 from paved.repo import ANSWERS_FILE, PLATFORM_PACKAGES, read_answers, uncommitted
+from paved.template import PLATFORM_URL, copier_update
 
 __all__ = [
     "EXIT_CODES",
     "PLATFORM_PACKAGES",
     "Conflict",
     "UpdateReport",
+    "count_markers",
     "release_commits",
     "update_project",
 ]
@@ -213,10 +214,10 @@ def _update(
         early = pool.submit(lock_ahead, target_commit) if target_commit else None
         try:
             with clock("copier update"):
-                _copier_update(project, target, trusted=trusted)
+                copier_update(project, target, trusted=trusted)
             # The re-lock (uv, mostly waiting on I/O) runs while the outcome is classified;
             # a lock file left with conflict markers is not re-locked (uv would refuse it).
-            lock_conflicted = bool(_markers(project / "uv.lock")) or bool(
+            lock_conflicted = bool(count_markers(project / "uv.lock")) or bool(
                 git(project, "ls-files", "-u", "--", "uv.lock")
             )
             with clock("classify and re-lock"):
@@ -252,39 +253,17 @@ class _Clock:
             self.into[name] = round(time.perf_counter() - started, 3)
 
 
-def _copier_update(project: Path, target: str, *, trusted: bool) -> None:
-    from copier import run_update
-    from copier.errors import CopierError
-
-    try:
-        run_update(
-            project,
-            vcs_ref=target,
-            defaults=True,
-            overwrite=True,
-            # Not skip_answered: with it copier would not re-read answers that a migration
-            # moved (a renamed question); `defaults` already keeps it from asking.
-            quiet=True,
-            # Migrations and tasks run code from the template: only the platform's own.
-            unsafe=trusted,
-            conflict="inline",
-        )
-    except CopierError as exc:
-        hint = "" if trusted else " (only the platform's own URL is trusted with migrations)"
-        raise PavedError(f"copier update failed: {exc}{hint}") from exc
-
-
 def _conflicts(project: Path, before_rejects: set[str]) -> list[Conflict]:
     unmerged = {
         line.split("\t", 1)[1]
         for line in git(project, "ls-files", "-u").splitlines()
         if "\t" in line
     }
-    found = [Conflict(path, "unmerged", _markers(project / path)) for path in sorted(unmerged)]
+    found = [Conflict(path, "unmerged", count_markers(project / path)) for path in sorted(unmerged)]
     for path in uncommitted(project):
         if path in unmerged or not (project / path).is_file():
             continue
-        count = _markers(project / path)
+        count = count_markers(project / path)
         if count:
             found.append(Conflict(path, "markers", count))
     found += [
@@ -293,7 +272,8 @@ def _conflicts(project: Path, before_rejects: set[str]) -> list[Conflict]:
     return found
 
 
-def _markers(path: Path) -> int:
+def count_markers(path: Path) -> int:
+    """How many conflict markers (`<<<<<<< `) the file holds (0 if it is not text)."""
     try:
         return len(_MARKER.findall(path.read_text(encoding="utf-8")))
     except (OSError, UnicodeDecodeError):

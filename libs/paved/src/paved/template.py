@@ -1,8 +1,9 @@
-"""`paved new`: generate a team repo, then make it a git repo with a locked environment.
+"""Driving copier: the one module that renders, updates and locks a team repo.
 
-copier renders the files; this adds what copier leaves to the user and what `copier
-update` needs later: a git repository with a first commit holding the rendered files
-(update diffs against it) and the uv lock file.
+`paved new` renders, then adds what copier leaves to the user and what `copier update`
+needs later: a git repository with a first commit holding the rendered files (update
+diffs against it) and the uv lock file. `paved update` and `paved adopt` render and
+update through the functions here too.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from paved._errors import PavedError
 from paved._git import git
 from paved._proc import run
 
-__all__ = ["PLATFORM_URL", "new_project"]
+__all__ = ["PLATFORM_URL", "copier_update", "identity", "lock_environment", "new_project", "render"]
 
 #: The canonical URL of the platform repository. Generated repos record it as their
 #: template source and pin paved-ml and the reusable workflows to it.
@@ -44,12 +45,12 @@ def new_project(
         raise PavedError(f"{dest} already exists and is not an empty folder")
     created = not dest.exists()
     try:
-        _render(src, dest, dict(data or {}), vcs_ref=vcs_ref, defaults=defaults)
+        render(src, dest, dict(data or {}), vcs_ref=vcs_ref, defaults=defaults)
         git(dest, "init", "--quiet", "--initial-branch=main")
         if lock:
-            _lock(dest)
+            lock_environment(dest)
         git(dest, "add", "--all")
-        git(dest, *_identity(dest), "commit", "--quiet", "-m", "Generate from the Paved template")
+        git(dest, *identity(dest), "commit", "--quiet", "-m", "Generate from the Paved template")
     except BaseException:
         if created:
             shutil.rmtree(dest, ignore_errors=True)
@@ -73,9 +74,10 @@ def _check_source(src: str) -> None:
         )
 
 
-def _render(
+def render(
     src: str, dest: Path, data: dict[str, Any], *, vcs_ref: str | None, defaults: bool
 ) -> None:
+    """Render release `vcs_ref` of `src` into `dest`; a refused answer is a PavedError."""
     from copier import run_copy
     from copier.errors import CopierError
 
@@ -93,14 +95,38 @@ def _render(
         raise PavedError(str(exc)) from exc
 
 
-def _lock(dest: Path) -> None:
+def copier_update(project: Path, target: str, *, trusted: bool) -> None:
+    """`copier update` of `project` to `target`, merging inline; trust only the platform's URL."""
+    from copier import run_update
+    from copier.errors import CopierError
+
+    try:
+        run_update(
+            project,
+            vcs_ref=target,
+            defaults=True,
+            overwrite=True,
+            # Not skip_answered: with it copier would not re-read answers that a migration
+            # moved (a renamed question); `defaults` already keeps it from asking.
+            quiet=True,
+            # Migrations and tasks run code from the template: only the platform's own.
+            unsafe=trusted,
+            conflict="inline",
+        )
+    except CopierError as exc:
+        hint = "" if trusted else " (only the platform's own URL is trusted with migrations)"
+        raise PavedError(f"copier update failed: {exc}{hint}") from exc
+
+
+def lock_environment(dest: Path) -> None:
+    """`uv lock` in `dest`."""
     uv = shutil.which("uv")
     if uv is None:
         raise PavedError("uv is not on PATH: install it, or pass --no-lock and run `uv lock` later")
     run([uv, "lock", "--quiet"], cwd=dest)
 
 
-def _identity(dest: Path) -> list[str]:
+def identity(dest: Path) -> list[str]:
     """Commit as the user when git knows them, else as Paved (the commit only holds the render)."""
     known = git(dest, "config", "user.email", check=False)
     if known or os.environ.get("GIT_AUTHOR_EMAIL"):
