@@ -383,3 +383,48 @@ def exits(process: psutil.Process, timeout: float = 5) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def _drive(
+    limit: int, chunks: list[bytes], headers: list[tuple[bytes, bytes]]
+) -> tuple[int, bytes]:
+    """Send `chunks` through RequestSizeLimit to an echo app; return (status, body)."""
+    import asyncio
+
+    from paved_ml.serving import RequestSizeLimit
+
+    async def echo(scope: dict, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    incoming = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return incoming.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "headers": headers}
+    asyncio.run(RequestSizeLimit(echo, max_bytes=limit)(scope, receive, send))
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_request_size_limit_refuses_a_declared_length_unread() -> None:
+    status, body = _drive(10, [b"x" * 11], [(b"content-length", b"11")])
+    assert status == 413 and b"over 10 bytes" in body
+
+
+def test_request_size_limit_counts_a_chunked_body_and_passes_one_within_it() -> None:
+    assert _drive(10, [b"x" * 6, b"y" * 6], [])[0] == 413
+    assert _drive(12, [b"x" * 6, b"y" * 6], []) == (200, b"x" * 6 + b"y" * 6)

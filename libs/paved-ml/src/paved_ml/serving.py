@@ -34,17 +34,21 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "MAX_REQUEST_BYTES",
     "MAX_ROWS",
     "MODEL_DIR_ENV",
     "TIMEOUT_FIX_INSTALLED",
     "ChampionModel",
     "Prediction",
     "Predictor",
+    "RequestSizeLimit",
 ]
 
 MODEL_DIR_ENV = "PAVED_MODEL_DIR"
 DEFAULT_MODEL_DIR = Path("models/champion")
 MAX_ROWS = 1000
+#: The largest request body the service reads (1 MiB: MAX_ROWS rows of ~100 features).
+MAX_REQUEST_BYTES = 1 << 20
 
 #: Whether BentoML's request-timeout middleware was replaced (see _bentoml_fix).
 TIMEOUT_FIX_INSTALLED = _bentoml_fix.install()
@@ -290,3 +294,61 @@ def _exact_integers(dtype: type[np.floating[Any]]) -> Callable[[Any], Any]:
 def _as_list(result: Any) -> list[Any]:
     values: list[Any] = result.tolist() if hasattr(result, "tolist") else list(result)
     return values
+
+
+class RequestSizeLimit:
+    """ASGI middleware: a body over `max_bytes` is answered 413 before the service parses it.
+
+    BentoML 1.4 has no body limit of its own. A declared Content-Length over the limit is
+    refused before a byte of the body is read; a body without one (chunked) is read up to
+    the limit and refused as soon as it goes past it. The body is then handed on unchanged.
+    """
+
+    def __init__(self, app: Any, *, max_bytes: int = MAX_REQUEST_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Refuse an oversized body with 413; hand any other request on unchanged."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"").decode("latin-1").strip()
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        messages: list[dict[str, Any]] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> dict[str, Any]:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Any) -> None:
+        body = json.dumps(
+            {"error": f"request body over {self.max_bytes} bytes: send fewer rows per request"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
