@@ -55,7 +55,7 @@ def registry() -> Iterator[Registry]:
 def test_paved_ci_check_runs_every_check(team: tuple[Path, dict[str, str]]) -> None:
     repo, env = team
     out = run(["uv", "run", "--frozen", "paved", "ci", "check"], repo, env).stderr
-    for check in ("lint", "format", "tests", "pipeline", "bento"):
+    for check in ("standard", "lint", "format", "types", "tests", "pipeline", "bento"):
         assert re.search(rf"^ok {check} \(", out, re.MULTILINE), out
     assert (repo / "models/champion/MLmodel").is_file()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,9 @@ def test_lint_and_own_tests_pass(repo: Repo) -> None:
 def test_pre_commit_hooks_run_from_the_project_environment(repo: Repo) -> None:
     out = repo.run("pre-commit", "run", "--all-files")
     assert "ruff" in out and "Passed" in out and "Failed" not in out
+    # The Paved standard and the type checker run as hooks too, from the same environment.
+    assert re.search(r"^paved check \(the Paved standard\)\.+Passed$", out, re.MULTILINE), out
+    assert re.search(r"^mypy\.+Passed$", out, re.MULTILINE), out
     out = repo.run("pre-commit", "run", "--all-files", "--hook-stage", "pre-push")
     assert "pytest" in out and "Passed" in out
 
@@ -254,6 +258,16 @@ def test_service_rejects_malformed_requests_naming_the_field(
     status, answer = service.post("/predict", body)
     assert status == 400
     assert loc in [error["loc"] for error in answer["detail"]]
+
+
+def test_service_refuses_a_body_over_the_size_limit_unread(service: Service) -> None:
+    from paved_ml.serving import MAX_REQUEST_BYTES
+
+    padded = b'{"rows": [' + b" " * MAX_REQUEST_BYTES + b"]}"
+    status, answer = service.post("/predict", padded)
+    assert status == 413
+    assert "send fewer rows" in answer["error"]
+    assert service.post("/predict", {"rows": [IRIS_ROW]})[0] == 200  # and it still serves
 
 
 def test_stopped_service_leaves_no_process(repo: Repo) -> None:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from helpers import MATRIX, RELEASE, Render, matrix_id
 from paved._oidc import cloud_of
+from paved.checks.rules import PV004, PV005, paved_workflows
 from snapshot import ROOT
 
 pytestmark = pytest.mark.render
@@ -29,7 +30,6 @@ DECOYS = [
     {"container_registry": "acme.azurecr.io.evil.example/ml"},
     {"container_registry": "eu-docker.pkg.dev.evil.example/ml"},
 ]
-PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 
 
 def zizmor(*paths: Path) -> subprocess.CompletedProcess[str]:
@@ -50,21 +50,6 @@ def workflows(repo: Path) -> dict[str, dict]:
     return {path.name: yaml.safe_load(path.read_text()) for path in sorted(folder.glob("*.yml"))}
 
 
-def uses_lines(path: Path) -> list[str]:
-    return [
-        line.split("uses:", 1)[1].strip()
-        for line in path.read_text().splitlines()
-        if "uses:" in line
-    ]
-
-
-def check_pins(path: Path) -> None:
-    for line in uses_lines(path):
-        ref, _, comment = line.partition(" # ")
-        assert PINNED.match(ref), f"{path.name}: `uses: {line}` is not pinned to a full SHA"
-        assert comment.strip(), f"{path.name}: `uses: {line}` names no release beside the SHA"
-
-
 def check_no_event_in_run(path: Path) -> None:
     data = yaml.safe_load(path.read_text())
     for job in data["jobs"].values():
@@ -83,12 +68,12 @@ def test_generated_workflows_are_least_privilege_and_pinned(
 
     flows = workflows(repo)
     assert set(flows) == {"ci.yml", "release.yml"}
+    # The Paved standard's own rules: every `uses:` pinned by SHA with its release, empty
+    # top-level permissions, write scopes only where allowed, no dangerous triggers.
+    assert PV004.check(repo) is True
+    assert PV005.check(paved_workflows(repo)) is True
     for name, flow in flows.items():
-        assert flow["permissions"] == {}, f"{name}: top-level permissions must be empty"
-        triggers = flow[True] if True in flow else flow["on"]  # YAML reads `on` as True
-        assert not {"pull_request_target", "workflow_run"} & set(triggers)
         path = repo / ".github" / "workflows" / name
-        check_pins(path)
         check_no_event_in_run(path)
         for job in flow["jobs"].values():
             assert job["uses"].endswith(f"@{sha}"), "the platform pin is the rendering commit"
@@ -128,9 +113,9 @@ def test_generated_workflows_are_least_privilege_and_pinned(
 def test_platform_workflows_are_least_privilege_and_pinned() -> None:
     result = zizmor(ROOT / ".github" / "workflows")
     assert result.returncode == 0 and "No findings" in result.stdout + result.stderr, result.stdout
+    assert PV004.check(ROOT) is True  # the platform keeps its own pinning rule
     for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
         flow = yaml.safe_load(path.read_text())
-        check_pins(path)
         check_no_event_in_run(path)
         if path.name == "team-release.yml":
             # The calling job grants exactly what the push needs (tested on the generated

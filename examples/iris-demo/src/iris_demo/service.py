@@ -8,7 +8,7 @@ signature, and any unknown, missing or mistyped field is answered with a 400 nam
 from typing import Annotated
 
 import bentoml
-from paved_ml.serving import MAX_ROWS, ChampionModel, Prediction
+from paved_ml.serving import MAX_ROWS, ChampionModel, Prediction, RequestSizeLimit
 from pydantic import Field
 
 CHAMPION = ChampionModel.from_env()
@@ -38,3 +38,7 @@ class IrisDemoService:
     ) -> Prediction:
         """One prediction per row, with the champion's name and version."""
         return self.predictor.predict(rows)
+
+
+# Bodies over paved_ml.serving.MAX_REQUEST_BYTES (1 MiB) are answered 413 unread.
+IrisDemoService.add_asgi_middleware(RequestSizeLimit)

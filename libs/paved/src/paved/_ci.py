@@ -31,8 +31,10 @@ __all__ = [
 
 #: The checks of `paved ci check`, in order: name and command (run with this interpreter).
 CHECK_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("standard", ("-m", "paved", "check", "--quiet")),
     ("lint", ("-m", "ruff", "check", "--no-cache", ".")),
     ("format", ("-m", "ruff", "format", "--check", "--no-cache", ".")),
+    ("types", ("-m", "mypy")),
     ("tests", ("-m", "pytest", "-q", "-p", "no:cacheprovider")),
     ("pipeline", ("-m", "dvc", "repro")),
     # An explicit bentofile: BentoML refuses to find one itself under a hidden folder

@@ -16,6 +16,7 @@ from paved import __version__
 from paved._ci import StepResult, build_and_push, image_build_from_repo, run_checks
 from paved._errors import PavedError
 from paved._image import login, push_archive, push_image
+from paved.checks import CheckReport, check_repo
 from paved.template import PLATFORM_URL, new_project
 from paved.update import UpdateReport, update_project
 
@@ -150,6 +151,58 @@ def _show_update(report: UpdateReport) -> None:
     _err.print("next: " + ", then ".join(steps))
 
 
+@app.command()
+def check(
+    path: Annotated[Path, typer.Argument(help="The team repo.")] = Path("."),
+    output: Annotated[
+        str, typer.Option("--format", help="rich (a table), json or html (repo-review's).")
+    ] = "rich",
+    select: Annotated[
+        list[str] | None, typer.Option(help="Run only these checks or prefixes (e.g. PV).")
+    ] = None,
+    ignore: Annotated[
+        list[str] | None, typer.Option(help="Skip these checks or prefixes (e.g. PC).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="Show only failures and the score.")] = False,
+) -> None:
+    """Check a repo against the Paved standard (PV...) and every installed repo-review plugin.
+
+    [tool.repo-review] in the repo's pyproject selects and ignores checks (an ignore with
+    a reason is listed as skipped). Score: passed / (passed + failed). Exit code 1 when a
+    check fails.
+    """
+    if output not in {"rich", "json", "html"}:
+        raise PavedError(f"--format {output!r}: choose rich, json or html")
+    report = check_repo(path, select=frozenset(select or ()), ignore=frozenset(ignore or ()))
+    if output == "json":
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    elif output == "html":
+        typer.echo(report.as_html())
+    else:
+        _show_check(report, quiet=quiet)
+    raise typer.Exit(1 if report.failed else 0)
+
+
+def _show_check(report: CheckReport, *, quiet: bool) -> None:
+    out = Console()
+    for result in report.results:
+        if result.result is True and not quiet:
+            out.print(f"[green]pass[/] {result.name} {escape(result.description)}")
+        elif result.result is None and not quiet:
+            why = f": {result.skip_reason}" if result.skip_reason else ""
+            out.print(f"[dim]skip[/] {result.name} {escape(result.description)}{escape(why)}")
+        elif result.result is False:
+            out.print(f"[bold red]FAIL[/] {result.name} {escape(result.description)}")
+            hint = result.err_msg.strip()
+            for line in hint.splitlines():
+                out.print(f"     {escape(line)}", highlight=False)
+    mark = "[green]" if not report.failed else "[bold red]"
+    out.print(
+        f"{mark}score {report.score:.0f} %[/] {report.path.name}: {len(report.passed)} passed, "
+        f"{len(report.failed)} failed, {len(report.skipped)} skipped"
+    )
+
+
 @ci_app.command("check")
 def ci_check(
     only: Annotated[
@@ -157,7 +210,7 @@ def ci_check(
     ] = None,
     project: Project = Path("."),
 ) -> None:
-    """Lint, format check, tests, `dvc repro` on the shipped data, `bentoml build`."""
+    """The standard (paved check), lint, format, types, tests, `dvc repro`, `bentoml build`."""
 
     def report(result: StepResult) -> None:
         mark = "[green]ok[/]" if result.ok else "[bold red]FAILED[/]"

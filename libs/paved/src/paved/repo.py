@@ -12,12 +12,15 @@ import tomllib
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from paved._errors import PavedError
 from paved._git import git
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = [
     "ANSWERS_FILE",
@@ -118,36 +121,38 @@ def platform_version(project: Path) -> str:
         return "unknown"
 
 
-def platform_pins(project: Path) -> list[Pin]:
+def platform_pins(root: Traversable) -> list[Pin]:
     """Every pin of the platform in the repo: pyproject, workflows and uv.lock, in that order.
 
     A repo that runs one release names one SHA everywhere, with its tag beside it where a
-    comment can hold one (uv.lock has no comments).
+    comment can hold one (uv.lock has no comments). `root` is a folder (a Path, or any
+    Traversable, as repo-review passes).
     """
     pins: list[Pin] = []
-    pyproject = project / "pyproject.toml"
+    pyproject = root.joinpath("pyproject.toml")
     if pyproject.is_file():
-        pins += _scan(pyproject, _PYPROJECT_PIN, project)
-    workflows = project / ".github" / "workflows"
+        pins += _scan("pyproject.toml", pyproject.read_text(encoding="utf-8"), _PYPROJECT_PIN)
+    workflows = root.joinpath(".github", "workflows")
     if workflows.is_dir():
-        for path in sorted([*workflows.glob("*.yml"), *workflows.glob("*.yaml")]):
-            pins += _scan(path, _WORKFLOW_PIN, project)
-    lock = project / "uv.lock"
+        for path in sorted(workflows.iterdir(), key=lambda entry: entry.name):
+            if path.name.endswith((".yml", ".yaml")) and path.is_file():
+                text = path.read_text(encoding="utf-8")
+                pins += _scan(f".github/workflows/{path.name}", text, _WORKFLOW_PIN)
+    lock = root.joinpath("uv.lock")
     if lock.is_file():
-        pins += _lock_pins(lock)
+        pins += _lock_pins(lock.read_text(encoding="utf-8"))
     return pins
 
 
-def _scan(path: Path, pattern: re.Pattern[str], project: Path) -> list[Pin]:
+def _scan(where: str, text: str, pattern: re.Pattern[str]) -> list[Pin]:
     found = []
-    text = path.read_text(encoding="utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), start=1):
         if line.lstrip().startswith("#"):
             continue
         for match in pattern.finditer(line):
             found.append(
                 Pin(
-                    where=f"{path.relative_to(project)}:{number}",
+                    where=f"{where}:{number}",
                     name=match["name"],
                     sha=match["sha"],
                     release=match["release"],
@@ -156,10 +161,10 @@ def _scan(path: Path, pattern: re.Pattern[str], project: Path) -> list[Pin]:
     return found
 
 
-def _lock_pins(lock: Path) -> list[Pin]:
+def _lock_pins(text: str) -> list[Pin]:
     try:
-        data = tomllib.loads(lock.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
         return []
     pins = []
     for package in data.get("package", []):

@@ -1,6 +1,7 @@
 """Evaluate: score the challenger, and promote it to champion only if it is better."""
 
 import json
+from typing import Any
 
 import mlflow
 import mlflow.sklearn
@@ -14,7 +15,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from ._common import CANDIDATE, CHAMPION, METRICS, REGISTRATION, SCHEMA, TEST, params
 
 
-def score(model, frame: pd.DataFrame, schema: Schema) -> dict[str, float]:
+def score(model: Any, frame: pd.DataFrame, schema: Schema) -> dict[str, float]:
     """The metrics a challenger is judged on."""
     predicted = model.predict(frame[schema.features])
     truth = frame[schema.target]

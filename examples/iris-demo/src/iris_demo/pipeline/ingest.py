@@ -21,7 +21,8 @@ def load(dataset: str) -> pd.DataFrame:
         raise SystemExit(f"ingest: unknown dataset {dataset!r} (choose from {sorted(LOADERS)})")
     frame = LOADERS[dataset](as_frame=True).frame
     frame.columns = [re.sub(r"[^a-z0-9]+", "_", str(c).lower()).strip("_") for c in frame.columns]
-    return frame.rename(columns={"target": "species"})
+    renamed: pd.DataFrame = frame.rename(columns={"target": "species"})
+    return renamed
 
 
 def main() -> None:

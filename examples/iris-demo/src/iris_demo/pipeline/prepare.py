@@ -10,12 +10,15 @@ from sklearn.model_selection import train_test_split
 from ._common import RAW, SCHEMA, TEST, TRAIN, params
 
 
-def split(frame: pd.DataFrame, schema: Schema, *, test_size: float, seed: int):
+def split(
+    frame: pd.DataFrame, schema: Schema, *, test_size: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate `frame` and split it, stratified on the target."""
     clean = schema.validate(frame)
-    return train_test_split(
+    train, test = train_test_split(
         clean, test_size=test_size, random_state=seed, stratify=clean[schema.target]
     )
+    return train, test
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from typing import Any
 
 import mlflow
 import mlflow.sklearn
@@ -18,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from ._common import CANDIDATE, REGISTRATION, SCHEMA, TRAIN, params
 
 
-def build_model(settings: dict) -> Pipeline:
+def build_model(settings: dict[str, Any]) -> Pipeline:
     """The estimator; its settings come from the `train` section of params.yaml."""
     return make_pipeline(
         StandardScaler(),
