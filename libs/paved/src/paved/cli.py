@@ -16,6 +16,7 @@ from paved import __version__
 from paved._ci import StepResult, build_and_push, image_build_from_repo, run_checks
 from paved._errors import PavedError
 from paved._image import login, push_archive, push_image
+from paved.adopt import adopt_project
 from paved.checks import CheckReport, check_repo
 from paved.template import PLATFORM_URL, new_project
 from paved.update import UpdateReport, update_project
@@ -83,6 +84,62 @@ def new(
     answers = _parse_data(data or [])
     path = new_project(dest, src=src, data=answers, vcs_ref=vcs_ref, defaults=defaults, lock=lock)
     _err.print(f"[green]created[/] {path}")
+
+
+@app.command()
+def adopt(
+    path: Annotated[Path, typer.Argument(help="The repo to bring under management.")],
+    src: Annotated[str, typer.Option(help="The platform repo.")] = PLATFORM_URL,
+    to: Annotated[str | None, typer.Option(help="Release to adopt (default: the latest).")] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option("--data", "-d", help="An answer as NAME=VALUE (wins over what is mapped)."),
+    ] = None,
+    defaults: Annotated[
+        bool, typer.Option(help="Take the default for every question left unanswered.")
+    ] = False,
+    branch: Annotated[str, typer.Option(help="The branch the adoption goes on.")] = "paved/adopt",
+    lock: Annotated[bool, typer.Option(help="Run `uv lock` when the merge is clean.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Bring an existing repo onto the template, on a new branch, merging every file.
+
+    Answers come from the repo (pyproject, setup files, .cruft.json, .python-version,
+    .dvc/config), then --data, then copier's questions. Files both the repo and the template
+    have are merged; conflicts are marked and listed. Exit codes: 0 adopted (committed on
+    the branch), 3 conflicts to resolve (the merge is in progress on the branch), 1 refused.
+    """
+    report = adopt_project(
+        path,
+        src=src,
+        to=to,
+        data=_parse_data(data or []),
+        branch=branch,
+        defaults=defaults,
+        lock=lock,
+    )
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+        raise typer.Exit(report.exit_code)
+    mark = "[green]adopted[/]" if report.status == "adopted" else "[yellow]conflicts[/]"
+    _err.print(f"{mark} {Path(report.project).name} at {report.release} on branch {report.branch}")
+    for question, source in report.mapped.items():
+        _err.print(f"  mapped {question} = {report.answers.get(question)!r} from {escape(source)}")
+    if report.unmapped:
+        _err.print(f"  not in the repo (given, asked or default): {', '.join(report.unmapped)}")
+    _err.print(f"  {len(report.added)} files added by the template")
+    for conflict in report.conflicts:
+        _err.print(f"  [yellow]both had it[/] {escape(conflict.path)} ({conflict.markers} markers)")
+    for note in report.notes:
+        _err.print(f"  [yellow]to do[/] {escape(note)}")
+    if report.conflicts:
+        _err.print(
+            "next: resolve the files above (yours is the HEAD side), `uv lock`, "
+            "`git add --all && git commit`, then `paved check`; `git merge --abort` undoes it"
+        )
+    else:
+        _err.print("next: `paved check`, review `git log -p`, push the branch and open a PR")
+    raise typer.Exit(report.exit_code)
 
 
 @app.command()
