@@ -195,6 +195,7 @@ def test_a_cruft_repo_maps_its_context_and_merges_cleanly(
         )
     assert report["answers"]["python_version"] == "3.11"
     assert report["mapped"]["python_version"] == ".cruft.json cookiecutter.python_version"
+    assert any(".cruft.json is kept" in note for note in report["notes"])
     assert_nothing_lost(before, repo, set())
     # Committed on the branch, with a lock: nothing left to do before `paved check`.
     assert run(["git", "status", "--porcelain"], repo, env).stdout == ""
@@ -210,6 +211,10 @@ def test_a_plain_repo_and_the_refusals(env: dict[str, str], tmp_path: Path) -> N
     (repo / "requirements.txt").write_text("scikit-learn>=1.5\n")
     (repo / "README.md").write_text("# Lead Scorer\n\nScores leads.\n")
     (repo / ".python-version").write_text("3.12\n")
+    (repo / ".dvc").mkdir()
+    (repo / ".dvc" / "config").write_text(
+        "[core]\n    remote = storage\n['remote \"storage\"']\n    url = s3://acme-leads/dvc\n"
+    )
     git_repo(repo, env)
     state = files_of(repo), run(["git", "branch", "--list"], repo, env).stdout
 
@@ -239,7 +244,11 @@ def test_a_plain_repo_and_the_refusals(env: dict[str, str], tmp_path: Path) -> N
     assert report["answers"]["project_name"] == "Lead Scorer"
     assert report["answers"]["python_version"] == "3.12"
     assert "distribution_name" in report["unmapped"]
-    assert {c["path"] for c in report["conflicts"]} == {"README.md", "src/scorer/__init__.py"}
-    assert_nothing_lost(state[0], repo, {"README.md", "src/scorer/__init__.py"})
+    assert report["answers"]["dvc_remote"] == "s3"
+    assert report["answers"]["dvc_remote_url"] == "s3://acme-leads/dvc"
+    assert report["mapped"]["dvc_remote"] == ".dvc/config"
+    conflicts = {"README.md", "src/scorer/__init__.py", ".dvc/config"}
+    assert {c["path"] for c in report["conflicts"]} == conflicts
+    assert_nothing_lost(state[0], repo, conflicts)
     again = paved(env, "adopt", str(repo), "-d", "team=sales", "--defaults")
     assert again.returncode == 1

@@ -23,6 +23,7 @@ from helpers import BASE_ANSWERS
 from paved.checks import check_repo
 from paved.checks.lock import lock_drift
 from paved.checks.rules import RULES
+from paved.repo import platform_pins
 from paved.template import new_project
 from snapshot import ROOT
 
@@ -187,6 +188,10 @@ def test_paved_check_cli_reports_json_html_and_exit_codes(fresh: Path, copy: Pat
     assert "FAIL PV009" in bad.stdout and "RequestSizeLimit" in bad.stdout
     assert "pass " not in bad.stdout  # --quiet: failures and the score only
     assert re.search(r"score \d+ %", bad.stdout)
+    chosen = cli(str(copy), "--select", "PV001,PV009", "--format", "json")
+    assert chosen.returncode == 1
+    ran = {k for k, v in json.loads(chosen.stdout)["checks"].items() if v["result"] is not None}
+    assert ran == {"PV001", "PV009"}  # (checks ignored with a reason are still listed, skipped)
     wrong = cli(str(copy), "--format", "yaml")
     assert wrong.returncode == 1 and "choose rich, json or html" in wrong.stderr
 
@@ -217,3 +222,17 @@ def test_lock_drift_reads_requirements_as_parsed_not_as_spelled(fresh: Path) -> 
     drift = lock_drift(moved, lock)
     assert any("requires-python" in line for line in drift)
     assert any("uv.lock still has ruff" in line for line in drift)
+
+
+def test_dependabot_leaves_every_platform_pin_to_paved_update(fresh: Path) -> None:
+    config = yaml.safe_load((fresh / ".github" / "dependabot.yml").read_text())
+    ignored = {
+        update["package-ecosystem"]: {rule["dependency-name"] for rule in update["ignore"]}
+        for update in config["updates"]
+    }
+    assert set(ignored) == {"uv", "github-actions"}
+    for pin in platform_pins(fresh):
+        if pin.name.endswith(".yml"):  # acme/paved/.github/workflows/team-ci.yml
+            assert pin.name.split("/.github/")[0] in ignored["github-actions"], pin
+        else:
+            assert pin.name.removeprefix("uv.lock ") in ignored["uv"], pin

@@ -124,7 +124,6 @@ def map_answers(project: Path) -> tuple[dict[str, Any], dict[str, str], list[str
     """What the repo says about itself, as template answers: (answers, sources, notes)."""
     answers: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    notes: list[str] = []
 
     def take(question: str, value: object, source: str) -> None:
         if value not in (None, "") and question not in answers:
@@ -153,33 +152,52 @@ def map_answers(project: Path) -> tuple[dict[str, Any], dict[str, str], list[str
     package = _package(project)
     if package:
         take("package_name", package.name, f"{package.relative_to(project)}/__init__.py")
-        if package.parent == project:
-            notes.append(
-                f"the package is at {package.name}/; the template's modules go to "
-                f"src/{package.name}/: move yours there (`git mv {package.name} src/`)"
-            )
     title = _readme_title(project)
     take("project_name", title, "README title")
     if "project_name" not in answers and "distribution_name" in answers:
         take("project_name", answers["distribution_name"].replace("-", " ").title(), "the name")
     python, source = _python(project, metadata, context)
     take("python_version", python, source)
-    if python is None and metadata.get("requires-python"):
+    kind, url, source = _remote(project, context)
+    take("dvc_remote", kind, source)
+    take("dvc_remote_url", url, source)
+    notes = _to_do(project, package, context, metadata, python_mapped=python is not None)
+    return answers, sources, notes
+
+
+def _to_do(
+    project: Path,
+    package: Path | None,
+    context: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    *,
+    python_mapped: bool,
+) -> list[str]:
+    """What adoption leaves to the team, said in the report."""
+    notes = []
+    if package is not None and package.parent == project:
+        notes.append(
+            f"the package is at {package.name}/; the template's modules go to "
+            f"src/{package.name}/: move yours there (`git mv {package.name} src/`)"
+        )
+    if not python_mapped and metadata.get("requires-python"):
         notes.append(
             f"requires-python {metadata['requires-python']} fits none of the template's Pythons "
             f"({', '.join(PYTHON_CHOICES)}): check the code runs on the one chosen"
         )
-    kind, url, source = _remote(project, context)
-    take("dvc_remote", kind, source)
-    take("dvc_remote_url", url, source)
     if (project / "requirements.txt").is_file():
         notes.append(
             "requirements.txt is kept: move its requirements into pyproject.toml "
             "(`uv add -r requirements.txt`), then delete it"
         )
+    if context:
+        notes.append(
+            ".cruft.json is kept: the repo now updates with `paved update`; delete .cruft.json "
+            "so that `cruft update` does not apply its old template over this one"
+        )
     if (project / "setup.py").is_file() or (project / "setup.cfg").is_file():
         notes.append("setup.py/setup.cfg are kept: pyproject.toml now builds the package")
-    return answers, sources, notes
+    return notes
 
 
 # ------------------------------------------------------------------ reading the repo

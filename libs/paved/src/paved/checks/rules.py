@@ -86,7 +86,8 @@ class PV001(Paved):
 
     @staticmethod
     def check(paved_answers: dict[str, Any] | None) -> bool | str:
-        """`.copier-answers.yml` must exist and name the platform by the URL every team uses
+        """
+        `.copier-answers.yml` must exist and name the platform by the URL every team uses
         (`_src_path` equal to the `platform_repo_url` answer, `https://` or `ssh://git@`),
         never a path on one machine: `paved update` and `copier update` fetch from it.
         Generate with `paved new`, bring an existing repo in with `paved adopt`, or set
@@ -112,7 +113,8 @@ class PV002(Paved):
 
     @staticmethod
     def check(root: Traversable, paved_answers: dict[str, Any]) -> bool | str:
-        """`_commit`, the paved and paved-ml pins in `pyproject.toml`, the reusable workflows'
+        """
+        `_commit`, the paved and paved-ml pins in `pyproject.toml`, the reusable workflows'
         refs and `uv.lock` must all name the same platform release (one SHA, its tag in the
         comment beside it). Move them together with `paved update`, never by hand.
         """
@@ -146,7 +148,8 @@ class PV003(Paved):
 
     @staticmethod
     def check(root: Traversable, pyproject: dict[str, Any]) -> bool | str:
-        """`uv.lock` must exist and lock what `pyproject.toml` declares (dependencies, groups,
+        """
+        `uv.lock` must exist and lock what `pyproject.toml` declares (dependencies, groups,
         Python), or CI's `uv sync --locked` fails. Run `uv lock` and commit `uv.lock`.
         """
         lock = root.joinpath("uv.lock")
@@ -163,7 +166,8 @@ class PV004(Paved):
 
     @staticmethod
     def check(root: Traversable) -> bool | str:
-        """Every `uses:` in `.github/workflows` must name a full 40-character commit SHA (a tag
+        """
+        Every `uses:` in `.github/workflows` must name a full 40-character commit SHA (a tag
         or branch can be moved under you), with the release in a comment beside it:
         `uses: owner/repo@<sha> # v1.2.3`. Local actions (`./...`) are exempt.
         """
@@ -193,7 +197,8 @@ class PV005(Paved):
 
     @staticmethod
     def check(paved_workflows: dict[str, dict[Any, Any]]) -> bool | str:
-        """Each workflow sets `permissions: {}` at the top and each job asks for what it needs
+        """
+        Each workflow sets `permissions: {}` at the top and each job asks for what it needs
         (`contents: read`; `packages`/`id-token: write` only in the release job). No
         `write-all`, no write scope in a workflow that pull requests run, and no
         `pull_request_target` or `workflow_run` trigger (they run with secrets on foreign code).
@@ -228,7 +233,8 @@ class PV006(Paved):
 
     @staticmethod
     def check(root: Traversable) -> bool | str:
-        """`.dvc/config` must name a default remote (`core.remote`) with a `url`, so that
+        """
+        `.dvc/config` must name a default remote (`core.remote`) with a `url`, so that
         `dvc push` and CI's `dvc pull` of the champion reach shared storage. Set it with
         `dvc remote add --default storage <url>` (credentials stay out of the file).
         """
@@ -249,7 +255,8 @@ class PV007(Paved):
 
     @staticmethod
     def check(root: Traversable) -> bool | str:
-        """`dvc.yaml` must keep the standard stages `ingest`, `prepare`, `train` and `evaluate`
+        """
+        `dvc.yaml` must keep the standard stages `ingest`, `prepare`, `train` and `evaluate`
         (evaluate holds the champion/challenger gate), each with a `cmd`. Add team stages
         around them rather than replacing them.
         """
@@ -277,7 +284,8 @@ class PV008(Paved):
 
     @staticmethod
     def check(root: Traversable, pyproject: dict[str, Any]) -> bool | str:
-        """Code must not set the tracking or registry URI itself (`mlflow.set_tracking_uri(...)`,
+        """
+        Code must not set the tracking or registry URI itself (`mlflow.set_tracking_uri(...)`,
         `os.environ["MLFLOW_TRACKING_URI"] = ...`): paved-ml takes `MLFLOW_TRACKING_URI` from
         the environment, else `[tool.paved] tracking-uri`, so CI and each laptop can point
         elsewhere. Credentials never go in `tracking-uri`; they go in the environment.
@@ -305,7 +313,8 @@ class PV009(Paved):
 
     @staticmethod
     def check(root: Traversable) -> bool | str:
-        """`bentofile.yaml` must name the service (`service: "<package>.service:<Class>"`), its
+        """
+        `bentofile.yaml` must name the service (`service: "<package>.service:<Class>"`), its
         module must exist under `src/`, and the service must refuse oversized bodies:
         `<Class>.add_asgi_middleware(RequestSizeLimit)` (from `paved_ml.serving`) answers
         413 before a large body is parsed.
@@ -342,7 +351,8 @@ class PV010(Paved):
 
     @staticmethod
     def check(root: Traversable) -> bool | str:
-        """Every hook in `.pre-commit-config.yaml` must be a `repo: local` hook run through
+        """
+        Every hook in `.pre-commit-config.yaml` must be a `repo: local` hook run through
         `uv run` (`language: system`): its version then comes from `uv.lock`, it runs
         offline, and CI and laptops run the same tools.
         """
@@ -366,7 +376,8 @@ class PV011(Paved):
 
     @staticmethod
     def check(root: Traversable, pyproject: dict[str, Any]) -> bool | str:
-        """DVC's `core.analytics` must be `false` in `.dvc/config`, `paved-ml` must be a
+        """
+        DVC's `core.analytics` must be `false` in `.dvc/config`, `paved-ml` must be a
         dependency (it turns BentoML's and MLflow's telemetry off wherever it is installed),
         and no workflow may turn BENTOML_DO_NOT_TRACK, MLFLOW_DISABLE_TELEMETRY or
         DVC_NO_ANALYTICS back on.
