@@ -9,6 +9,7 @@ with reasons), and scores it: passed / (passed + failed).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,43 @@ def repo_review_families() -> dict[str, Family]:
             "description": "What every team repo on the paved road keeps (`paved check`).",
         }
     }
+
+
+@functools.cache
+def _plugins() -> tuple[dict[str, Any], tuple[Any, ...], tuple[Any, ...]]:
+    """The installed plugins' fixture, check and family functions, loaded once per process.
+
+    repo-review looks its entry points up on every run (three scans of every installed
+    distribution, half the time of a check of one repo); a fleet checks hundreds.
+    """
+    from importlib.metadata import entry_points
+
+    from repo_review.fixtures import collect_fixtures
+
+    checks = tuple(ep.load() for ep in entry_points(group="repo_review.checks"))
+    families = tuple(ep.load() for ep in entry_points(group="repo_review.families"))
+    return collect_fixtures(), checks, families
+
+
+def _collect(root: Path) -> Any:
+    """What repo-review's `collect_all` returns for `root`, from the plugins loaded once."""
+    from repo_review.families import Family
+    from repo_review.fixtures import apply_fixtures, compute_fixtures
+    from repo_review.processor import CollectionReturn
+
+    fixture_functions, check_functions, family_functions = _plugins()
+    fixtures = compute_fixtures(root, root, fixture_functions)
+    checks = {k: v for f in check_functions for k, v in apply_fixtures(fixtures, f).items()}
+    families = {k: v for f in family_functions for k, v in apply_fixtures(fixtures, f).items()}
+    for name in {check.family for check in checks.values()}:
+        families.setdefault(name, Family())
+    ordered = dict(
+        sorted(
+            checks.items(),
+            key=lambda item: (families[item[1].family].get("order", 0), item[1].family, item[0]),
+        )
+    )
+    return CollectionReturn(fixtures, ordered, families)
 
 
 @dataclass(frozen=True)
@@ -97,7 +135,9 @@ def check_repo(
     if not path.is_dir():
         raise PavedError(f"{path} is not a folder")
     try:
-        families, results = process(path, extend_select=select, extend_ignore=ignore)
+        families, results = process(
+            path, extend_select=select, extend_ignore=ignore, collected=_collect(path)
+        )
     except Exception as exc:  # a plugin or fixture that breaks on this repo
         raise PavedError(f"the checks could not run on {path}: {exc}") from exc
     return CheckReport(path=path, families=dict(families), results=list(results))

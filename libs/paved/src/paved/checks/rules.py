@@ -49,7 +49,7 @@ def paved_answers(root: Traversable) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError:
         return None
     return data if isinstance(data, dict) else None
@@ -64,7 +64,7 @@ def paved_workflows(root: Traversable) -> dict[str, dict[Any, Any]]:
     for path in sorted(folder.iterdir(), key=lambda entry: entry.name):
         if path.name.endswith((".yml", ".yaml")) and path.is_file():
             try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+                data = _load_yaml(path.read_text(encoding="utf-8"))
             except yaml.YAMLError:
                 data = None
             flows[path.name] = data if isinstance(data, dict) else {}
@@ -264,7 +264,7 @@ class PV007(Paved):
         if not path.is_file():
             return "no dvc.yaml"
         try:
-            stages = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages", {})
+            stages = (_load_yaml(path.read_text(encoding="utf-8")) or {}).get("stages", {})
         except yaml.YAMLError as exc:
             return f"dvc.yaml does not parse: {exc}"
         if not isinstance(stages, dict):
@@ -323,7 +323,7 @@ class PV009(Paved):
         if not path.is_file():
             return "no bentofile.yaml"
         try:
-            service = str((yaml.safe_load(path.read_text(encoding="utf-8")) or {})["service"])
+            service = str((_load_yaml(path.read_text(encoding="utf-8")) or {})["service"])
         except (yaml.YAMLError, KeyError, TypeError):
             return "bentofile.yaml names no service"
         module, _, cls = service.partition(":")
@@ -360,7 +360,7 @@ class PV010(Paved):
         if not path.is_file():
             return "no .pre-commit-config.yaml"
         try:
-            repos = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("repos", [])
+            repos = (_load_yaml(path.read_text(encoding="utf-8")) or {}).get("repos", [])
         except yaml.YAMLError as exc:
             return f".pre-commit-config.yaml does not parse: {exc}"
         if not repos:
@@ -403,6 +403,11 @@ RULES = (PV001, PV002, PV003, PV004, PV005, PV006, PV007, PV008, PV009, PV010, P
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _load_yaml(text: str) -> Any:
+    """`yaml.safe_load`, with libyaml's parser when PyYAML has it (ten times faster)."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _dvc_config(root: Traversable) -> configparser.ConfigParser | None:
