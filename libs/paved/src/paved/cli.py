@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from paved import __version__
 from paved._ci import StepResult, build_and_push, image_build_from_repo, run_checks
@@ -18,6 +19,7 @@ from paved._errors import PavedError
 from paved._image import login, push_archive, push_image
 from paved.adopt import adopt_project
 from paved.checks import CheckReport, check_repo
+from paved.fleet import fleet_status
 from paved.template import PLATFORM_URL, new_project
 from paved.update import UpdateReport, update_project
 
@@ -84,6 +86,46 @@ def new(
     answers = _parse_data(data or [])
     path = new_project(dest, src=src, data=answers, vcs_ref=vcs_ref, defaults=defaults, lock=lock)
     _err.print(f"[green]created[/] {path}")
+
+
+@app.command()
+def status(
+    target: Annotated[
+        str, typer.Argument(help="A folder of team repos, a manifest file, or github:ORG.")
+    ] = ".",
+    check: Annotated[bool, typer.Option(help="Score each repo with paved check.")] = True,
+    jobs: Annotated[int, typer.Option(help="Repos read at once.")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Where every team repo stands: release, releases behind, pending update, score.
+
+    Exit codes: 0 every repo is on its latest release, 1 some repo is behind or could not
+    be read.
+    """
+    report = fleet_status(target, check=check, jobs=jobs)
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+        raise typer.Exit(report.exit_code)
+    table = Table(title=f"{len(report.repos)} team repos", title_justify="left")
+    for column in ("repo", "template", "release", "latest", "behind", "pending", "score"):
+        table.add_column(column, justify="right" if column in {"behind", "score"} else "left")
+    for repo in report.repos:
+        if repo.error:
+            table.add_row(escape(repo.name), f"[red]{escape(repo.error)}[/]", *[""] * 5)
+            continue
+        behind = f"[yellow]{repo.behind}[/]" if repo.behind else "0"
+        score = "" if repo.score is None else f"{repo.score:.0f} %"
+        table.add_row(
+            escape(repo.name),
+            escape(repo.source),
+            repo.current,
+            repo.latest,
+            behind,
+            escape(repo.pending),
+            score,
+        )
+    Console().print(table)
+    raise typer.Exit(report.exit_code)
 
 
 @app.command()
@@ -215,7 +257,7 @@ def check(
         str, typer.Option("--format", help="rich (a table), json or html (repo-review's).")
     ] = "rich",
     select: Annotated[
-        list[str] | None, typer.Option(help="Run only these checks or prefixes (e.g. PV).")
+        list[str] | None, typer.Option(help="Run only these checks or prefixes (e.g. PV,GH).")
     ] = None,
     ignore: Annotated[
         list[str] | None, typer.Option(help="Skip these checks or prefixes (e.g. PC).")
@@ -230,7 +272,7 @@ def check(
     """
     if output not in {"rich", "json", "html"}:
         raise PavedError(f"--format {output!r}: choose rich, json or html")
-    report = check_repo(path, select=frozenset(select or ()), ignore=frozenset(ignore or ()))
+    report = check_repo(path, select=_ids(select), ignore=_ids(ignore))
     if output == "json":
         typer.echo(json.dumps(report.as_dict(), indent=2))
     elif output == "html":
@@ -238,6 +280,11 @@ def check(
     else:
         _show_check(report, quiet=quiet)
     raise typer.Exit(1 if report.failed else 0)
+
+
+def _ids(values: list[str] | None) -> frozenset[str]:
+    """Check IDs or prefixes, repeated or comma-separated (as repo-review takes them)."""
+    return frozenset(part.strip() for value in values or () for part in value.split(",") if part)
 
 
 def _show_check(report: CheckReport, *, quiet: bool) -> None:
@@ -252,7 +299,7 @@ def _show_check(report: CheckReport, *, quiet: bool) -> None:
             out.print(f"[bold red]FAIL[/] {result.name} {escape(result.description)}")
             hint = result.err_msg.strip()
             for line in hint.splitlines():
-                out.print(f"     {escape(line)}", highlight=False)
+                out.print(f"     {escape(line)}", highlight=False, soft_wrap=True)
     mark = "[green]" if not report.failed else "[bold red]"
     out.print(
         f"{mark}score {report.score:.0f} %[/] {report.path.name}: {len(report.passed)} passed, "

@@ -38,8 +38,10 @@ __all__ = [
     "PLATFORM_PACKAGES",
     "Conflict",
     "UpdateReport",
+    "base_version",
     "count_markers",
     "release_commits",
+    "release_version",
     "update_project",
 ]
 
@@ -116,7 +118,7 @@ def release_commits(source: str, *, env: Mapping[str, str] | None = None) -> dic
             commits[name.removesuffix("^{}")] = sha
         else:
             commits.setdefault(name, sha)
-    releases = sorted((tag for tag in commits if _RELEASE.match(tag)), key=_version)
+    releases = sorted((tag for tag in commits if _RELEASE.match(tag)), key=release_version)
     return {tag: commits[tag] for tag in releases}
 
 
@@ -152,8 +154,8 @@ def update_project(
             f"{target} is not a release of {source}: choose from {', '.join(releases)}"
         )
     report = UpdateReport(str(project), source, current, target, "current")
-    base = _base_version(current)
-    if _version(target) < base:
+    base = base_version(current)
+    if release_version(target) < base:
         raise PavedError(
             f"{project.name} is at {current}; {target} is older: paved update never downgrades"
         )
@@ -454,7 +456,7 @@ def _release_notes(source: str, target: str, base: Version, clone: Path) -> tupl
     wanted = []
     for section in sections:
         match = re.match(r"## \[(\d+\.\d+\.\d+)\]", section)
-        if match and base < Version(match[1]) <= _version(target):
+        if match and base < Version(match[1]) <= release_version(target):
             wanted.append(section.strip())
     migrations = sorted(
         {
@@ -462,9 +464,9 @@ def _release_notes(source: str, target: str, base: Version, clone: Path) -> tupl
             for entry in (config or {}).get("_migrations") or []
             if isinstance(entry, dict)
             and "version" in entry
-            and base < _version(str(entry["version"])) <= _version(target)
+            and base < release_version(str(entry["version"])) <= release_version(target)
         },
-        key=_version,
+        key=release_version,
     )
     return "\n\n".join(wanted), migrations
 
@@ -482,11 +484,12 @@ def _replaced_answers(before: Mapping[str, Any], after: Mapping[str, Any]) -> di
     }
 
 
-def _version(tag: str) -> Version:
+def release_version(tag: str) -> Version:
+    """The version a release tag names (`v1.2.0` -> 1.2.0)."""
     return Version(tag.removeprefix("v"))
 
 
-def _base_version(release: str) -> Version:
+def base_version(release: str) -> Version:
     """The release a `_commit` stands on: `v1.2.0` and `v1.2.0-3-gabc1234` are 1.2.0."""
     try:
         return Version(release.removeprefix("v").split("-", 1)[0])

@@ -1,0 +1,120 @@
+"""The few GitHub REST calls the fleet makes: list repos, read a file, find a pull request.
+
+Reads only, with the token from the environment; every answer is checked.
+
+The API's base URL is `PAVED_GITHUB_API` (default https://api.github.com, or a GitHub
+Enterprise `https://host/api/v3`); the token is `PAVED_GITHUB_TOKEN`, else `GITHUB_TOKEN`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from paved._errors import PavedError
+
+__all__ = ["GitHub", "GitHubRepo"]
+
+DEFAULT_API = "https://api.github.com"
+_TIMEOUT = 30
+_MAX_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class GitHubRepo:
+    """One repository of an organisation, as the API lists it."""
+
+    full_name: str
+    clone_url: str
+    default_branch: str
+
+
+class GitHub:
+    """A reading client for one API base URL and token."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        self.api = (env.get("PAVED_GITHUB_API") or DEFAULT_API).rstrip("/")
+        self.token = env.get("PAVED_GITHUB_TOKEN") or env.get("GITHUB_TOKEN") or ""
+        parts = urllib.parse.urlsplit(self.api)
+        loopback = parts.hostname in {"127.0.0.1", "localhost", "::1"}
+        if parts.scheme != "https" and not loopback:
+            raise PavedError(f"PAVED_GITHUB_API {self.api!r}: only https (or loopback) is used")
+
+    def org_repos(self, org: str) -> list[GitHubRepo]:
+        """Every repository of `org` that is not archived, by page of 100."""
+        if not self.token:
+            raise PavedError(
+                f"github:{org} needs a token: set PAVED_GITHUB_TOKEN (or GITHUB_TOKEN) to one "
+                "that can read the organisation's repositories"
+            )
+        repos: list[GitHubRepo] = []
+        page = 1
+        while True:
+            answer = self.get(f"/orgs/{org}/repos", per_page="100", page=str(page))
+            if not isinstance(answer, list):
+                raise PavedError(f"GitHub listed no repositories for {org}: {str(answer)[:200]}")
+            for item in answer:
+                if isinstance(item, dict) and not item.get("archived"):
+                    repos.append(
+                        GitHubRepo(
+                            full_name=str(item["full_name"]),
+                            clone_url=str(item["clone_url"]),
+                            default_branch=str(item.get("default_branch") or "main"),
+                        )
+                    )
+            if len(answer) < 100:
+                return repos
+            page += 1
+
+    def file(self, full_name: str, path: str, ref: str) -> str | None:
+        """The text of `path` at `ref`, or None when the repository has no such file."""
+        answer = self.get(f"/repos/{full_name}/contents/{path}", ref=ref, missing_ok=True)
+        if answer is None:
+            return None
+        if not isinstance(answer, dict) or answer.get("encoding") != "base64":
+            raise PavedError(f"GitHub answered {full_name}:{path} without base64 content")
+        return base64.b64decode(str(answer.get("content", ""))).decode("utf-8")
+
+    def open_pull(self, full_name: str, branch: str) -> dict[str, Any] | None:
+        """The open pull request from `branch` of the same repository, if there is one."""
+        owner = full_name.split("/", 1)[0]
+        answer = self.get(f"/repos/{full_name}/pulls", head=f"{owner}:{branch}", state="open")
+        if isinstance(answer, list) and answer and isinstance(answer[0], dict):
+            return answer[0]
+        return None
+
+    def get(self, path: str, *, missing_ok: bool = False, **query: str) -> Any:
+        """GET `path` (JSON); a 404 is None when `missing_ok`, any other failure a PavedError."""
+        url = f"{self.api}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "paved",
+        }
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=_TIMEOUT) as answer:
+                body = answer.read(_MAX_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404 and missing_ok:
+                return None
+            detail = exc.read(2000).decode("utf-8", "replace").strip()
+            raise PavedError(f"GitHub {path}: HTTP {exc.code} {detail[:200]}") from exc
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise PavedError(f"GitHub {path}: {exc}") from exc
+        if len(body) > _MAX_BYTES:
+            raise PavedError(f"GitHub {path}: the answer is over {_MAX_BYTES} bytes")
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise PavedError(f"GitHub {path}: the answer is not JSON") from exc

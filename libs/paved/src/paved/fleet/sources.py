@@ -1,0 +1,90 @@
+"""Where a fleet's team repos are: a folder tree, a manifest of git URLs, a GitHub organisation.
+
+paved status ~/src            every folder under it with a .copier-answers*.yml
+paved status fleet.yml        a YAML list: git URLs, or {url, branch, name} maps
+paved status github:acme      the organisation's repositories (a token is needed)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from paved._errors import PavedError
+from paved.fleet.github import GitHub
+
+__all__ = ["RepoRef", "find_repos"]
+
+#: Folders never searched for answers files.
+_SKIP = {".git", ".venv", "node_modules", ".tox", ".nox", ".dvc", "mlruns", ".bentoml"}
+
+
+@dataclass(frozen=True)
+class RepoRef:
+    """A team repo: a local working copy (`path`) or a remote (`url`, its default branch)."""
+
+    name: str
+    path: Path | None = None
+    url: str | None = None
+    branch: str | None = None
+    #: owner/name when the repo came from a GitHub organisation (pull requests, files).
+    github: str | None = None
+
+
+def find_repos(target: str) -> list[RepoRef]:
+    """The repos `target` names (a folder, a manifest file or `github:ORG`), by name."""
+    if target.startswith("github:"):
+        org = target.removeprefix("github:").strip("/")
+        if not org or "/" in org:
+            raise PavedError(f"{target!r}: name an organisation, as github:ORG")
+        return [
+            RepoRef(
+                name=repo.full_name.split("/", 1)[1],
+                url=repo.clone_url,
+                branch=repo.default_branch,
+                github=repo.full_name,
+            )
+            for repo in GitHub().org_repos(org)
+        ]
+    path = Path(target).expanduser()
+    if path.is_dir():
+        return _tree(path)
+    if path.is_file():
+        return _manifest(path)
+    raise PavedError(f"{target!r} is neither a folder, a manifest file nor github:ORG")
+
+
+def _tree(root: Path) -> list[RepoRef]:
+    found: list[RepoRef] = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if name not in _SKIP)
+        if any(name.startswith(".copier-answers") and name.endswith(".yml") for name in files):
+            here = Path(folder)
+            name = here.relative_to(root).as_posix() if here != root else here.name
+            found.append(RepoRef(name=name, path=here.absolute()))
+    return found
+
+
+def _manifest(path: Path) -> list[RepoRef]:
+    try:
+        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PavedError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(entries, list):
+        raise PavedError(f"{path}: a manifest is a YAML list of git URLs or {{url, branch}} maps")
+    repos = []
+    for number, item in enumerate(entries, start=1):
+        entry = {"url": item} if isinstance(item, str) else item
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise PavedError(f"{path}: entry {number} names no url")
+        url = entry["url"]
+        name = str(entry.get("name") or url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))
+        branch = entry.get("branch")
+        repos.append(RepoRef(name=name, url=url, branch=str(branch) if branch else None))
+    names = [repo.name for repo in repos]
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise PavedError(f"{path}: two entries are named {', '.join(twice)}: give them `name:`")
+    return repos

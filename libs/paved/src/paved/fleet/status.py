@@ -1,0 +1,196 @@
+"""`paved status`: where every team repo of a fleet stands against its template's releases.
+
+One row per repo: template source, current release, latest release, releases behind, the
+pending update branch or pull request, and the conformance score (`paved check`). The
+releases come from one `git ls-remote --tags` per template source, never a clone per repo;
+a remote repo is read from a shallow clone (or, for GitHub without the score, through the
+API), a local one where it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from paved._errors import PavedError
+from paved._git import git, git_env
+from paved._proc import run
+from paved.checks import check_repo
+from paved.fleet.github import GitHub
+from paved.fleet.sources import RepoRef, find_repos
+from paved.repo import ANSWERS_FILE, read_answers
+from paved.update import base_version, release_commits, release_version
+
+__all__ = ["RepoStatus", "StatusReport", "fleet_status", "update_branch"]
+
+
+def update_branch(release: str) -> str:
+    """The branch a fleet update to `release` goes on (never the default branch)."""
+    return f"paved/update-{release}"
+
+
+@dataclass
+class RepoStatus:
+    """One repo's row."""
+
+    name: str
+    location: str
+    source: str = ""
+    current: str = ""
+    latest: str = ""
+    behind: int | None = None
+    #: "pull request #12", "branch paved/update-v0.2.0", or "".
+    pending: str = ""
+    score: float | None = None
+    error: str = ""
+
+
+@dataclass
+class StatusReport:
+    """Every repo's row, in the order found."""
+
+    repos: list[RepoStatus]
+
+    @property
+    def behind(self) -> list[RepoStatus]:
+        """The repos with a later release to take."""
+        return [repo for repo in self.repos if repo.behind]
+
+    @property
+    def exit_code(self) -> int:
+        """0 every repo is on its latest release, 1 some repo is behind or unreadable."""
+        return 1 if self.behind or any(repo.error for repo in self.repos) else 0
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready: the rows and the counts."""
+        return {
+            "repos": [asdict(repo) for repo in self.repos],
+            "behind": len(self.behind),
+            "failed": sum(1 for repo in self.repos if repo.error),
+            "exit_code": self.exit_code,
+        }
+
+
+def fleet_status(target: str, *, check: bool = True, jobs: int = 4) -> StatusReport:
+    """The status of every repo `target` names (see `paved.fleet.sources`)."""
+    repos = find_repos(target)
+    github = GitHub() if any(ref.github for ref in repos) else None
+    with tempfile.TemporaryDirectory(prefix="paved-status-") as scratch:
+        folder = Path(scratch)
+        rows: list[tuple[RepoStatus, Path | None]] = _parallel(
+            jobs, [functools.partial(_read, ref, folder, github, check) for ref in repos]
+        )
+        sources = sorted({row.source for row, _ in rows if row.source})
+        releases = dict(zip(sources, _parallel(jobs, [_releases(s) for s in sources]), strict=True))
+        _parallel(
+            jobs,
+            [
+                functools.partial(_finish, row, ref, path, releases, github, check)
+                for (row, path), ref in zip(rows, repos, strict=True)
+            ],
+        )
+    return StatusReport([row for row, _ in rows])
+
+
+def _read(
+    ref: RepoRef, scratch: Path, github: GitHub | None, check: bool
+) -> tuple[RepoStatus, Path | None]:
+    """The row with the answers read, and where the repo's files are (None: not cloned)."""
+    row = RepoStatus(name=ref.name, location=str(ref.path or ref.url))
+    try:
+        path = ref.path
+        if ref.github and github and not check:
+            text = github.file(ref.github, ANSWERS_FILE, ref.branch or "HEAD")
+            if text is None:
+                raise PavedError(f"{ANSWERS_FILE} is missing: not generated from a template")
+            answers = yaml.safe_load(text) or {}
+        else:
+            if path is None:
+                path = _shallow_clone(ref, scratch)
+            answers = read_answers(path)
+        row.source = str(answers.get("_src_path", ""))
+        row.current = str(answers.get("_commit", ""))
+        if not row.source or not row.current:
+            raise PavedError(f"{ANSWERS_FILE} names no _src_path or _commit")
+        return row, path
+    except PavedError as exc:
+        row.error = str(exc).splitlines()[0]
+        return row, None
+
+
+def _finish(
+    row: RepoStatus,
+    ref: RepoRef,
+    path: Path | None,
+    releases: dict[str, list[str] | str],
+    github: GitHub | None,
+    check: bool,
+) -> None:
+    if row.error:
+        return
+    try:
+        known = releases[row.source]
+        if isinstance(known, str):
+            raise PavedError(known)
+        if not known:
+            raise PavedError(f"{row.source} has no release tags")
+        row.latest = known[-1]
+        base = base_version(row.current)
+        row.behind = sum(1 for tag in known if release_version(tag) > base)
+        if row.behind:
+            row.pending = _pending(ref, path, update_branch(row.latest), github)
+        if check and path is not None:
+            row.score = round(check_repo(path).score, 1)
+    except PavedError as exc:
+        row.error = str(exc).splitlines()[0]
+
+
+def _releases(source: str) -> Callable[[], list[str] | str]:
+    def fetch() -> list[str] | str:
+        try:
+            return list(release_commits(source))
+        except PavedError as exc:  # one unreachable template source fails its repos only
+            return f"cannot list the releases of {source}: {str(exc).splitlines()[0]}"
+
+    return fetch
+
+
+def _pending(ref: RepoRef, path: Path | None, branch: str, github: GitHub | None) -> str:
+    if ref.github and github:
+        pull = github.open_pull(ref.github, branch)
+        if pull:
+            return f"pull request #{pull.get('number')}"
+    if ref.path is not None:
+        for name in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
+            if git(ref.path, "rev-parse", "--verify", "--quiet", name, check=False):
+                return f"branch {branch}"
+        return ""
+    if ref.url:
+        heads = run(["git", "ls-remote", "--heads", ref.url, branch], env=git_env(), check=False)
+        if heads.stdout.strip():
+            return f"branch {branch}"
+    return ""
+
+
+def _shallow_clone(ref: RepoRef, scratch: Path) -> Path:
+    dest = scratch / ref.name.replace("/", "__")
+    args = ["git", "clone", "--quiet", "--depth", "1"]
+    if ref.branch:
+        args += ["--branch", ref.branch]
+    done = run([*args, str(ref.url), str(dest)], env=git_env(), check=False, timeout=300)
+    if done.returncode:
+        detail = (done.stderr.strip().splitlines() or ["git clone failed"])[-1]
+        raise PavedError(f"cannot clone {ref.url}: {detail}")
+    return dest
+
+
+def _parallel(jobs: int, tasks: list[Callable[[], Any]]) -> list[Any]:
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(lambda task: task(), tasks))

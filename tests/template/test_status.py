@@ -1,0 +1,207 @@
+"""`paved status` over a folder tree, a manifest of git URLs and a GitHub organisation.
+
+Team repos are generated at two throwaway releases; remotes are bare clones; GitHub is a
+loopback stand-in of the endpoints used (tests/fake_github.py), stopped by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import paved.fleet.status as status_module
+import pytest
+from golden_path import free_port, run, running, tool_env
+from paved.fleet import fleet_status
+from snapshot import GIT_IDENTITY
+from throwaway import two_releases
+
+pytestmark = pytest.mark.update
+
+STAND_IN = Path(__file__).parents[1] / "fake_github.py"
+
+
+class Fleet:
+    """A folder of team repos: two at v0.1.0 (one with a pending update branch), one at
+    v0.2.0, one whose answers file names no release, and a folder that is no team repo."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root, self.env = root, env
+
+
+def new(env: dict[str, str], dest: Path, release: str, team: str) -> Path:
+    command = [sys.executable, "-m", "paved", "new", str(dest), "--defaults", "--no-lock"]
+    answers = ["-d", f"project_name={dest.name.title()}", "-d", f"team={team}"]
+    run([*command, "--vcs-ref", release, *answers], dest.parent, env)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
+    platform = tmp_path_factory.mktemp("releases") / "paved"
+    two_releases(platform)
+    env = {**tool_env(platform), **GIT_IDENTITY}
+    root = tmp_path_factory.mktemp("fleet")
+    (root / "growth").mkdir()
+    new(env, root / "growth" / "churn", "v0.1.0", "growth")
+    pending = new(env, root / "growth" / "upsell", "v0.1.0", "growth")
+    run(["git", "branch", "paved/update-v0.2.0"], pending, env)
+    new(env, root / "risk", "v0.2.0", "risk")
+    broken = new(env, root / "legacy", "v0.1.0", "legacy")
+    answers = broken / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace("_commit: v0.1.0\n", ""))
+    (root / "notes").mkdir()
+    (root / "notes" / "README.md").write_text("not a team repo\n")
+    return Fleet(root, env)
+
+
+def paved(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "paved", *args], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def rows_of(done: subprocess.CompletedProcess[str]) -> dict[str, dict]:
+    return {row["name"]: row for row in json.loads(done.stdout)["repos"]}
+
+
+def test_status_of_a_folder_tree(fleet: Fleet) -> None:
+    done = paved(fleet.env, "status", str(fleet.root), "--json")
+    assert done.returncode == 1, done.stderr  # some repos are behind
+    rows = rows_of(done)
+    assert set(rows) == {"growth/churn", "growth/upsell", "risk", "legacy"}
+    churn, upsell, risk = rows["growth/churn"], rows["growth/upsell"], rows["risk"]
+    assert (churn["current"], churn["latest"], churn["behind"]) == ("v0.1.0", "v0.2.0", 1)
+    assert churn["source"] == "https://github.com/acme/paved.git"
+    assert churn["pending"] == "" and upsell["pending"] == "branch paved/update-v0.2.0"
+    assert (risk["current"], risk["behind"], risk["pending"]) == ("v0.2.0", 0, "")
+    assert "_commit" in rows["legacy"]["error"]
+    # The score is paved check's; unlocked renders fail PV002/PV003 only.
+    assert all(0 < row["score"] < 100 for row in (churn, upsell, risk))
+
+    table = paved({**fleet.env, "COLUMNS": "200"}, "status", str(fleet.root), "--no-check")
+    assert table.returncode == 1
+    for text in ("growth/churn", "v0.2.0", "branch paved/update-v0.2.0", "_commit"):
+        assert text in table.stdout, text
+
+
+def test_status_lists_each_template_source_s_releases_once(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real = status_module.release_commits
+
+    def counted(source: str, **kwargs: object) -> dict[str, str]:
+        calls.append(source)
+        return real(source)
+
+    monkeypatch.setattr(status_module, "release_commits", counted)
+    for key, value in fleet.env.items():
+        monkeypatch.setenv(key, value)
+    report = fleet_status(str(fleet.root), check=False)
+    assert len(report.repos) == 4
+    assert calls == ["https://github.com/acme/paved.git"]
+    assert all(row.score is None for row in report.repos)
+
+
+def test_status_of_a_manifest_of_remotes(fleet: Fleet, tmp_path: Path) -> None:
+    remotes = tmp_path / "remotes"
+    for name in ("churn", "risk"):
+        source = fleet.root / ("growth/churn" if name == "churn" else "risk")
+        run(
+            ["git", "clone", "--quiet", "--bare", str(source), str(remotes / f"{name}.git")],
+            tmp_path,
+            fleet.env,
+        )
+    manifest = tmp_path / "fleet.yml"
+    manifest.write_text(
+        f"- {(remotes / 'churn.git').as_uri()}\n"
+        f"- url: {(remotes / 'risk.git').as_uri()}\n  branch: main\n  name: risk-model\n"
+        f"- {(tmp_path / 'gone.git').as_uri()}\n"
+    )
+    rows = rows_of(paved(fleet.env, "status", str(manifest), "--json"))
+    assert (rows["churn"]["current"], rows["churn"]["behind"]) == ("v0.1.0", 1)
+    assert rows["churn"]["score"] is not None
+    assert (rows["risk-model"]["current"], rows["risk-model"]["behind"]) == ("v0.2.0", 0)
+    assert rows["gone"]["error"].startswith("cannot clone")
+
+
+@pytest.fixture
+def github(fleet: Fleet, tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    """The stand-in serving organisation `acme` with churn (an open update PR) and risk."""
+    repos = []
+    for name, source in (("churn", "growth/churn"), ("risk", "risk"), ("docs", "notes")):
+        bare = tmp_path / f"{name}.git"
+        if name == "docs":
+            run(["git", "init", "--quiet", "--bare", str(bare)], tmp_path, fleet.env)
+        else:
+            run(
+                ["git", "clone", "--quiet", "--bare", str(fleet.root / source), str(bare)],
+                tmp_path,
+                fleet.env,
+            )
+        repos.append(
+            {
+                "full_name": f"acme/{name}",
+                "clone_url": bare.as_uri(),
+                "default_branch": "main",
+                "archived": name == "docs",
+                "bare": str(bare),
+            }
+        )
+    pull = {"repo": "acme/churn", "number": 7, "state": "open", "head": "paved/update-v0.2.0"}
+    state = tmp_path / "github.json"
+    state.write_text(json.dumps({"token": "fleet-token", "repos": repos, "pulls": [pull]}))
+    log, port = tmp_path / "github.log", free_port()
+    with (tmp_path / "github.out").open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(STAND_IN),
+                "--port",
+                str(port),
+                "--state",
+                str(state),
+                "--log",
+                str(log),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stopped by PID, with whatever it started
+        )
+
+    def ready() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    with running(process, ready, timeout=30, failure=lambda: "the GitHub stand-in did not start"):
+        env = {**fleet.env, "PAVED_GITHUB_API": f"http://127.0.0.1:{port}"}
+        yield env, log
+
+
+def test_status_of_a_github_organisation(github: tuple[dict[str, str], Path]) -> None:
+    env, log = github
+    refused = paved(env, "status", "github:acme", "--no-check")
+    assert refused.returncode == 1 and "PAVED_GITHUB_TOKEN" in refused.stderr
+
+    env = {**env, "PAVED_GITHUB_TOKEN": "fleet-token"}
+    done = paved(env, "status", "github:acme", "--no-check", "--json")
+    rows = rows_of(done)
+    assert set(rows) == {"churn", "risk"}  # archived repos are left out
+    assert (rows["churn"]["behind"], rows["churn"]["pending"]) == (1, "pull request #7")
+    assert rows["risk"]["behind"] == 0
+    paths = [json.loads(line)["path"] for line in log.read_text().splitlines()]
+    assert "/repos/acme/churn/contents/.copier-answers.yml" in paths  # read, not cloned
+
+    scored = rows_of(paved(env, "status", "github:acme", "--json"))
+    assert scored["churn"]["score"] is not None  # from a shallow clone
