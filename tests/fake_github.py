@@ -21,6 +21,7 @@ import base64
 import json
 import subprocess
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -87,6 +88,16 @@ class Handler(BaseHTTPRequestHandler):
             return self._answer(404, {"message": "Not Found"})
         with LOCK:
             state = self._state()
+            if state.get("retry_after_once"):  # a secondary rate limit, once
+                state["retry_after_once"] = False
+                self.state_file.write_text(json.dumps(state, indent=2))
+                data = b'{"message": "You have exceeded a secondary rate limit"}'
+                self.send_response(429)
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
             full = "/".join(parts[1:3])
             if any(
                 p["repo"] == full and p["head"] == body.get("head") and p["state"] == "open"
@@ -126,7 +137,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _authorised(self, method: str, path: str, detail: dict[str, Any]) -> bool:
         with LOCK, self.log.open("a", encoding="utf-8") as out:
-            out.write(json.dumps({"method": method, "path": path, "detail": detail}) + "\n")
+            entry = {"method": method, "path": path, "detail": detail, "time": time.time()}
+            out.write(json.dumps(entry) + "\n")
         if self.headers.get("Authorization") != f"Bearer {self._state()['token']}":
             self._answer(401, {"message": "Bad credentials"})
             return False

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import Progress
 from rich.table import Table
 
 from paved import __version__
@@ -20,6 +21,7 @@ from paved._image import login, push_archive, push_image
 from paved.adopt import adopt_project
 from paved.checks import CheckReport, check_repo
 from paved.fleet import fleet_status
+from paved.fleet.rollout import Outcome, fleet_update
 from paved.template import PLATFORM_URL, new_project
 from paved.update import UpdateReport, update_project
 
@@ -36,6 +38,12 @@ ci_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(ci_app, name="ci")
+fleet_app = typer.Typer(
+    help="Every team repo at once: roll a platform release out on branches.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(fleet_app, name="fleet")
 _err = Console(stderr=True)
 
 # Options shared by the `paved ci` commands.
@@ -123,6 +131,71 @@ def status(
             behind,
             escape(repo.pending),
             score,
+        )
+    Console().print(table)
+    raise typer.Exit(report.exit_code)
+
+
+@fleet_app.command("update")
+def fleet_update_command(
+    target: Annotated[
+        str, typer.Argument(help="A folder of team repos, a manifest file, or github:ORG.")
+    ],
+    to: Annotated[
+        str | None, typer.Option(help="Release to roll out (default: the latest).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Report what each repo would get; commit and push nothing.")
+    ] = False,
+    jobs: Annotated[int, typer.Option(help="Repos updated at once.")] = 2,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this repo, or the last run's failed, conflicts or pending."),
+    ] = None,
+    lock: Annotated[bool, typer.Option(help="Re-lock each repo (paved update).")] = True,
+    max_open_prs: Annotated[
+        int | None, typer.Option(help="Open at most this many update pull requests at once.")
+    ] = None,
+    state: Annotated[Path, typer.Option(help="Where each run's per-repo record is kept.")] = Path(
+        ".paved-fleet"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Update every team repo on a branch paved/update-vX.Y.Z, push it, open a pull request.
+
+    Never pushes a default branch. Re-running changes nothing that is done. Exit code 1
+    when any repo failed (the others go on).
+    """
+    with Progress(console=_err, transient=True) as progress:
+        task = progress.add_task("paved fleet update", total=None)
+
+        def advance(outcome: Outcome) -> None:
+            progress.advance(task)
+            progress.console.print(f"{outcome.outcome:>9} {escape(outcome.name)}", highlight=False)
+
+        report = fleet_update(
+            target,
+            to=to,
+            dry_run=dry_run,
+            jobs=jobs,
+            only=sorted(_ids(only)),
+            lock=lock,
+            max_open_prs=max_open_prs,
+            state=state,
+            report=advance,
+        )
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+        raise typer.Exit(report.exit_code)
+    table = Table(title=f"{report.release}{' (dry run)' if dry_run else ''}", title_justify="left")
+    for column in ("repo", "outcome", "from", "branch / pull request", "score", "reason"):
+        table.add_column(column)
+    for repo in report.repos:
+        where = repo.pull_request or repo.branch
+        score = "" if repo.score is None else f"{repo.score:.0f} %"
+        reason = repo.reason or "; ".join(repo.conflicts)
+        table.add_row(
+            escape(repo.name), repo.outcome, repo.from_release, escape(where), score, escape(reason)
         )
     Console().print(table)
     raise typer.Exit(report.exit_code)

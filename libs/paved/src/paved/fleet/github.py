@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +27,10 @@ __all__ = ["GitHub", "GitHubRepo"]
 DEFAULT_API = "https://api.github.com"
 _TIMEOUT = 30
 _MAX_BYTES = 16 << 20
+#: Writes are spaced at least this far apart (GitHub's secondary rate limits), across threads.
+WRITE_INTERVAL = 1.0
+_WRITES = threading.Lock()
+_last_write = [0.0]
 
 
 @dataclass(frozen=True)
@@ -91,9 +97,36 @@ class GitHub:
             return answer[0]
         return None
 
+    def write(self, method: str, path: str, payload: dict[str, Any]) -> Any:
+        """POST or PATCH `payload`, through the one limiter: spaced, `Retry-After` honoured."""
+        data = json.dumps(payload).encode()
+        for _attempt in range(4):
+            with _WRITES:
+                wait = _last_write[0] + WRITE_INTERVAL - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                try:
+                    return self._call(path, method=method, data=data)
+                except _RetryAfter as exc:
+                    time.sleep(exc.seconds)
+                finally:
+                    _last_write[0] = time.monotonic()
+        raise PavedError(f"GitHub {method} {path}: still rate limited after 4 attempts")
+
     def get(self, path: str, *, missing_ok: bool = False, **query: str) -> Any:
         """GET `path` (JSON); a 404 is None when `missing_ok`, any other failure a PavedError."""
-        url = f"{self.api}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        url = path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        try:
+            return self._call(url)
+        except _NotFound:
+            if missing_ok:
+                return None
+            raise PavedError(f"GitHub {path}: HTTP 404") from None
+        except _RetryAfter as exc:
+            raise PavedError(f"GitHub {path}: rate limited for {exc.seconds:.0f} s") from None
+
+    def _call(self, path: str, *, method: str = "GET", data: bytes | None = None) -> Any:
+        url = f"{self.api}{path}"
         headers = {
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",
@@ -101,13 +134,18 @@ class GitHub:
         }
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(url, headers=headers)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=_TIMEOUT) as answer:
                 body = answer.read(_MAX_BYTES + 1)
         except urllib.error.HTTPError as exc:
-            if exc.code == 404 and missing_ok:
-                return None
+            if exc.code == 404:
+                raise _NotFound from exc
+            retry = exc.headers.get("Retry-After", "") if exc.headers else ""
+            if exc.code in {403, 429} and retry.isdigit():
+                raise _RetryAfter(min(float(retry), 120.0)) from exc
             detail = exc.read(2000).decode("utf-8", "replace").strip()
             raise PavedError(f"GitHub {path}: HTTP {exc.code} {detail[:200]}") from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
@@ -118,3 +156,15 @@ class GitHub:
             return json.loads(body)
         except json.JSONDecodeError as exc:
             raise PavedError(f"GitHub {path}: the answer is not JSON") from exc
+
+
+class _NotFound(Exception):
+    """A 404."""
+
+
+class _RetryAfter(Exception):
+    """A 403/429 that says when to try again."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds

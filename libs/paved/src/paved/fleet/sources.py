@@ -78,12 +78,19 @@ def _manifest(path: Path) -> list[RepoRef]:
     repos = []
     for number, item in enumerate(entries, start=1):
         entry = {"url": item} if isinstance(item, str) else item
-        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
-            raise PavedError(f"{path}: entry {number} names no url")
+        if not isinstance(entry, dict) or not (
+            isinstance(entry.get("url"), str) or isinstance(entry.get("path"), str)
+        ):
+            raise PavedError(f"{path}: entry {number} names no url (or path)")
+        branch = str(entry["branch"]) if entry.get("branch") else None
+        if isinstance(entry.get("path"), str):  # a local working copy, relative to the manifest
+            local = (path.parent / Path(entry["path"]).expanduser()).absolute()
+            name = str(entry.get("name") or local.name)
+            repos.append(RepoRef(name=name, path=local, branch=branch))
+            continue
         url = entry["url"]
         name = str(entry.get("name") or url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))
-        branch = entry.get("branch")
-        repos.append(RepoRef(name=name, url=url, branch=str(branch) if branch else None))
+        repos.append(RepoRef(name=name, url=url, branch=branch))
     names = [repo.name for repo in repos]
     if twice := sorted({name for name in names if names.count(name) > 1}):
         raise PavedError(f"{path}: two entries are named {', '.join(twice)}: give them `name:`")

@@ -1,0 +1,475 @@
+"""`paved fleet update`: one platform release to every team repo, each on its own branch.
+
+For each repo, in parallel: a working copy (a clone of the remote, or a worktree of the
+local repo, so the team's checkout is never touched), the branch `paved/update-vX.Y.Z` from
+the default branch, `paved update` (the same command, run as a process: copier changes the
+process's working directory, so two updates cannot share one), `paved check`, a commit
+whose message carries the release's changelog and the conflict list, a push of that branch
+only, and with a GitHub token one pull request whose body is the report.
+
+The template is fetched once per run: a mirror of each template source is made in the
+workspace and git's `insteadOf` serves it to every clone copier, `paved update` and uv make.
+A record per target release (`<state>/<release>.json`) keeps each repo's outcome, stage,
+reason, branch and pull request; `only=["failed"]` re-runs those. A repo whose branch for
+the target is already pushed is "pending": a re-run makes no commit and no second pull
+request. One repo's failure never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from paved._errors import PavedError
+from paved._git import git, git_env
+from paved._proc import BUILD_TIMEOUT, run
+from paved.checks import check_repo
+from paved.fleet.github import GitHub
+from paved.fleet.sources import RepoRef, find_repos
+from paved.fleet.status import update_branch
+from paved.repo import read_answers, uncommitted
+from paved.template import identity
+from paved.update import base_version, release_commits, release_version
+
+__all__ = ["FleetReport", "Outcome", "fleet_update"]
+
+Result = Literal["updated", "current", "conflicts", "failed", "skipped", "pending"]
+#: What `--only` can name besides a repo: outcomes recorded by the last run.
+SELECTIONS = {"failed", "conflicts", "pending"}
+
+
+@dataclass
+class Outcome:
+    """One repo's outcome (JSON-ready)."""
+
+    name: str
+    outcome: Result = "failed"
+    stage: str = "locate"
+    reason: str = ""
+    from_release: str = ""
+    to_release: str = ""
+    branch: str = ""
+    commit: str = ""
+    pull_request: str = ""
+    changed: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    score: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class FleetReport:
+    """Every repo's outcome for one target release."""
+
+    release: str
+    dry_run: bool
+    repos: list[Outcome]
+
+    @property
+    def exit_code(self) -> int:
+        """1 if any repo failed, else 0 (conflicts are pushed for the team to resolve)."""
+        return 1 if any(repo.outcome == "failed" for repo in self.repos) else 0
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready: the release, the counts by outcome and every repo's outcome."""
+        counts: dict[str, int] = {}
+        for repo in self.repos:
+            counts[repo.outcome] = counts.get(repo.outcome, 0) + 1
+        return {
+            "release": self.release,
+            "dry_run": self.dry_run,
+            "counts": counts,
+            "repos": [asdict(repo) for repo in self.repos],
+            "exit_code": self.exit_code,
+        }
+
+
+def fleet_update(
+    target: str,
+    *,
+    to: str | None = None,
+    dry_run: bool = False,
+    jobs: int = 2,
+    only: Sequence[str] = (),
+    lock: bool = True,
+    max_open_prs: int | None = None,
+    state: Path = Path(".paved-fleet"),
+    report: Callable[[Outcome], None] | None = None,
+) -> FleetReport:
+    """Roll release `to` (default: the latest of the repos' template) out to `target`'s repos."""
+    repos = find_repos(target)
+    with tempfile.TemporaryDirectory(prefix="paved-fleet-") as scratch:
+        workspace = Path(scratch)
+        mirrors = _Mirrors(workspace)
+        release = to or _latest(_first_source(repos, workspace), mirrors)
+        record_path = state / f"{release}.json"
+        record = _read_record(record_path)
+        chosen = _select(repos, only, record)
+        github = GitHub() if any(ref.github for ref in chosen) else None
+        run_ctx = _Run(
+            release=release,
+            dry_run=dry_run,
+            lock=lock,
+            workspace=workspace,
+            mirrors=mirrors,
+            github=github,
+            prs=_PullRequests(max_open_prs),
+        )
+
+        def roll(ref: RepoRef) -> Outcome:
+            outcome = _roll(ref, run_ctx)
+            if report:
+                report(outcome)
+            return outcome
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            outcomes = list(pool.map(roll, chosen))
+    if not dry_run:
+        record.update({outcome.name: asdict(outcome) for outcome in outcomes})
+        state.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return FleetReport(release, dry_run, outcomes)
+
+
+# ------------------------------------------------------------------ one repo
+
+
+@dataclass
+class _Run:
+    release: str
+    dry_run: bool
+    lock: bool
+    workspace: Path
+    mirrors: _Mirrors
+    github: GitHub | None
+    prs: _PullRequests
+
+
+def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
+    started = time.perf_counter()
+    outcome = Outcome(name=ref.name, to_release=ctx.release)
+    branch = update_branch(ctx.release)
+    work = ctx.workspace / "repos" / ref.name.replace("/", "__")
+    created = False
+    try:
+        outcome.stage = "locate"
+        default = _checkout(ref, work)
+        outcome.stage = "read"
+        answers = read_answers(work)
+        outcome.from_release = str(answers.get("_commit", ""))
+        env = ctx.mirrors.serve(str(answers.get("_src_path", "")))
+        if outcome.from_release == ctx.release:
+            outcome.outcome = "current"
+            return outcome
+        if base_version(outcome.from_release) > release_version(ctx.release):
+            outcome.outcome, outcome.reason = (
+                "skipped",
+                (f"on {outcome.from_release}, newer than {ctx.release}: never downgraded"),
+            )
+            return outcome
+        outcome.stage = "branch"
+        if _branch_exists(ref, work, branch):
+            outcome.outcome, outcome.branch = "pending", branch
+            outcome.reason = f"{branch} is already pushed: review and merge it"
+            if ctx.github and ref.github and not ctx.dry_run:
+                # One pull request per branch: found, or opened now if an earlier run was
+                # capped by --max-open-prs (the branch's last commit message is the report).
+                body = _branch_message(ref, work, branch)
+                outcome.pull_request = ctx.prs.open(
+                    ctx.github, ref.github, branch, default, _title(ctx.release), body, keep=True
+                )
+            return outcome
+        if not ctx.dry_run:  # a dry run stays detached: it leaves no branch behind
+            git(work, "switch", "--quiet", "-c", branch)
+            created = True
+        outcome.stage = "update"
+        update = _paved_update(work, ctx, env)
+        outcome.changed = list(update.get("changed", []))
+        outcome.conflicts = [
+            f"{c['path']} ({c['kind']}, {c['markers']} markers)" for c in update["conflicts"]
+        ]
+        if update["status"] == "failed":
+            raise PavedError(update.get("reason") or "paved update failed")
+        if update["status"] == "current":
+            outcome.outcome = "current"
+            return outcome
+        outcome.outcome = "conflicts" if update["status"] == "conflicts" else "updated"
+        _deliver(ref, work, ctx, outcome, update, branch=branch, default=default)
+    except (PavedError, OSError, ValueError, KeyError) as exc:
+        outcome.outcome = "failed"
+        outcome.reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    finally:
+        outcome.seconds = round(time.perf_counter() - started, 2)
+        _cleanup(ref, work)
+        if ref.path is not None and created and not outcome.commit:
+            git(ref.path, "branch", "-D", branch, check=False)  # nothing of a failed run stays
+    return outcome
+
+
+def _deliver(
+    ref: RepoRef,
+    work: Path,
+    ctx: _Run,
+    outcome: Outcome,
+    update: Mapping[str, Any],
+    *,
+    branch: str,
+    default: str,
+) -> None:
+    """Score the updated copy; unless a dry run, commit, push the branch, open the PR."""
+    outcome.stage = "check"
+    outcome.score = round(check_repo(work).score, 1)
+    if ctx.dry_run:
+        return
+    outcome.stage = "commit"
+    message = _message(ctx.release, update, outcome)
+    git(work, "add", "--all")
+    git(work, *identity(work), "commit", "--quiet", "--no-verify", "-m", message)
+    outcome.commit = git(work, "rev-parse", "HEAD")
+    outcome.branch = branch
+    outcome.stage = "push"
+    _push(ref, work, branch, default)
+    if ctx.github and ref.github:
+        outcome.stage = "pull request"
+        outcome.pull_request = ctx.prs.open(
+            ctx.github, ref.github, branch, default, _title(ctx.release), message
+        )
+    outcome.stage = "done"
+
+
+def _checkout(ref: RepoRef, work: Path) -> str:
+    """A working copy of the default branch at `work`; returns the default branch."""
+    work.parent.mkdir(parents=True, exist_ok=True)
+    if ref.path is not None:
+        if not (ref.path / ".git").exists():
+            raise PavedError(f"{ref.path} is not a git repository")
+        if dirty := uncommitted(ref.path):
+            raise PavedError(f"uncommitted changes ({', '.join(dirty[:5])}): commit or stash them")
+        default = ref.branch or _default_branch(ref.path)
+        git(ref.path, "worktree", "add", "--quiet", "--detach", str(work), default)
+        return default
+    args = ["git", "clone", "--quiet", "--depth", "1", "--no-tags"]
+    if ref.branch:
+        args += ["--branch", ref.branch]
+    done = run([*args, str(ref.url), str(work)], env=git_env(), check=False, timeout=600)
+    if done.returncode:
+        detail = (done.stderr.strip().splitlines() or ["git clone failed"])[-1]
+        raise PavedError(f"cannot clone {ref.url}: {detail}")
+    return ref.branch or git(work, "symbolic-ref", "--short", "HEAD")
+
+
+def _default_branch(repo: Path) -> str:
+    remote_head = git(repo, "symbolic-ref", "--short", "refs/remotes/origin/HEAD", check=False)
+    if remote_head:
+        return remote_head.removeprefix("origin/")
+    return git(repo, "symbolic-ref", "--short", "HEAD")
+
+
+def _branch_exists(ref: RepoRef, work: Path, branch: str) -> bool:
+    if ref.path is not None:
+        names = (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}")
+        return any(git(ref.path, "rev-parse", "--verify", "--quiet", n, check=False) for n in names)
+    return bool(git(work, "ls-remote", "--heads", "origin", branch))
+
+
+def _branch_message(ref: RepoRef, work: Path, branch: str) -> str:
+    """The last commit message on the already pushed `branch` (the report it carries)."""
+    if ref.path is not None:
+        return git(ref.path, "log", "-1", "--format=%B", branch, check=False)
+    git(work, "fetch", "--quiet", "--depth", "1", "origin", branch, check=False)
+    return git(work, "log", "-1", "--format=%B", "FETCH_HEAD", check=False)
+
+
+def _paved_update(work: Path, ctx: _Run, env: Mapping[str, str]) -> dict[str, Any]:
+    """`paved update --json` in `work`, as its own process (see the module docstring)."""
+    command = [sys.executable, "-m", "paved", "update", str(work), "--to", ctx.release, "--json"]
+    if not ctx.lock:
+        command.append("--no-lock")
+    done = run(command, env=env, check=False, timeout=BUILD_TIMEOUT)
+    try:
+        answer: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError as exc:
+        detail = (done.stderr.strip().splitlines() or ["no report"])[-1]
+        raise PavedError(f"paved update gave no report: {detail}") from exc
+    answer.setdefault("conflicts", [])
+    return answer
+
+
+def _push(ref: RepoRef, work: Path, branch: str, default: str) -> None:
+    """Push `branch`, and only it; refuse a branch that is the default one."""
+    if branch == default:
+        raise PavedError(f"refusing to push to the default branch {default}")
+    spec = f"refs/heads/{branch}:refs/heads/{branch}"
+    if ref.path is not None:
+        # A worktree's branch is already the local repo's; push it on if the repo has a remote.
+        if git(ref.path, "remote", check=False).split().count("origin"):
+            git(ref.path, "push", "--quiet", "origin", spec)
+        return
+    git(work, "push", "--quiet", "origin", spec)
+
+
+def _cleanup(ref: RepoRef, work: Path) -> None:
+    if ref.path is not None and work.exists():
+        git(ref.path, "worktree", "remove", "--force", str(work), check=False)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _title(release: str) -> str:
+    return f"Update to the Paved platform {release}"
+
+
+def _message(release: str, update: Mapping[str, Any], outcome: Outcome) -> str:
+    lines = [_title(release), ""]
+    lines.append(f"From {outcome.from_release} by `paved fleet update`.")
+    if update.get("changelog"):
+        lines += ["", str(update["changelog"]).strip()]
+    if outcome.conflicts:
+        lines += ["", "Conflicts to resolve before merging:"]
+        lines += [f"- {conflict}" for conflict in outcome.conflicts]
+    if outcome.score is not None:
+        lines += ["", f"paved check: {outcome.score:.0f} %"]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ the run
+
+
+class _Mirrors:
+    """One mirror clone per template source, made the first time a repo names it."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
+        self.mirrors: dict[str, Path] = {}
+        self.lock = threading.Lock()
+
+    def serve(self, source: str) -> dict[str, str]:
+        """Mirror `source` (once) and return the environment that fetches it from there."""
+        with self.lock:
+            if source and source not in self.mirrors:
+                mirror = self.workspace / f"template-{len(self.mirrors)}.git"
+                done = run(
+                    ["git", "clone", "--quiet", "--mirror", source, str(mirror)],
+                    env=git_env(),
+                    check=False,
+                    timeout=600,
+                )
+                if done.returncode:  # the update itself will say why it cannot fetch
+                    return git_env()
+                self.mirrors[source] = mirror
+            return _mirror_env(self.mirrors)
+
+
+def _first_source(repos: Sequence[RepoRef], workspace: Path) -> str:
+    """The template source of the first repo that has one (a shallow clone if remote)."""
+    for ref in repos:
+        path = ref.path
+        try:
+            if path is None:
+                path = workspace / "probe"
+                shutil.rmtree(path, ignore_errors=True)
+                _checkout(ref, path)
+            return str(read_answers(path).get("_src_path", ""))
+        except PavedError:
+            continue
+        finally:
+            if ref.path is None:
+                _cleanup(ref, workspace / "probe")
+    raise PavedError("no repo of the fleet names its template source: pass --to vX.Y.Z")
+
+
+def _latest(source: str, mirrors: _Mirrors) -> str:
+    mirrors.serve(source)
+    mirror = mirrors.mirrors.get(source)
+    releases = list(release_commits(str(mirror or source)))
+    if not releases:
+        raise PavedError(f"{source} has no release tags (vX.Y.Z)")
+    return releases[-1]
+
+
+def _mirror_env(mirrors: Mapping[str, Path]) -> dict[str, str]:
+    """The environment of this process, every template source served from its mirror."""
+    env = git_env()
+    pairs = [
+        (env.get(f"GIT_CONFIG_KEY_{i}", ""), env.get(f"GIT_CONFIG_VALUE_{i}", ""))
+        for i in range(int(env.get("GIT_CONFIG_COUNT", "0") or 0))
+    ]
+    # A mirror replaces any other rewrite of the same URL (two would be ambiguous).
+    pairs = [(k, v) for k, v in pairs if not (k.lower().endswith(".insteadof") and v in mirrors)]
+    pairs += [(f"url.{path.as_uri()}.insteadOf", source) for source, path in mirrors.items()]
+    for key in [k for k in env if k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))]:
+        del env[key]
+    env["GIT_CONFIG_COUNT"] = str(len(pairs))
+    for i, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
+    return env
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise PavedError(f"{path} is not a fleet record: {exc}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _select(
+    repos: Sequence[RepoRef], only: Sequence[str], record: Mapping[str, Any]
+) -> list[RepoRef]:
+    if not only:
+        return list(repos)
+    names = {ref.name for ref in repos}
+    unknown = [item for item in only if item not in SELECTIONS and item not in names]
+    if unknown:
+        raise PavedError(
+            f"--only {', '.join(unknown)}: name a repo of the fleet or one of "
+            f"{', '.join(sorted(SELECTIONS))}"
+        )
+    wanted = {item for item in only if item in names}
+    wanted |= {name for name, past in record.items() if past.get("outcome") in set(only)}
+    return [ref for ref in repos if ref.name in wanted]
+
+
+class _PullRequests:
+    """Opens or updates pull requests, at most `cap` open at once across the run."""
+
+    def __init__(self, cap: int | None) -> None:
+        self.cap = cap
+        self.opened = 0
+        self.lock = threading.Lock()
+
+    def open(
+        self,
+        github: GitHub,
+        repo: str,
+        branch: str,
+        base: str,
+        title: str,
+        body: str,
+        *,
+        keep: bool = False,
+    ) -> str:
+        """The pull request from `branch`: updated (unless `keep`), or opened if under the cap."""
+        existing = github.open_pull(repo, branch)
+        if existing:
+            if not keep:
+                path = f"/repos/{repo}/pulls/{existing['number']}"
+                github.write("PATCH", path, {"body": body})
+            return str(existing.get("html_url", ""))
+        with self.lock:
+            if self.cap is not None and self.opened >= self.cap:
+                return f"not opened: {self.cap} update pull requests are open (--max-open-prs)"
+            self.opened += 1
+        payload = {"title": title, "head": branch, "base": base, "body": body}
+        answer = github.write("POST", f"/repos/{repo}/pulls", payload)
+        return str(answer.get("html_url", "")) if isinstance(answer, dict) else ""

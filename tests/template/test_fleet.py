@@ -1,0 +1,339 @@
+"""`paved fleet update`: a release rolled out to 20 team repos with faults, then to a GitHub
+organisation with pull requests.
+
+Local bare repos stand in for the remotes; each refuses a push to its default branch in a
+pre-receive hook, so anything that reached one would fail the run. The platform has three
+throwaway releases: v0.1.0, v0.2.0 (ci/throwaway.py) and v0.3.0, whose migration fails in
+a repo that holds `.no-migrate`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from golden_path import free_port, run, running, tool_env
+from release import release
+from snapshot import GIT_IDENTITY
+from throwaway import TEMPLATE, two_releases
+
+pytestmark = pytest.mark.update
+
+STAND_IN = Path(__file__).parents[1] / "fake_github.py"
+FORK = "https://github.com/acme-fork/paved.git"
+HOOK = """#!/bin/sh
+while read old new ref; do
+  if [ "$ref" = "refs/heads/main" ]; then echo "main is protected" >&2; exit 1; fi
+done
+"""
+
+
+def platform_with_three_releases(repo: Path) -> dict[str, str]:
+    two_releases(repo)
+    env = {**tool_env(repo), **GIT_IDENTITY}
+    copier_yml = repo / "copier.yml"
+    copier_yml.write_text(
+        copier_yml.read_text()
+        + """
+_migrations:
+  - version: v0.3.0
+    when: "{{ _stage == 'before' }}"
+    command: "test ! -e .no-migrate"
+"""
+    )
+    readme = repo / TEMPLATE / "README.md.jinja"
+    readme.write_text(readme.read_text() + "\n## Added in the third release\n")
+    changelog = repo / "docs" / "changelog.md"
+    changelog.write_text(
+        changelog.read_text().replace(
+            "## [Unreleased]\n", "## [Unreleased]\n\n### Added\n- A third README section.\n", 1
+        )
+    )
+    run(["git", "add", "--all"], repo, env)
+    run(["git", "commit", "--quiet", "-m", "Template: a third section"], repo, env)
+    release(repo, "0.3.0")
+    # A fork's URL, served from the same clone: a source paved update does not trust.
+    count = int(env["GIT_CONFIG_COUNT"])
+    env.update(
+        {
+            "GIT_CONFIG_COUNT": str(count + 1),
+            f"GIT_CONFIG_KEY_{count}": f"url.{repo.resolve().as_uri()}.insteadOf",
+            f"GIT_CONFIG_VALUE_{count}": FORK,
+        }
+    )
+    return env
+
+
+def team(env: dict[str, str], root: Path, name: str, release_tag: str = "v0.1.0") -> Path:
+    """A team repo generated at `release_tag`, with a bare origin that protects main."""
+    dest = root / name
+    run(
+        [
+            sys.executable,
+            "-m",
+            "paved",
+            "new",
+            str(dest),
+            "--defaults",
+            "--no-lock",
+            "--vcs-ref",
+            release_tag,
+            "-d",
+            f"project_name={name.title()}",
+            "-d",
+            "team=fleet",
+        ],
+        root,
+        env,
+    )
+    origin = root / "remotes" / f"{name}.git"
+    run(["git", "clone", "--quiet", "--bare", str(dest), str(origin)], root, env)
+    hook = origin / "hooks" / "pre-receive"
+    hook.write_text(HOOK)
+    hook.chmod(0o755)
+    run(["git", "remote", "add", "origin", str(origin)], dest, env)
+    run(["git", "fetch", "--quiet", "origin"], dest, env)
+    return dest
+
+
+def commit(env: dict[str, str], repo: Path, message: str) -> None:
+    run(["git", "add", "--all"], repo, env)
+    run(["git", "commit", "--quiet", "-m", message], repo, env)
+
+
+def refs(repo: Path) -> str:
+    return subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname) %(objectname)"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def paved(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "paved", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+FAULTS = {
+    "dirty": "uncommitted changes",
+    "edited": "",  # a conflicting team edit: pushed, with the conflict listed
+    "no-answers": "no .copier-answers.yml",
+    "fork": "trusts no other source",
+    "no-migrate": "copier update failed",
+    "gone": "cannot clone",
+    "current": "",
+    "newer": "newer than v0.3.0",
+}
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
+    root = tmp_path_factory.mktemp("fleet")
+    env = platform_with_three_releases(root / "paved")
+    healthy = [
+        team(env, root, f"healthy-{n:02d}", "v0.1.0" if n % 2 else "v0.2.0") for n in range(12)
+    ]
+    dirty = team(env, root, "dirty")
+    (dirty / "scratch.txt").write_text("work in progress\n")
+    edited = team(env, root, "edited")
+    params = edited / "params.yaml"
+    params.write_text(params.read_text().replace("  max_iter: 500", "  max_iter: 650"))
+    commit(env, edited, "Train a little longer")
+    fork = team(env, root, "fork")
+    answers = fork / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace("https://github.com/acme/paved.git", FORK))
+    commit(env, fork, "Take the template from our fork")
+    no_migrate = team(env, root, "no-migrate")
+    (no_migrate / ".no-migrate").write_text("\n")
+    commit(env, no_migrate, "Opt out of migrations")
+    team(env, root, "current", "v0.3.0")
+    newer = team(env, root, "newer", "v0.2.0")
+    answers = newer / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace("_commit: v0.2.0", "_commit: v0.4.0"))
+    commit(env, newer, "A canary on a later release")
+    bare = root / "remotes" / "no-answers.git"
+    plain = team(env, root, "no-answers-src")
+    run(["git", "rm", "--quiet", ".copier-answers.yml"], plain, env)
+    commit(env, plain, "No answers")
+    run(["git", "clone", "--quiet", "--bare", str(plain), str(bare)], root, env)
+    manifest = [{"path": str(repo)} for repo in healthy] + [
+        {"path": str(root / name)}
+        for name in ("dirty", "edited", "fork", "no-migrate", "current", "newer")
+    ]
+    manifest += [
+        {"url": bare.as_uri(), "name": "no-answers"},
+        {"url": (root / "remotes" / "gone.git").as_uri(), "name": "gone"},
+    ]
+    (root / "fleet.yml").write_text(yaml.safe_dump(manifest))
+    return env, root
+
+
+def test_a_release_reaches_the_healthy_repos_and_each_fault_is_reported(
+    fleet: tuple[dict[str, str], Path],
+) -> None:
+    env, root = fleet
+    remotes = root / "remotes"
+    before = {path.name: refs(path) for path in remotes.glob("*.git")}
+    local_before = {name: refs(root / name) for name in ("dirty", "fork", "no-migrate")}
+
+    dry = paved(env, root, "fleet", "update", "fleet.yml", "--dry-run", "--no-lock", "--json")
+    report = json.loads(dry.stdout)
+    assert report["dry_run"] and report["counts"]["updated"] == 12, dry.stdout
+    assert {path.name: refs(path) for path in remotes.glob("*.git")} == before
+    assert not (root / ".paved-fleet").exists()  # a dry run keeps no record
+
+    done = paved(env, root, "fleet", "update", "fleet.yml", "--jobs", "2", "--no-lock", "--json")
+    assert done.returncode == 1, done.stderr  # some repos failed; the others went on
+    report = json.loads(done.stdout)
+    outcomes = {repo["name"]: repo for repo in report["repos"]}
+    assert len(outcomes) == 20 and report["release"] == "v0.3.0"
+    for n in range(12):
+        repo = outcomes[f"healthy-{n:02d}"]
+        assert repo["outcome"] == "updated", repo
+        assert repo["branch"] == "paved/update-v0.3.0" and repo["score"] is not None
+        origin = remotes / f"healthy-{n:02d}.git"
+        pushed = run(["git", "log", "-1", "--format=%B", "paved/update-v0.3.0"], origin, env)
+        assert "Update to the Paved platform v0.3.0" in pushed.stdout
+        assert "A third README section." in pushed.stdout  # the changelog travels along
+    assert outcomes["edited"]["outcome"] == "conflicts"
+    assert any("params.yaml" in c for c in outcomes["edited"]["conflicts"])
+    message = run(
+        ["git", "log", "-1", "--format=%B", "paved/update-v0.3.0"], remotes / "edited.git", env
+    ).stdout
+    assert "Conflicts to resolve" in message and "params.yaml" in message
+    assert outcomes["current"]["outcome"] == "current"
+    assert outcomes["newer"]["outcome"] == "skipped"
+    for name, reason in FAULTS.items():
+        if reason:
+            assert reason in outcomes[name]["reason"], (name, outcomes[name])
+            assert outcomes[name]["outcome"] in {"failed", "skipped"}, name
+
+    # Nothing reached a default branch; the failed repos and their remotes are as they were.
+    def mains(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith("refs/heads/main ")]
+
+    for path in remotes.glob("*.git"):
+        assert mains(refs(path)) == mains(before[path.name]), path.name
+    for name in ("dirty", "fork", "no-migrate"):
+        assert refs(root / name) == local_before[name], name
+        assert refs(remotes / f"{name}.git") == before[f"{name}.git"], name
+    assert (root / "dirty" / "scratch.txt").is_file()
+
+    after_first = {path.name: refs(path) for path in remotes.glob("*.git")}
+    again = paved(env, root, "fleet", "update", "fleet.yml", "--no-lock", "--json")
+    second = {repo["name"]: repo["outcome"] for repo in json.loads(again.stdout)["repos"]}
+    assert {second[f"healthy-{n:02d}"] for n in range(12)} == {"pending"}
+    assert second["edited"] == "pending"
+    assert {path.name: refs(path) for path in remotes.glob("*.git")} == after_first
+
+    # Only the failed ones, from the record of the first run.
+    (root / "dirty" / "scratch.txt").unlink()
+    retry = paved(
+        env, root, "fleet", "update", "fleet.yml", "--only", "failed", "--no-lock", "--json"
+    )
+    retried = {repo["name"]: repo["outcome"] for repo in json.loads(retry.stdout)["repos"]}
+    assert set(retried) == {"dirty", "fork", "no-migrate", "no-answers", "gone"}
+    assert retried["dirty"] == "updated"
+    record = json.loads((root / ".paved-fleet" / "v0.3.0.json").read_text())
+    assert record["dirty"]["outcome"] == "updated" and record["gone"]["stage"] == "locate"
+
+
+@pytest.fixture
+def github(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path, Path, Path]]:
+    """Organisation acme with three team repos at v0.1.0 behind the GitHub stand-in."""
+    platform = tmp_path / "paved"
+    two_releases(platform)
+    env = {**tool_env(platform), **GIT_IDENTITY}
+    repos = []
+    for name in ("churn", "upsell", "risk"):
+        team(env, tmp_path, name)
+        bare = tmp_path / "remotes" / f"{name}.git"
+        repos.append(
+            {
+                "full_name": f"acme/{name}",
+                "clone_url": bare.as_uri(),
+                "default_branch": "main",
+                "archived": False,
+                "bare": str(bare),
+            }
+        )
+    state = tmp_path / "github.json"
+    state.write_text(
+        json.dumps({"token": "t0k", "repos": repos, "pulls": [], "retry_after_once": True})
+    )
+    log, port = tmp_path / "github.log", free_port()
+    with (tmp_path / "github.out").open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(STAND_IN),
+                "--port",
+                str(port),
+                "--state",
+                str(state),
+                "--log",
+                str(log),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def ready() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    with running(process, ready, timeout=30, failure=lambda: "the GitHub stand-in did not start"):
+        api = {"PAVED_GITHUB_API": f"http://127.0.0.1:{port}", "PAVED_GITHUB_TOKEN": "t0k"}
+        yield {**env, **api}, tmp_path, state, log
+
+
+def test_pull_requests_are_opened_once_capped_and_spaced(
+    github: tuple[dict[str, str], Path, Path, Path],
+) -> None:
+    env, root, state, log = github
+    first = paved(
+        env, root, "fleet", "update", "github:acme", "--no-lock", "--max-open-prs", "2", "--json"
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    outcomes = {r["name"]: r for r in json.loads(first.stdout)["repos"]}
+    assert {r["outcome"] for r in outcomes.values()} == {"updated"}
+    pulls = json.loads(state.read_text())["pulls"]
+    assert len(pulls) == 2  # the cap
+    assert all(p["head"] == "paved/update-v0.2.0" and p["base"] == "main" for p in pulls)
+    assert all("Training runs longer." in p["body"] for p in pulls)  # the report is the body
+    capped = [r for r in outcomes.values() if r["pull_request"].startswith("not opened")]
+    assert len(capped) == 1
+    writes = [json.loads(line) for line in log.read_text().splitlines()]
+    posts = [w for w in writes if w["method"] == "POST"]
+    assert len(posts) == 3  # one answered 429 with Retry-After, then retried
+    assert all(b["time"] - a["time"] >= 0.99 for a, b in itertools.pairwise(posts))
+
+    # A re-run commits nothing; it opens the pull request the cap held back, and no other.
+    for _ in range(2):
+        again = paved(env, root, "fleet", "update", "github:acme", "--no-lock", "--json")
+        assert {r["outcome"] for r in json.loads(again.stdout)["repos"]} == {"pending"}
+        pulls = json.loads(state.read_text())["pulls"]
+        assert sorted(p["repo"] for p in pulls) == ["acme/churn", "acme/risk", "acme/upsell"]
+    assert all("Training runs longer." in p["body"] for p in pulls)
