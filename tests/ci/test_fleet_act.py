@@ -1,0 +1,95 @@
+"""CI tier: the fleet-rollout reusable workflow rolls a release out under act.
+
+A caller repo holds a manifest of three team repos (local bare remotes whose pre-receive
+hook refuses pushes to main) and calls fleet-rollout.yml, served from a throwaway platform
+with releases v0.1.0 and v0.2.0. Two repos are at v0.1.0, one already at v0.2.0: the plan
+job's matrix updates the two, each on paved/update-v0.2.0, and the summary lists them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from act_runner import Team
+from golden_path import run, tool_env
+from snapshot import GIT_IDENTITY
+from throwaway import two_releases
+
+pytestmark = [pytest.mark.ci, pytest.mark.usefixtures("foreign_ci_context")]
+
+HOOK = """#!/bin/sh
+while read old new ref; do
+  if [ "$ref" = "refs/heads/main" ]; then echo "main is protected" >&2; exit 1; fi
+done
+"""
+
+
+def test_the_matrix_rolls_a_release_out_to_bare_remotes(tmp_path: Path) -> None:
+    platform = tmp_path / "paved"
+    _, b_sha = two_releases(platform)
+    env = {**tool_env(platform), **GIT_IDENTITY}
+    remotes = tmp_path / "remotes"
+    manifest = []
+    for name, release in (("churn", "v0.1.0"), ("upsell", "v0.1.0"), ("risk", "v0.2.0")):
+        repo = tmp_path / name
+        run(
+            [
+                sys.executable,
+                "-m",
+                "paved",
+                "new",
+                str(repo),
+                "--defaults",
+                "--vcs-ref",
+                release,
+                "-d",
+                f"project_name={name.title()}",
+                "-d",
+                "team=fleet",
+            ],
+            tmp_path,
+            env,
+        )
+        bare = remotes / f"{name}.git"
+        run(["git", "clone", "--quiet", "--bare", str(repo), str(bare)], tmp_path, env)
+        (bare / "hooks" / "pre-receive").write_text(HOOK)
+        (bare / "hooks" / "pre-receive").chmod(0o755)
+        manifest.append({"url": bare.as_uri(), "name": name})
+    before = {p.name: run(["git", "rev-parse", "main"], p, env).stdout for p in remotes.iterdir()}
+
+    caller = tmp_path / "platform-ops"
+    (caller / ".github" / "workflows").mkdir(parents=True)
+    (caller / "fleet.yml").write_text(yaml.safe_dump(manifest))
+    (caller / ".github" / "workflows" / "rollout.yml").write_text(
+        "name: rollout\non: push\npermissions: {}\njobs:\n  rollout:\n"
+        "    permissions:\n      contents: read\n"
+        f"    uses: acme/paved/.github/workflows/fleet-rollout.yml@{b_sha} # v0.2.0\n"
+        "    with:\n      fleet: fleet.yml\n      release: v0.2.0\n      max-parallel: 2\n"
+    )
+    run(["git", "init", "--quiet", "--initial-branch=main"], caller, env)
+    run(["git", "add", "--all"], caller, env)
+    run(["git", "commit", "--quiet", "-m", "Fleet"], caller, env)
+    work = tmp_path / "act"
+    work.mkdir()
+    code, log = Team(caller, env, platform, b_sha, work).act("rollout.yml")
+    assert code == 0, log[-6000:]
+    assert "fleet churn: updated" in log and "fleet upsell: updated" in log, log[-4000:]
+    assert "fleet risk" not in log  # already on the release: not in the matrix
+    for name in ("churn", "upsell"):
+        bare = remotes / f"{name}.git"
+        message = run(["git", "log", "-1", "--format=%B", "paved/update-v0.2.0"], bare, env)
+        assert "Update to the Paved platform v0.2.0" in message.stdout
+    for path in remotes.iterdir():  # no default branch moved
+        assert run(["git", "rev-parse", "main"], path, env).stdout == before[path.name]
+    assert (
+        subprocess.run(
+            ["git", "ls-remote", "--heads", (remotes / "risk.git").as_uri(), "paved/*"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        == ""
+    )
