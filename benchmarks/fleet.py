@@ -1,0 +1,245 @@
+"""`paved fleet update` of a fleet against two anchors, in the same run, on the same repos.
+
+    python3 ci/dev.py bench fleet [--repos 50] [--jobs 2]
+
+Two throwaway releases; one team repo generated (and locked) at the first, pushed to
+`--repos` bare remotes, three times over (one fleet per contender). Each contender takes
+every repo to the second release on a branch and pushes that branch:
+
+  (a) a sequential shell loop: clone, branch, `copier update`, `uv lock --upgrade-package
+      paved --upgrade-package paved-ml`, commit, push;
+  (b) all-repos (its `all-repos-clone`, then `autofix_lib.fix` with the same update as the
+      fix, `--jobs` processes, a push module that pushes the branch);
+  (c) `paved fleet update --jobs N` (which also runs `paved check` on every repo).
+
+Then the pushed trees are compared repo by repo. Targets (2 cores): (c) at least 4x faster
+than (a), and faster than (b).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "ci"))
+
+from golden_path import DEMO_ANSWERS, run, tool_env  # noqa: E402
+from snapshot import GIT_IDENTITY, LOCK_ENV  # noqa: E402
+from throwaway import two_releases  # noqa: E402
+
+BRANCH = "paved/update-v0.2.0"
+UPDATE = (
+    "copier update --defaults --skip-answered --vcs-ref v0.2.0 --quiet && "
+    "uv lock --quiet --upgrade-package paved --upgrade-package paved-ml"
+)
+LOOP = f"""set -eu
+for remote in "$@"; do
+  work="$SCRATCH/loop-work/$(basename "$remote" .git)"
+  git clone --quiet "$remote" "$work"
+  cd "$work"
+  git switch --quiet -c {BRANCH}
+  {UPDATE}
+  git add --all
+  git commit --quiet --no-verify -m "Update to v0.2.0"
+  git push --quiet origin {BRANCH}
+  cd - > /dev/null
+done
+"""
+PUSH_MODULE = f'''"""all-repos push module: push the fix as {BRANCH}, never the default branch."""
+from typing import NamedTuple
+
+from all_repos import autofix_lib
+
+
+class Settings(NamedTuple):
+    pass
+
+
+def push(settings: Settings, branch_name: str) -> None:
+    autofix_lib.run("git", "push", "--quiet", "origin", "HEAD:refs/heads/{BRANCH}")
+'''
+ALL_REPOS = f"""import os, subprocess, sys
+from all_repos import autofix_lib
+from all_repos.config import load_config
+
+
+def apply_fix() -> None:
+    subprocess.run({UPDATE!r}, shell=True, check=True)
+    subprocess.run(["git", "add", "--all"], check=True)  # -a alone misses new files
+
+
+config = load_config(sys.argv[1])
+autofix_lib.fix(
+    sorted(os.path.join(config.output_dir, name) for name in config.get_cloned_repos()),
+    apply_fix=apply_fix,
+    config=config,
+    commit=autofix_lib.Commit(msg="Update to v0.2.0", branch_name="paved", author=None),
+    autofix_settings=autofix_lib.AutofixSettings(
+        jobs=int(sys.argv[2]), color=False, limit=None, dry_run=False, interactive=False
+    ),
+)
+"""
+
+
+def fleet_of(seed: Path, folder: Path, count: int, env: dict[str, str]) -> list[Path]:
+    remotes = []
+    for number in range(count):
+        remote = folder / f"team-{number:02d}.git"
+        run(["git", "clone", "--quiet", "--bare", str(seed), str(remote)], folder.parent, env)
+        run(["git", "remote", "remove", "origin"], remote, env)  # a remote of its own
+        remotes.append(remote)
+    return remotes
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if os.environ.get("PAVED_BENCH_DEBUG"):
+        print(done.stdout[-3000:], done.stderr[-3000:])
+    if done.returncode or "Traceback" in done.stdout + done.stderr:
+        raise SystemExit(f"{command[:3]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def trees(remotes: list[Path], branch: str, env: dict[str, str]) -> list[str]:
+    return [
+        run(["git", "rev-parse", f"{branch}^{{tree}}"], remote, env).stdout.strip()
+        for remote in remotes
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repos", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="paved-bench-fleet-") as tmp:
+        scratch = Path(tmp)
+        platform = scratch / "paved"
+        two_releases(platform)
+        env = {**tool_env(platform), **GIT_IDENTITY, **LOCK_ENV, "SCRATCH": str(scratch)}
+        seed = scratch / "seed"
+        data = [a for k, v in DEMO_ANSWERS.items() for a in ("-d", f"{k}={v}")]
+        run(
+            [
+                sys.executable,
+                "-m",
+                "paved",
+                "new",
+                str(seed),
+                "--defaults",
+                "--vcs-ref",
+                "v0.1.0",
+                *data,
+            ],
+            scratch,
+            env,
+        )
+        fleets = {}
+        for name in ("loop", "all-repos", "paved"):
+            (scratch / "fleets" / name).mkdir(parents=True)
+            fleets[name] = fleet_of(seed, scratch / "fleets" / name, args.repos, env)
+
+        (scratch / "loop.sh").write_text(LOOP)
+        loop = timed(["bash", str(scratch / "loop.sh"), *map(str, fleets["loop"])], scratch, env)
+
+        (scratch / "paved_push_branch.py").write_text(PUSH_MODULE)
+        (scratch / "autofix_update.py").write_text(ALL_REPOS)
+        (scratch / "repos.json").write_text(
+            json.dumps({r.name.removesuffix(".git"): str(r) for r in fleets["all-repos"]})
+        )
+        config = scratch / "all-repos.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "output_dir": str(scratch / "all-repos-work"),
+                    "source": "all_repos.source.json_file",
+                    "source_settings": {"filename": str(scratch / "repos.json")},
+                    "push": "paved_push_branch",
+                    "push_settings": {},
+                }
+            )
+        )
+        os.chmod(config, 0o600)
+        bin_dir = Path(sys.executable).parent
+        env_ar = {**env, "PYTHONPATH": str(scratch)}
+        all_repos = timed(
+            [str(bin_dir / "all-repos-clone"), "-C", str(config), "-j", str(args.jobs)],
+            scratch,
+            env_ar,
+        )
+        all_repos += timed(
+            [sys.executable, str(scratch / "autofix_update.py"), str(config), str(args.jobs)],
+            scratch,
+            env_ar,
+        )
+
+        manifest = scratch / "fleet.yml"
+        manifest.write_text("".join(f"- {r.as_uri()}\n" for r in fleets["paved"]))
+        started = time.perf_counter()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "paved",
+                "fleet",
+                "update",
+                str(manifest),
+                "--to",
+                "v0.2.0",
+                "--jobs",
+                str(args.jobs),
+                "--json",
+                "--state",
+                str(scratch / "state"),
+            ],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        paved = time.perf_counter() - started
+        report = json.loads(done.stdout)
+        if report["counts"] != {"updated": args.repos}:
+            raise SystemExit(f"paved fleet update: {report['counts']}\n{done.stderr[-3000:]}")
+
+        same = {
+            name: sum(
+                a == b
+                for a, b in zip(
+                    trees(fleets["paved"], BRANCH, env),
+                    trees(fleets[name], BRANCH, env),
+                    strict=True,
+                )
+            )
+            for name in ("loop", "all-repos")
+        }
+
+    cores = os.cpu_count()
+    print(f"\n{args.repos} team repos, v0.1.0 -> v0.2.0, {args.jobs} jobs, {cores} cores\n")
+    print(f"{'contender':<44} {'seconds':>9} {'per repo':>9} {'paved is':>10}")
+    for name, seconds in (
+        ("(a) shell loop: copier update + uv lock", loop),
+        ("(b) all-repos autofix (same update)", all_repos),
+        ("(c) paved fleet update (+ paved check)", paved),
+    ):
+        print(f"{name:<44} {seconds:>9.1f} {seconds / args.repos:>9.2f} {seconds / paved:>9.2f}x")
+    print(
+        f"\nsame pushed tree as paved: loop {same['loop']}/{args.repos}, "
+        f"all-repos {same['all-repos']}/{args.repos}"
+    )
+    ok = loop / paved >= 4 and all_repos > paved
+    print("targets met" if ok else "targets MISSED (>= 4x the loop, faster than all-repos)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
