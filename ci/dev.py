@@ -3,7 +3,7 @@
     python3 ci/dev.py demo              # generate a team repo, run its pipeline, serve, predict
     python3 ci/dev.py test [ARGS]       # every test tier (ARGS go to pytest, e.g. -m render)
     python3 ci/dev.py lint              # ruff, the format check and strict mypy on libs/
-    python3 ci/dev.py bench NAME        # benchmarks/NAME.py (golden_path, service, image, ci_act, update, status, fleet)
+    python3 ci/dev.py bench NAME        # benchmarks/NAME.py (golden_path, update, fleet, ...)
     python3 ci/dev.py run COMMAND...    # any command in the workspace (`uv run --locked`)
 
 Installs uv (into a private venv under ~/.cache/paved, unless uv is on PATH), syncs the
