@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import subprocess
+import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -165,6 +170,42 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: the JSON-lines log records every request."""
+
+
+@contextlib.contextmanager
+def serving(state: Path, log: Path) -> Iterator[str]:
+    """Run the stand-in on a free loopback port (its own process group, stopped by PID)."""
+    from golden_path import free_port, running
+
+    port = free_port()
+    with log.with_suffix(".out").open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--port",
+                str(port),
+                "--state",
+                str(state),
+                "--log",
+                str(log),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def ready() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+        except urllib.error.HTTPError:
+            return True  # it answers (a 401 without a token)
+        except OSError:
+            return False
+        return True
+
+    with running(process, ready, timeout=30, failure=lambda: "the GitHub stand-in did not start"):
+        yield f"http://127.0.0.1:{port}"
 
 
 def main() -> None:

@@ -13,21 +13,19 @@ import itertools
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from golden_path import free_port, run, running, tool_env
+from fake_github import serving
+from golden_path import run, tool_env
 from release import release
 from snapshot import GIT_IDENTITY
 from throwaway import TEMPLATE, two_releases
 
 pytestmark = pytest.mark.update
 
-STAND_IN = Path(__file__).parents[1] / "fake_github.py"
 FORK = "https://github.com/acme-fork/paved.git"
 HOOK = """#!/bin/sh
 while read old new ref; do
@@ -277,35 +275,9 @@ def github(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path, Path, Path]]:
     state.write_text(
         json.dumps({"token": "t0k", "repos": repos, "pulls": [], "retry_after_once": True})
     )
-    log, port = tmp_path / "github.log", free_port()
-    with (tmp_path / "github.out").open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(STAND_IN),
-                "--port",
-                str(port),
-                "--state",
-                str(state),
-                "--log",
-                str(log),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def ready() -> bool:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
-            return False
-        return True
-
-    with running(process, ready, timeout=30, failure=lambda: "the GitHub stand-in did not start"):
-        api = {"PAVED_GITHUB_API": f"http://127.0.0.1:{port}", "PAVED_GITHUB_TOKEN": "t0k"}
+    log = tmp_path / "github.log"
+    with serving(state, log) as api_url:
+        api = {"PAVED_GITHUB_API": api_url, "PAVED_GITHUB_TOKEN": "t0k"}
         yield {**env, **api}, tmp_path, state, log
 
 

@@ -9,21 +9,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import paved.fleet.status as status_module
 import pytest
-from golden_path import free_port, run, running, tool_env
+from fake_github import serving
+from golden_path import run, tool_env
 from paved.fleet import fleet_status
 from snapshot import GIT_IDENTITY
 from throwaway import two_releases
 
 pytestmark = pytest.mark.update
-
-STAND_IN = Path(__file__).parents[1] / "fake_github.py"
 
 
 class Fleet:
@@ -157,35 +154,9 @@ def github(fleet: Fleet, tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]
     pull = {"repo": "acme/churn", "number": 7, "state": "open", "head": "paved/update-v0.2.0"}
     state = tmp_path / "github.json"
     state.write_text(json.dumps({"token": "fleet-token", "repos": repos, "pulls": [pull]}))
-    log, port = tmp_path / "github.log", free_port()
-    with (tmp_path / "github.out").open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(STAND_IN),
-                "--port",
-                str(port),
-                "--state",
-                str(state),
-                "--log",
-                str(log),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: stopped by PID, with whatever it started
-        )
-
-    def ready() -> bool:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
-            return False
-        return True
-
-    with running(process, ready, timeout=30, failure=lambda: "the GitHub stand-in did not start"):
-        env = {**fleet.env, "PAVED_GITHUB_API": f"http://127.0.0.1:{port}"}
+    log = tmp_path / "github.log"
+    with serving(state, log) as api_url:
+        env = {**fleet.env, "PAVED_GITHUB_API": api_url}
         yield env, log
 
 
