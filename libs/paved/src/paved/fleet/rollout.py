@@ -294,7 +294,13 @@ def _paved_update(work: Path, ctx: _Run, env: Mapping[str, str]) -> dict[str, An
     command = [sys.executable, "-m", "paved", "update", str(work), "--to", ctx.release, "--json"]
     if not ctx.lock:
         command.append("--no-lock")
-    done = run(command, env=env, check=False, timeout=BUILD_TIMEOUT)
+    # copier keeps one mirror per template in a shared cache and refreshes it on every run
+    # (`git remote update`, `git worktree prune`): two updates at once race on it and one
+    # fails. Each update gets its own cache, filled from the run's local mirror.
+    cache = ctx.workspace / "copier-cache" / work.name
+    done = run(
+        command, env={**env, "COPIER_CACHE_DIR": str(cache)}, check=False, timeout=BUILD_TIMEOUT
+    )
     try:
         answer: dict[str, Any] = json.loads(done.stdout)
     except json.JSONDecodeError as exc:
