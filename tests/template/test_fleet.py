@@ -285,10 +285,30 @@ def test_pull_requests_are_opened_once_capped_and_spaced(
     github: tuple[dict[str, str], Path, Path, Path],
 ) -> None:
     env, root, state, log = github
+    trace = root / "trace.json"
     first = paved(
-        env, root, "fleet", "update", "github:acme", "--no-lock", "--max-open-prs", "2", "--json"
+        {**env, "GIT_TRACE2_EVENT": str(trace)},
+        root,
+        "fleet",
+        "update",
+        "github:acme",
+        "--no-lock",
+        "--max-open-prs",
+        "2",
+        "--json",
     )
     assert first.returncode == 0, first.stdout + first.stderr
+    # The template is fetched from its source once for the run (into the run's mirror), not
+    # once per repo per copier step: every other clone is served from the mirror.
+    platform = str((root / "paved").resolve())
+    served = [
+        event["argv"]
+        for event in map(json.loads, trace.read_text().splitlines())
+        if event.get("event") == "start"
+        and event["argv"][0].endswith("upload-pack")
+        and event["argv"][-1].rstrip("/") == platform
+    ]
+    assert len(served) == 1, served
     outcomes = {r["name"]: r for r in json.loads(first.stdout)["repos"]}
     assert {r["outcome"] for r in outcomes.values()} == {"updated"}
     pulls = json.loads(state.read_text())["pulls"]
