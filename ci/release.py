@@ -22,7 +22,7 @@ from packaging.version import Version
 from paved._errors import PavedError
 from paved._git import git
 from paved._proc import run
-from paved.repo import uncommitted
+from paved.repo import require_clean
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANGELOG = Path("docs") / "changelog.md"
@@ -71,10 +71,7 @@ def release(
     repo: Path, version: str | None = None, *, part: str | None = None, today: dt.date | None = None
 ) -> str:
     """Bump, move the changelog, lock, commit and tag; return the tag."""
-    changed = uncommitted(repo)
-    if changed:
-        files = ", ".join(changed[:5])
-        raise PavedError(f"the tree has uncommitted changes ({files}): commit or stash them first")
+    require_clean(repo)
     old = current_version(repo)
     new = Version(version) if version else bump(old, part or "patch")
     if not re.fullmatch(r"\d+\.\d+\.\d+", str(new)):

@@ -27,9 +27,9 @@ from packaging.version import Version
 
 from paved._errors import PavedError
 from paved._git import git
-from paved.repo import ANSWERS_FILE, read_answers, uncommitted
+from paved.repo import ANSWERS_FILE, read_answers, require_clean, unmerged_paths
 from paved.template import PLATFORM_URL, identity, lock_environment, render
-from paved.update import Conflict, count_markers, release_commits
+from paved.update import Conflict, count_markers, pick_release
 
 __all__ = ["AdoptReport", "adopt_project", "map_answers"]
 
@@ -87,9 +87,7 @@ def adopt_project(
     a failure after the branch is made puts the repo back on its branch and deletes it.
     """
     project = project.absolute()
-    if dirty := uncommitted(project):
-        shown = ", ".join(dirty[:8]) + (", ..." if len(dirty) > 8 else "")
-        raise PavedError(f"{project} has uncommitted changes ({shown}): commit or stash them first")
+    require_clean(project)
     if (project / ANSWERS_FILE).exists():
         raise PavedError(
             f"{project} already has {ANSWERS_FILE}: it is managed; use `paved update` instead"
@@ -98,12 +96,7 @@ def adopt_project(
         raise PavedError(f"branch {branch} already exists in {project}: delete it or pass --branch")
     if not git(project, "rev-parse", "--verify", "--quiet", "HEAD", check=False):
         raise PavedError(f"{project} has no commit yet: commit its files first")
-    releases = release_commits(src)
-    if not releases:
-        raise PavedError(f"{src} has no release tags (vX.Y.Z)")
-    release = to or list(releases)[-1]
-    if release not in releases:
-        raise PavedError(f"{release} is not a release of {src}: choose from {', '.join(releases)}")
+    release, _ = pick_release(src, to)
 
     answers, mapped, notes = map_answers(project)
     answers.update(data or {})
@@ -352,13 +345,7 @@ def _merge(project: Path, report: AdoptReport, commit: str, *, lock: bool) -> No
             commit,
             check=False,
         )
-        unmerged = sorted(
-            {
-                line.split("\t", 1)[1]
-                for line in git(project, "ls-files", "-u").splitlines()
-                if "\t" in line
-            }
-        )
+        unmerged = unmerged_paths(project)
         if not git(project, "rev-parse", "--verify", "--quiet", "MERGE_HEAD", check=False):
             raise PavedError("git merge of the template did not start")
         report.added = sorted(

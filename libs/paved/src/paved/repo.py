@@ -31,8 +31,10 @@ __all__ = [
     "python_version",
     "read_answers",
     "read_pyproject",
+    "require_clean",
     "tool_paved",
     "uncommitted",
+    "unmerged_paths",
 ]
 
 #: Where copier records a team repo's answers, template source and release.
@@ -183,3 +185,16 @@ def uncommitted(project: Path) -> list[str]:
         raise PavedError(f"{project} is not a git repository")
     out = git(project, "status", "--porcelain", "--untracked-files=all")
     return [line.split(maxsplit=1)[-1] for line in out.splitlines() if line.strip()]
+
+
+def require_clean(project: Path, *, then: str = "commit or stash them first") -> None:
+    """Refuse a repo with uncommitted changes, naming them (and what to do: `then`)."""
+    if changed := uncommitted(project):
+        shown = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "")
+        raise PavedError(f"{project} has uncommitted changes ({shown}): {then}")
+
+
+def unmerged_paths(project: Path) -> list[str]:
+    """The paths git holds as unmerged (a conflicted merge), sorted."""
+    entries = git(project, "ls-files", "-u").splitlines()
+    return sorted({line.split("\t", 1)[1] for line in entries if "\t" in line})

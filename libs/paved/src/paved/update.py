@@ -30,7 +30,14 @@ from packaging.version import InvalidVersion, Version
 from paved._errors import PavedError
 from paved._git import git
 from paved._proc import run
-from paved.repo import ANSWERS_FILE, PLATFORM_PACKAGES, read_answers, uncommitted
+from paved.repo import (
+    ANSWERS_FILE,
+    PLATFORM_PACKAGES,
+    read_answers,
+    require_clean,
+    uncommitted,
+    unmerged_paths,
+)
 from paved.template import PLATFORM_URL, copier_update
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "UpdateReport",
     "base_version",
     "count_markers",
+    "pick_release",
     "release_commits",
     "release_version",
     "update_project",
@@ -122,6 +130,23 @@ def release_commits(source: str, *, env: Mapping[str, str] | None = None) -> dic
     return {tag: commits[tag] for tag in releases}
 
 
+def pick_release(source: str, to: str | None) -> tuple[str, dict[str, str]]:
+    """Release `to` of `source` (default: the latest), with every release's commit.
+
+    A source without release tags, or a `to` that is not one of them, is a PavedError.
+    """
+    commits = release_commits(source)
+    releases = list(commits)
+    if not releases:
+        raise PavedError(f"{source} has no release tags (vX.Y.Z)")
+    target = to or releases[-1]
+    if target not in releases:
+        raise PavedError(
+            f"{target} is not a release of {source}: choose from {', '.join(releases)}"
+        )
+    return target, commits
+
+
 def update_project(
     project: Path,
     *,
@@ -140,19 +165,8 @@ def update_project(
     source, current = str(answers.get("_src_path", "")), str(answers.get("_commit", ""))
     if not source or not current:
         raise PavedError(f"{project / ANSWERS_FILE} names no _src_path or _commit")
-    changed = uncommitted(project)
-    if changed:
-        shown = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "")
-        raise PavedError(f"{project} has uncommitted changes ({shown}): commit or stash them first")
-    commits = release_commits(source)
-    releases = list(commits)
-    if not releases:
-        raise PavedError(f"{source} has no release tags (vX.Y.Z)")
-    target = to or releases[-1]
-    if target not in releases:
-        raise PavedError(
-            f"{target} is not a release of {source}: choose from {', '.join(releases)}"
-        )
+    require_clean(project)
+    target, commits = pick_release(source, to)
     report = UpdateReport(str(project), source, current, target, "current")
     base = base_version(current)
     if release_version(target) < base:
@@ -256,12 +270,8 @@ class _Clock:
 
 
 def _conflicts(project: Path, before_rejects: set[str]) -> list[Conflict]:
-    unmerged = {
-        line.split("\t", 1)[1]
-        for line in git(project, "ls-files", "-u").splitlines()
-        if "\t" in line
-    }
-    found = [Conflict(path, "unmerged", count_markers(project / path)) for path in sorted(unmerged)]
+    unmerged = unmerged_paths(project)
+    found = [Conflict(path, "unmerged", count_markers(project / path)) for path in unmerged]
     for path in uncommitted(project):
         if path in unmerged or not (project / path).is_file():
             continue

@@ -34,9 +34,9 @@ from paved._git import git, git_env
 from paved._proc import BUILD_TIMEOUT, run
 from paved.checks import check_repo
 from paved.fleet.github import GitHub
-from paved.fleet.sources import RepoRef, find_repos
+from paved.fleet.sources import RepoRef, clone_shallow, find_repos, has_branch
 from paved.fleet.status import update_branch
-from paved.repo import read_answers, uncommitted
+from paved.repo import read_answers, require_clean
 from paved.template import identity
 from paved.update import base_version, release_commits, release_version
 
@@ -177,7 +177,7 @@ def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
             )
             return outcome
         outcome.stage = "branch"
-        if _branch_exists(ref, work, branch):
+        if has_branch(ref, branch):
             outcome.outcome, outcome.branch = "pending", branch
             outcome.reason = f"{branch} is already pushed: review and merge it"
             if ctx.github and ref.github and not ctx.dry_run:
@@ -252,18 +252,11 @@ def _checkout(ref: RepoRef, work: Path) -> str:
     if ref.path is not None:
         if not (ref.path / ".git").exists():
             raise PavedError(f"{ref.path} is not a git repository")
-        if dirty := uncommitted(ref.path):
-            raise PavedError(f"uncommitted changes ({', '.join(dirty[:5])}): commit or stash them")
+        require_clean(ref.path)
         default = ref.branch or _default_branch(ref.path)
         git(ref.path, "worktree", "add", "--quiet", "--detach", str(work), default)
         return default
-    args = ["git", "clone", "--quiet", "--depth", "1", "--no-tags"]
-    if ref.branch:
-        args += ["--branch", ref.branch]
-    done = run([*args, str(ref.url), str(work)], env=git_env(), check=False, timeout=600)
-    if done.returncode:
-        detail = (done.stderr.strip().splitlines() or ["git clone failed"])[-1]
-        raise PavedError(f"cannot clone {ref.url}: {detail}")
+    clone_shallow(ref, work)
     return ref.branch or git(work, "symbolic-ref", "--short", "HEAD")
 
 
@@ -272,13 +265,6 @@ def _default_branch(repo: Path) -> str:
     if remote_head:
         return remote_head.removeprefix("origin/")
     return git(repo, "symbolic-ref", "--short", "HEAD")
-
-
-def _branch_exists(ref: RepoRef, work: Path, branch: str) -> bool:
-    if ref.path is not None:
-        names = (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}")
-        return any(git(ref.path, "rev-parse", "--verify", "--quiet", n, check=False) for n in names)
-    return bool(git(work, "ls-remote", "--heads", "origin", branch))
 
 
 def _branch_message(ref: RepoRef, work: Path, branch: str) -> str:
@@ -368,9 +354,8 @@ class _Mirrors:
                     check=False,
                     timeout=600,
                 )
-                if done.returncode:  # the update itself will say why it cannot fetch
-                    return git_env()
-                self.mirrors[source] = mirror
+                if done.returncode == 0:  # else the update itself says why it cannot fetch
+                    self.mirrors[source] = mirror
             return _mirror_env(self.mirrors)
 
 

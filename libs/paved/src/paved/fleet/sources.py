@@ -14,9 +14,11 @@ from pathlib import Path
 import yaml
 
 from paved._errors import PavedError
+from paved._git import git, git_env
+from paved._proc import run
 from paved.fleet.github import GitHub
 
-__all__ = ["RepoRef", "find_repos"]
+__all__ = ["RepoRef", "clone_shallow", "find_repos", "has_branch"]
 
 #: Folders never searched for answers files.
 _SKIP = {".git", ".venv", "node_modules", ".tox", ".nox", ".dvc", "mlruns", ".bentoml"}
@@ -95,3 +97,23 @@ def _manifest(path: Path) -> list[RepoRef]:
     if twice := sorted({name for name in names if names.count(name) > 1}):
         raise PavedError(f"{path}: two entries are named {', '.join(twice)}: give them `name:`")
     return repos
+
+
+def clone_shallow(ref: RepoRef, dest: Path) -> None:
+    """The tip of `ref`'s default branch (or `ref.branch`) at `dest`, one commit deep."""
+    args = ["git", "clone", "--quiet", "--depth", "1", "--no-tags"]
+    if ref.branch:
+        args += ["--branch", ref.branch]
+    done = run([*args, str(ref.url), str(dest)], env=git_env(), check=False, timeout=600)
+    if done.returncode:
+        detail = (done.stderr.strip().splitlines() or ["git clone failed"])[-1]
+        raise PavedError(f"cannot clone {ref.url}: {detail}")
+
+
+def has_branch(ref: RepoRef, branch: str) -> bool:
+    """Whether `branch` exists: in a local copy (or its origin's refs), or on the remote."""
+    if ref.path is not None:
+        names = (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}")
+        return any(git(ref.path, "rev-parse", "--verify", "--quiet", n, check=False) for n in names)
+    heads = run(["git", "ls-remote", "--heads", str(ref.url), branch], env=git_env(), check=False)
+    return bool(heads.stdout.strip())

@@ -20,11 +20,9 @@ from typing import Any
 import yaml
 
 from paved._errors import PavedError
-from paved._git import git, git_env
-from paved._proc import run
 from paved.checks import check_repo
 from paved.fleet.github import GitHub
-from paved.fleet.sources import RepoRef, find_repos
+from paved.fleet.sources import RepoRef, clone_shallow, find_repos, has_branch
 from paved.repo import ANSWERS_FILE, read_answers
 from paved.update import base_version, release_commits, release_version
 
@@ -113,7 +111,8 @@ def _read(
             answers = yaml.safe_load(text) or {}
         else:
             if path is None:
-                path = _shallow_clone(ref, scratch)
+                path = scratch / ref.name.replace("/", "__")
+                clone_shallow(ref, path)
             answers = read_answers(path)
         row.source = str(answers.get("_src_path", ""))
         row.current = str(answers.get("_commit", ""))
@@ -145,7 +144,7 @@ def _finish(
         base = base_version(row.current)
         row.behind = sum(1 for tag in known if release_version(tag) > base)
         if row.behind:
-            row.pending = _pending(ref, path, update_branch(row.latest), github)
+            row.pending = _pending(ref, update_branch(row.latest), github)
         if check and path is not None:
             row.score = round(check_repo(path).score, 1)
     except PavedError as exc:
@@ -162,33 +161,12 @@ def _releases(source: str) -> Callable[[], list[str] | str]:
     return fetch
 
 
-def _pending(ref: RepoRef, path: Path | None, branch: str, github: GitHub | None) -> str:
+def _pending(ref: RepoRef, branch: str, github: GitHub | None) -> str:
     if ref.github and github:
         pull = github.open_pull(ref.github, branch)
         if pull:
             return f"pull request #{pull.get('number')}"
-    if ref.path is not None:
-        for name in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
-            if git(ref.path, "rev-parse", "--verify", "--quiet", name, check=False):
-                return f"branch {branch}"
-        return ""
-    if ref.url:
-        heads = run(["git", "ls-remote", "--heads", ref.url, branch], env=git_env(), check=False)
-        if heads.stdout.strip():
-            return f"branch {branch}"
-    return ""
-
-
-def _shallow_clone(ref: RepoRef, scratch: Path) -> Path:
-    dest = scratch / ref.name.replace("/", "__")
-    args = ["git", "clone", "--quiet", "--depth", "1"]
-    if ref.branch:
-        args += ["--branch", ref.branch]
-    done = run([*args, str(ref.url), str(dest)], env=git_env(), check=False, timeout=300)
-    if done.returncode:
-        detail = (done.stderr.strip().splitlines() or ["git clone failed"])[-1]
-        raise PavedError(f"cannot clone {ref.url}: {detail}")
-    return dest
+    return f"branch {branch}" if has_branch(ref, branch) else ""
 
 
 def _parallel(jobs: int, tasks: list[Callable[[], Any]]) -> list[Any]:
