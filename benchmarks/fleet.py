@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "ci"))
 
-from golden_path import DEMO_ANSWERS, run, tool_env  # noqa: E402
+from golden_path import DEMO_ANSWERS, generate, run, tool_env  # noqa: E402
 from snapshot import GIT_IDENTITY, LOCK_ENV  # noqa: E402
 from throwaway import two_releases  # noqa: E402
 
@@ -127,22 +127,7 @@ def main() -> int:
         two_releases(platform)
         env = {**tool_env(platform), **GIT_IDENTITY, **LOCK_ENV, "SCRATCH": str(scratch)}
         seed = scratch / "seed"
-        data = [a for k, v in DEMO_ANSWERS.items() for a in ("-d", f"{k}={v}")]
-        run(
-            [
-                sys.executable,
-                "-m",
-                "paved",
-                "new",
-                str(seed),
-                "--defaults",
-                "--vcs-ref",
-                "v0.1.0",
-                *data,
-            ],
-            scratch,
-            env,
-        )
+        generate(seed, env, DEMO_ANSWERS, vcs_ref="v0.1.0")
         fleets = {}
         for name in ("loop", "all-repos", "paved"):
             (scratch / "fleets" / name).mkdir(parents=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "ci"))
 
-from golden_path import DEMO_ANSWERS, run, tool_env  # noqa: E402
+from golden_path import DEMO_ANSWERS, generate, tool_env  # noqa: E402
 from snapshot import GIT_IDENTITY  # noqa: E402
 from throwaway import two_releases  # noqa: E402
 
@@ -45,23 +45,7 @@ def main() -> int:
         two_releases(platform)
         env = {**tool_env(platform), **GIT_IDENTITY}
         first = scratch / "first"
-        data = [a for k, v in DEMO_ANSWERS.items() for a in ("-d", f"{k}={v}")]
-        run(
-            [
-                sys.executable,
-                "-m",
-                "paved",
-                "new",
-                str(first),
-                "--defaults",
-                "--no-lock",
-                "--vcs-ref",
-                "v0.1.0",
-                *data,
-            ],
-            scratch,
-            env,
-        )
+        generate(first, env, DEMO_ANSWERS, vcs_ref="v0.1.0", lock=False)
         fleet = scratch / "fleet"
         for number in range(args.repos):
             shutil.copytree(first, fleet / f"team-{number:03d}", symlinks=True)

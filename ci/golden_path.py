@@ -70,12 +70,13 @@ def generate(
     *,
     vcs_ref: str | None = None,
     src: str = PLATFORM_URL,
+    lock: bool = True,
 ) -> Path:
     """`paved new` from the canonical URL (served from the clone by git's insteadOf)."""
     data = [arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")]
     command = [sys.executable, "-m", "paved", "new", str(dest), "--src", src, "--defaults"]
     ref = ["--vcs-ref", vcs_ref] if vcs_ref else []
-    run([*command, *ref, *data], dest.parent, env)
+    run([*command, *ref, *data, *([] if lock else ["--no-lock"])], dest.parent, env)
     return dest
 
 

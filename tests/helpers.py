@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +38,17 @@ def fit(iris: Any, c: float) -> Any:
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=c, max_iter=500).fit(iris[["sl", "sw", "pl", "pw"]], iris.species)
+
+
+def paved(
+    env: Mapping[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The `paved` CLI of this workspace, as a user runs it (output captured, not checked)."""
+    return subprocess.run(
+        [sys.executable, "-m", "paved", *args],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )

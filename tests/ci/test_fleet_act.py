@@ -9,13 +9,12 @@ job's matrix updates the two, each on paved/update-v0.2.0, and the summary lists
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from act_runner import Team
-from golden_path import run, tool_env
+from golden_path import generate, run, tool_env
 from snapshot import GIT_IDENTITY
 from throwaway import two_releases
 
@@ -36,24 +35,7 @@ def test_the_matrix_rolls_a_release_out_to_bare_remotes(tmp_path: Path) -> None:
     manifest = []
     for name, release in (("churn", "v0.1.0"), ("upsell", "v0.1.0"), ("risk", "v0.2.0")):
         repo = tmp_path / name
-        run(
-            [
-                sys.executable,
-                "-m",
-                "paved",
-                "new",
-                str(repo),
-                "--defaults",
-                "--vcs-ref",
-                release,
-                "-d",
-                f"project_name={name.title()}",
-                "-d",
-                "team=fleet",
-            ],
-            tmp_path,
-            env,
-        )
+        generate(repo, env, {"project_name": name.title(), "team": "fleet"}, vcs_ref=release)
         bare = remotes / f"{name}.git"
         run(["git", "clone", "--quiet", "--bare", str(repo), str(bare)], tmp_path, env)
         (bare / "hooks" / "pre-receive").write_text(HOOK)

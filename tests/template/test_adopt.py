@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from golden_path import run, tool_env
+from helpers import paved
 from snapshot import GIT_IDENTITY, LOCK_ENV
 from throwaway import NEW_SECTION, two_releases
 
@@ -32,12 +33,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     repo = tmp_path_factory.mktemp("releases") / "paved"
     two_releases(repo)
     return {**tool_env(repo), **GIT_IDENTITY, **LOCK_ENV}
-
-
-def paved(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "paved", *args], env=env, capture_output=True, text=True, timeout=600
-    )
 
 
 def commit_all(repo: Path, env: dict[str, str], message: str) -> None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from fake_github import serving
-from golden_path import run, tool_env
+from golden_path import generate, run, tool_env
+from helpers import paved
 from release import release
 from snapshot import GIT_IDENTITY
 from throwaway import TEMPLATE, two_releases
@@ -73,25 +73,8 @@ _migrations:
 def team(env: dict[str, str], root: Path, name: str, release_tag: str = "v0.1.0") -> Path:
     """A team repo generated at `release_tag`, with a bare origin that protects main."""
     dest = root / name
-    run(
-        [
-            sys.executable,
-            "-m",
-            "paved",
-            "new",
-            str(dest),
-            "--defaults",
-            "--no-lock",
-            "--vcs-ref",
-            release_tag,
-            "-d",
-            f"project_name={name.title()}",
-            "-d",
-            "team=fleet",
-        ],
-        root,
-        env,
-    )
+    answers = {"project_name": name.title(), "team": "fleet"}
+    generate(dest, env, answers, vcs_ref=release_tag, lock=False)
     origin = root / "remotes" / f"{name}.git"
     run(["git", "clone", "--quiet", "--bare", str(dest), str(origin)], root, env)
     hook = origin / "hooks" / "pre-receive"
@@ -115,17 +98,6 @@ def refs(repo: Path) -> str:
         text=True,
         check=True,
     ).stdout
-
-
-def paved(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "paved", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 FAULTS = {
@@ -190,13 +162,15 @@ def test_a_release_reaches_the_healthy_repos_and_each_fault_is_reported(
     before = {path.name: refs(path) for path in remotes.glob("*.git")}
     local_before = {name: refs(root / name) for name in ("dirty", "fork", "no-migrate")}
 
-    dry = paved(env, root, "fleet", "update", "fleet.yml", "--dry-run", "--no-lock", "--json")
+    dry = paved(env, "fleet", "update", "fleet.yml", "--dry-run", "--no-lock", "--json", cwd=root)
     report = json.loads(dry.stdout)
     assert report["dry_run"] and report["counts"]["updated"] == 12, dry.stdout
     assert {path.name: refs(path) for path in remotes.glob("*.git")} == before
     assert not (root / ".paved-fleet").exists()  # a dry run keeps no record
 
-    done = paved(env, root, "fleet", "update", "fleet.yml", "--jobs", "2", "--no-lock", "--json")
+    done = paved(
+        env, "fleet", "update", "fleet.yml", "--jobs", "2", "--no-lock", "--json", cwd=root
+    )
     assert done.returncode == 1, done.stderr  # some repos failed; the others went on
     report = json.loads(done.stdout)
     outcomes = {repo["name"]: repo for repo in report["repos"]}
@@ -234,7 +208,7 @@ def test_a_release_reaches_the_healthy_repos_and_each_fault_is_reported(
     assert (root / "dirty" / "scratch.txt").is_file()
 
     after_first = {path.name: refs(path) for path in remotes.glob("*.git")}
-    again = paved(env, root, "fleet", "update", "fleet.yml", "--no-lock", "--json")
+    again = paved(env, "fleet", "update", "fleet.yml", "--no-lock", "--json", cwd=root)
     second = {repo["name"]: repo["outcome"] for repo in json.loads(again.stdout)["repos"]}
     assert {second[f"healthy-{n:02d}"] for n in range(12)} == {"pending"}
     assert second["edited"] == "pending"
@@ -243,7 +217,7 @@ def test_a_release_reaches_the_healthy_repos_and_each_fault_is_reported(
     # Only the failed ones, from the record of the first run.
     (root / "dirty" / "scratch.txt").unlink()
     retry = paved(
-        env, root, "fleet", "update", "fleet.yml", "--only", "failed", "--no-lock", "--json"
+        env, "fleet", "update", "fleet.yml", "--only", "failed", "--no-lock", "--json", cwd=root
     )
     retried = {repo["name"]: repo["outcome"] for repo in json.loads(retry.stdout)["repos"]}
     assert set(retried) == {"dirty", "fork", "no-migrate", "no-answers", "gone"}
@@ -288,7 +262,6 @@ def test_pull_requests_are_opened_once_capped_and_spaced(
     trace = root / "trace.json"
     first = paved(
         {**env, "GIT_TRACE2_EVENT": str(trace)},
-        root,
         "fleet",
         "update",
         "github:acme",
@@ -296,6 +269,7 @@ def test_pull_requests_are_opened_once_capped_and_spaced(
         "--max-open-prs",
         "2",
         "--json",
+        cwd=root,
     )
     assert first.returncode == 0, first.stdout + first.stderr
     # The template is fetched from its source once for the run (into the run's mirror), not
@@ -324,7 +298,7 @@ def test_pull_requests_are_opened_once_capped_and_spaced(
 
     # A re-run commits nothing; it opens the pull request the cap held back, and no other.
     for _ in range(2):
-        again = paved(env, root, "fleet", "update", "github:acme", "--no-lock", "--json")
+        again = paved(env, "fleet", "update", "github:acme", "--no-lock", "--json", cwd=root)
         assert {r["outcome"] for r in json.loads(again.stdout)["repos"]} == {"pending"}
         pulls = json.loads(state.read_text())["pulls"]
         assert sorted(p["repo"] for p in pulls) == ["acme/churn", "acme/risk", "acme/upsell"]

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import paved.fleet.status as status_module
 import pytest
 from fake_github import serving
-from golden_path import run, tool_env
+from golden_path import generate, run, tool_env
+from helpers import paved
 from paved.fleet import fleet_status
 from snapshot import GIT_IDENTITY
 from throwaway import two_releases
@@ -32,10 +32,8 @@ class Fleet:
 
 
 def new(env: dict[str, str], dest: Path, release: str, team: str) -> Path:
-    command = [sys.executable, "-m", "paved", "new", str(dest), "--defaults", "--no-lock"]
-    answers = ["-d", f"project_name={dest.name.title()}", "-d", f"team={team}"]
-    run([*command, "--vcs-ref", release, *answers], dest.parent, env)
-    return dest
+    answers = {"project_name": dest.name.title(), "team": team}
+    return generate(dest, env, answers, vcs_ref=release, lock=False)
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +53,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     (root / "notes").mkdir()
     (root / "notes" / "README.md").write_text("not a team repo\n")
     return Fleet(root, env)
-
-
-def paved(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "paved", *args], env=env, capture_output=True, text=True, timeout=600
-    )
 
 
 def rows_of(done: subprocess.CompletedProcess[str]) -> dict[str, dict]:
