@@ -13,7 +13,8 @@ every repo to the second release on a branch and pushes that branch:
   (c) `paved fleet update --jobs N` (which also runs `paved check` on every repo).
 
 Then the pushed trees are compared repo by repo. Targets (2 cores): (c) at least 4x faster
-than (a), and faster than (b).
+than (a), and faster than (b). The loop also times its `copier update` step alone: that
+time over the jobs is what updating every repo with copier costs before anything else.
 """
 
 from __future__ import annotations
@@ -35,17 +36,20 @@ from snapshot import GIT_IDENTITY, LOCK_ENV  # noqa: E402
 from throwaway import two_releases  # noqa: E402
 
 BRANCH = "paved/update-v0.2.0"
-UPDATE = (
-    "copier update --defaults --skip-answered --vcs-ref v0.2.0 --quiet && "
-    "uv lock --quiet --upgrade-package paved --upgrade-package paved-ml"
-)
+COPIER = "copier update --defaults --skip-answered --vcs-ref v0.2.0 --quiet"
+LOCK = "uv lock --quiet --upgrade-package paved --upgrade-package paved-ml"
+UPDATE = f"{COPIER} && {LOCK}"
+#: The loop also records how long each `copier update` takes on its own.
 LOOP = f"""set -eu
 for remote in "$@"; do
   work="$SCRATCH/loop-work/$(basename "$remote" .git)"
   git clone --quiet "$remote" "$work"
   cd "$work"
   git switch --quiet -c {BRANCH}
-  {UPDATE}
+  started=$EPOCHREALTIME
+  {COPIER}
+  echo "$started $EPOCHREALTIME" >> "$SCRATCH/copier-seconds"
+  {LOCK}
   git add --all
   git commit --quiet --no-verify -m "Update to v0.2.0"
   git push --quiet origin {BRANCH}
@@ -135,6 +139,10 @@ def main() -> int:
 
         (scratch / "loop.sh").write_text(LOOP)
         loop = timed(["bash", str(scratch / "loop.sh"), *map(str, fleets["loop"])], scratch, env)
+        copier = sum(
+            float(end) - float(start)
+            for start, end in map(str.split, (scratch / "copier-seconds").read_text().splitlines())
+        )
 
         (scratch / "paved_push_branch.py").write_text(PUSH_MODULE)
         (scratch / "autofix_update.py").write_text(ALL_REPOS)
@@ -223,6 +231,14 @@ def main() -> int:
         ("(c) paved fleet update (+ paved check)", paved),
     ):
         print(f"{name:<44} {seconds:>9.1f} {seconds / args.repos:>9.2f} {seconds / paved:>9.2f}x")
+    floor = copier / args.jobs
+    print(
+        f"{'floor: the loop`s copier update / jobs':<44} {floor:>9.1f} {floor / args.repos:>9.2f}"
+    )
+    print(
+        f"  (copier update's own time, spread perfectly over {args.jobs} jobs: a tool that runs "
+        f"copier update per repo is at best about {loop / floor:.1f}x the loop)"
+    )
     print(
         f"\nsame pushed tree as paved: loop {same['loop']}/{sum(updated)}, "
         f"all-repos {same['all-repos']}/{sum(updated)}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -356,3 +357,46 @@ def test_migrations_from_a_source_that_is_not_the_platforms_are_refused(
     assert done.returncode == 1
     assert "runs migrations (v0.3.0)" in done.stderr and "trusts no other source" in done.stderr
     assert snapshot_of(dest) == before
+
+
+def test_the_relock_uses_uvs_cache_only_when_nothing_from_the_index_moves(
+    tmp_path: Path,
+) -> None:
+    """The offline-first re-lock: kept offline only if every index package is as before.
+
+    The index is made unreachable (a proxy on a closed port) after a lock warms a private
+    uv cache: a re-lock that needs nothing new succeeds from the cache alone; a re-lock whose
+    offline result adds a package (cached, but new to the lock) is redone with the index,
+    which fails here, so it raises instead of keeping the offline lock.
+    """
+    import shutil
+
+    from paved._errors import PavedError
+    from paved.update import _lock_platform
+
+    uv = shutil.which("uv")
+    assert uv is not None
+    project = tmp_path / "project"
+    project.mkdir()
+    pyproject = '[project]\nname = "demo"\nversion = "0"\nrequires-python = ">=3.11"\n'
+    (project / "pyproject.toml").write_text(pyproject + 'dependencies = ["six"]\n')
+    cache = {"UV_CACHE_DIR": str(tmp_path / "uv-cache")}
+    warm = tmp_path / "warm"  # puts `idna` in the cache too, never in the project's lock
+    warm.mkdir()
+    (warm / "pyproject.toml").write_text(pyproject + 'dependencies = ["six", "idna"]\n')
+    for folder in (project, warm):
+        run([uv, "lock", "--quiet"], folder, {**os.environ, **cache})
+    locked = (project / "uv.lock").read_text()
+
+    closed = "http://127.0.0.1:9"  # the discard port: nothing listens
+    offline_only = {**cache, "HTTPS_PROXY": closed, "HTTP_PROXY": closed, "UV_HTTP_RETRIES": "0"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in offline_only.items():
+            patch.setenv(key, value)
+        _lock_platform(project, uv)  # nothing moved: from the cache, no index needed
+        assert (project / "uv.lock").read_text() == locked
+
+        (project / "pyproject.toml").write_text(pyproject + 'dependencies = ["six", "idna"]\n')
+        with pytest.raises(PavedError, match="uv lock"):
+            _lock_platform(project, uv)  # idna is new: the index must be asked, and is down
+        assert (project / "uv.lock").read_text() == locked  # the offline lock was not kept

@@ -377,8 +377,11 @@ def _lock_ahead(project: Path, target_commit: str, folder: Path) -> tuple[str, P
     for name in (".python-version", "README.md"):  # what the project's metadata may name
         if (project / name).is_file():
             shutil.copy2(project / name, folder / name)
-    done = run([uv, "lock", "--quiet", *_UPGRADE], cwd=folder, check=False)
-    return (predicted, folder / "uv.lock") if done.returncode == 0 else None
+    try:
+        _lock_platform(folder, uv)
+    except PavedError:
+        return None
+    return predicted, folder / "uv.lock"
 
 
 def _relock(
@@ -403,7 +406,7 @@ def _relock(
     if ahead is not None and taken:
         shutil.copy2(ahead[1], project / "uv.lock")
     else:
-        run([uv, "lock", "--quiet", *_UPGRADE], cwd=project, detail_lines=5)
+        _lock_platform(project, uv)
     after = _locked_versions(project / "uv.lock")
     strays = sorted(
         name
@@ -415,6 +418,32 @@ def _relock(
             f"re-locking moved packages other than the platform's: {', '.join(strays)}"
         )
     return [name for name in PLATFORM_PACKAGES if before.get(name) != after.get(name)], taken
+
+
+def _lock_platform(folder: Path, uv: str) -> None:
+    """`uv lock` in `folder` moving only the platform packages: from uv's cache if it can.
+
+    The offline lock (no index requests: most of an online lock's time) is kept when every
+    package from an index is locked exactly as before, which is what the online lock keeps
+    too (uv keeps a locked version that still satisfies). Otherwise (a package the cache
+    lacks, a git commit not fetched yet, a new or moved dependency) the original lock file
+    is put back and locked again with the index. A failure of that lock raises.
+    """
+    lock = folder / "uv.lock"
+    original = lock.read_bytes()
+    offline = run([uv, "lock", "--quiet", "--offline", *_UPGRADE], cwd=folder, check=False)
+    if offline.returncode == 0 and _from_index(original) == _from_index(lock.read_bytes()):
+        return
+    lock.write_bytes(original)
+    run([uv, "lock", "--quiet", *_UPGRADE], cwd=folder, detail_lines=5)
+
+
+def _from_index(lock: bytes) -> list[Any]:
+    """The entries of a uv.lock whose package comes from an index (registry)."""
+    import tomllib
+
+    packages = tomllib.loads(lock.decode("utf-8")).get("package", [])
+    return [entry for entry in packages if "registry" in entry.get("source", {})]
 
 
 def _lock_inputs(pyproject: str) -> object:
