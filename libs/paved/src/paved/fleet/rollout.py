@@ -2,10 +2,11 @@
 
 For each repo, in parallel: a working copy (a clone of the remote, or a worktree of the
 local repo, so the team's checkout is never touched), the branch `paved/update-vX.Y.Z` from
-the default branch, `paved update` (the same command, run as a process: copier changes the
-process's working directory, so two updates cannot share one), `paved check`, a commit
-whose message carries the release's changelog and the conflict list, a push of that branch
-only, and with a GitHub token one pull request whose body is the report.
+the default branch, `paved update` (the same function, `paved.update.update_project`, run in
+one of `jobs` worker processes that import copier once: copier changes its process's
+working directory, so two updates never share a process), `paved check`, a commit whose
+message carries the release's changelog and the conflict list, a push of that branch only,
+and with a GitHub token one pull request whose body is the report.
 
 The template is fetched once per run: a mirror of each template source is made in the
 workspace and git's `insteadOf` serves it to every clone copier, `paved update` and uv make.
@@ -17,28 +18,31 @@ request. One repo's failure never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
+import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from paved._errors import PavedError
 from paved._git import git, git_env
-from paved._proc import BUILD_TIMEOUT, run
+from paved._proc import run
 from paved.checks import check_repo
 from paved.fleet.github import GitHub
 from paved.fleet.sources import RepoRef, clone_shallow, find_repos, has_branch
 from paved.fleet.status import update_branch
 from paved.repo import read_answers, require_clean
 from paved.template import identity
-from paved.update import base_version, release_commits, release_version
+from paved.update import base_version, release_commits, release_version, update_project
 
 __all__ = ["FleetReport", "Outcome", "fleet_update"]
 
@@ -123,6 +127,7 @@ def fleet_update(
             mirrors=mirrors,
             github=github,
             prs=_PullRequests(max_open_prs),
+            workers=_Workers(min(max(1, jobs), len(chosen) or 1), workspace / "copier-cache"),
         )
 
         def roll(ref: RepoRef) -> Outcome:
@@ -131,8 +136,11 @@ def fleet_update(
                 report(outcome)
             return outcome
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            outcomes = list(pool.map(roll, chosen))
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                outcomes = list(pool.map(roll, chosen))
+        finally:
+            run_ctx.workers.close()
     if not dry_run:
         record.update({outcome.name: asdict(outcome) for outcome in outcomes})
         state.mkdir(parents=True, exist_ok=True)
@@ -152,6 +160,7 @@ class _Run:
     mirrors: _Mirrors
     github: GitHub | None
     prs: _PullRequests
+    workers: _Workers
 
 
 def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
@@ -276,24 +285,8 @@ def _branch_message(ref: RepoRef, work: Path, branch: str) -> str:
 
 
 def _paved_update(work: Path, ctx: _Run, env: Mapping[str, str]) -> dict[str, Any]:
-    """`paved update --json` in `work`, as its own process (see the module docstring)."""
-    command = [sys.executable, "-m", "paved", "update", str(work), "--to", ctx.release, "--json"]
-    if not ctx.lock:
-        command.append("--no-lock")
-    # copier keeps one mirror per template in a shared cache and refreshes it on every run
-    # (`git remote update`, `git worktree prune`): two updates at once race on it and one
-    # fails. Each update gets its own cache, filled from the run's local mirror.
-    cache = ctx.workspace / "copier-cache" / work.name
-    done = run(
-        command, env={**env, "COPIER_CACHE_DIR": str(cache)}, check=False, timeout=BUILD_TIMEOUT
-    )
-    try:
-        answer: dict[str, Any] = json.loads(done.stdout)
-    except json.JSONDecodeError as exc:
-        detail = (done.stderr.strip().splitlines() or ["no report"])[-1]
-        raise PavedError(f"paved update gave no report: {detail}") from exc
-    answer.setdefault("conflicts", [])
-    return answer
+    """`paved update` of `work` in a worker process: its report, as `paved update --json`."""
+    return ctx.workers.run(_update_in_worker, str(work), ctx.release, ctx.lock, dict(env))
 
 
 def _push(ref: RepoRef, work: Path, branch: str, default: str) -> None:
@@ -330,6 +323,94 @@ def _message(release: str, update: Mapping[str, Any], outcome: Outcome) -> str:
     if outcome.score is not None:
         lines += ["", f"paved check: {outcome.score:.0f} %"]
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ the workers
+
+_T = TypeVar("_T")
+#: This worker process's own copier cache (set when the worker starts).
+_WORKER: dict[str, str] = {"copier_cache": ""}
+
+
+class _Workers:
+    """`count` processes that each run one update at a time, copier imported once in each.
+
+    A worker that dies (killed, out of memory) fails the repo it was updating; the repos
+    after it get new workers.
+    """
+
+    def __init__(self, count: int, cache: Path) -> None:
+        self.count, self.cache = count, cache
+        self.lock = threading.Lock()
+        self.pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.count,
+            # Not fork: the parent has threads (one per job), which fork does not copy safely.
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(str(self.cache),),
+        )
+
+    def run(self, function: Callable[..., _T], *args: Any) -> _T:
+        """`function(*args)` in a worker; its result."""
+        with self.lock:
+            pool = self.pool
+        try:
+            return pool.submit(function, *args).result()
+        except BrokenProcessPool as exc:
+            with self.lock:
+                if self.pool is pool:
+                    self.pool = self._start()
+            raise PavedError("the worker running paved update died (killed? no memory?)") from exc
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def _start_worker(cache: str) -> None:
+    """A worker's start: its own copier cache, copier imported (once, not once per repo).
+
+    copier keeps one mirror per template in its cache and refreshes it on every run (`git
+    remote update`, `git worktree prune`): two updates sharing a cache race and one fails.
+    A worker runs one update at a time, so a cache per worker never races, and each worker's
+    updates after its first reuse the mirror it made from the run's mirror.
+    """
+    _WORKER["copier_cache"] = str(Path(cache) / str(os.getpid()))
+    import copier  # noqa: F401
+
+
+def _update_in_worker(work: str, release: str, lock: bool, env: dict[str, str]) -> dict[str, Any]:
+    """`paved update --json` of `work`, in this worker, with `env` as its environment."""
+    with _environment({**env, "COPIER_CACHE_DIR": _WORKER["copier_cache"]}):
+        try:
+            return update_project(Path(work), to=release, lock=lock).as_json()
+        except PavedError as exc:  # a refusal is a report too, as the CLI prints it
+            return {"project": work, "status": "failed", "reason": str(exc), "conflicts": []}
+
+
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    """`env` as this process's environment (and working directory kept) for one update.
+
+    copier runs git through plumbum, which copied `os.environ` when it was imported: its
+    copy is set too, and both are put back afterwards.
+    """
+    from plumbum import local
+
+    saved, cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        with local.env():
+            local.env.clear()
+            local.env.update(env)
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        os.chdir(cwd)
 
 
 # ------------------------------------------------------------------ the run
