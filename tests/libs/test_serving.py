@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -95,6 +96,10 @@ class LibTest:
 
     async def __is_ready__(self) -> bool:
         return self.predictor.ready
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.predictor.close()
 
     @bentoml.api
     def predict(
@@ -428,3 +433,110 @@ def test_request_size_limit_refuses_a_declared_length_unread() -> None:
 def test_request_size_limit_counts_a_chunked_body_and_passes_one_within_it() -> None:
     assert _drive(10, [b"x" * 6, b"y" * 6], [])[0] == 413
     assert _drive(12, [b"x" * 6, b"y" * 6], []) == (200, b"x" * 6 + b"y" * 6)
+
+
+LIMITED_SERVICE = (
+    SERVICE.replace(
+        "from paved_ml.serving import MAX_ROWS, ChampionModel, Prediction",
+        "from paved_ml.serving import MAX_ROWS, ChampionModel, Prediction, RequestSizeLimit",
+    )
+    + "\n\nLibTest.add_asgi_middleware(RequestSizeLimit)\n"
+)
+LIMIT = 64 * 1024
+
+
+def peak_rss(pid: int) -> int:
+    """The summed peak resident memory (VmHWM, bytes) of `pid` and every process below it."""
+    total = 0
+    for process in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        with open(f"/proc/{process.pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+def oversized(url: str, *, declared: int, sent: int, chunked: bool) -> int:
+    """Send a request whose body is over the limit; return the status the service answers."""
+    host, port = url.removeprefix("http://").split(":")
+    head = f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    head += "Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {declared}\r\n"
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall((head + "\r\n").encode())
+        block = b" " * (64 * 1024)
+        try:
+            for _ in range(sent // len(block)):
+                sock.sendall(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the body was all sent: what the limit is for
+        answer = sock.recv(4096).decode("latin-1")
+    return int(answer.split(" ", 2)[1])
+
+
+def test_a_flood_of_oversized_bodies_is_refused_413_and_memory_stays_flat(
+    probe_champion: Path,
+) -> None:
+    """PAVED_MAX_REQUEST_BYTES sets the limit; 60 oversized requests move the peak RSS little.
+
+    Declared 60 MB bodies are refused on the header; chunked ones are read to the limit
+    and refused. Read whole and parsed, as they were before the limit, one 60 MB body
+    alone raised the server's peak by hundreds of MB.
+    """
+    folder, env = service_folder(probe_champion, "limited")
+    (folder / "lib_service.py").write_text(LIMITED_SERVICE)
+    env["PAVED_MAX_REQUEST_BYTES"] = str(LIMIT)
+    with serve(folder, env, command=COMMAND) as svc:
+        fits = probe_body(delay="0" + " " * (LIMIT - len(probe_body()) - 8))
+        assert svc.post("/predict", fits)[0] == 200
+        assert svc.post("/predict", fits + b" " * 16)[0] == 413  # just over: the variable's
+        before = peak_rss(svc.pid)
+        statuses = [
+            oversized(svc.url, declared=60_000_000, sent=4 << 20, chunked=False) for _ in range(30)
+        ] + [oversized(svc.url, declared=0, sent=4 << 20, chunked=True) for _ in range(30)]
+        after = peak_rss(svc.pid)
+        assert statuses == [413] * 60
+        assert svc.post("/predict", probe_body())[0] == 200  # and it still serves
+    assert after - before < 16 << 20, (before, after)
+
+
+def test_a_limit_that_is_not_a_number_of_bytes_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from paved_ml.serving import MAX_REQUEST_BYTES, max_request_bytes
+
+    monkeypatch.delenv("PAVED_MAX_REQUEST_BYTES", raising=False)
+    assert max_request_bytes() == MAX_REQUEST_BYTES
+    for bad in ("1MB", "0", "-5"):
+        monkeypatch.setenv("PAVED_MAX_REQUEST_BYTES", bad)
+        with pytest.raises(PavedMLError, match="PAVED_MAX_REQUEST_BYTES"):
+            max_request_bytes()
+
+
+def test_the_service_records_what_it_serves_when_the_log_is_configured(
+    champion_dir: Path,
+) -> None:
+    """Rolled by age while it serves, and what is queued is written when it stops."""
+    from paved_ml.prediction_log import read_prediction_log
+
+    folder, env = service_folder(champion_dir, "logged")
+    log = folder / "predictions"
+    env.update({"PAVED_PREDICTION_LOG": str(log), "PAVED_PREDICTION_LOG_SECONDS": "0.3"})
+    rows = [ROW, {**ROW, "pl": 1.4, "pw": 0.2}]
+    with serve(folder, env, command=COMMAND) as svc:
+        answers = [svc.post("/predict", {"rows": rows})[1] for _ in range(3)]
+        deadline = time.monotonic() + 30
+        while not list(log.glob("*.parquet")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(log.glob("*.parquet"))  # rolled by age, the service still running
+        env["PAVED_PREDICTION_LOG_SECONDS"] = "3600"
+    recorded = read_prediction_log(log)
+    assert recorded[["sl", "sw", "pl", "pw"]].to_dict("records") == rows * 3  # no warm-up row
+    assert recorded["prediction"].tolist() == [p for a in answers for p in a["predictions"]]
+    assert set(recorded["model_version"]) == {"7"} and set(recorded["model_name"]) == {"iris"}
+
+    held = folder / "held"  # rolled only by the stop: an hour is never reached
+    env["PAVED_PREDICTION_LOG"] = str(held)
+    with serve(folder, env, command=COMMAND) as svc:
+        assert svc.post("/predict", {"rows": rows})[0] == 200
+        assert not list(held.glob("*.parquet"))
+    assert read_prediction_log(held)[["sl", "sw", "pl", "pw"]].to_dict("records") == rows

@@ -29,12 +29,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from paved_ml import _bentoml_fix
 from paved_ml._champion import read_champion_file
 from paved_ml.errors import PavedMLError
+from paved_ml.prediction_log import PredictionLog
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
     "MAX_REQUEST_BYTES",
+    "MAX_REQUEST_BYTES_ENV",
     "MAX_ROWS",
     "MODEL_DIR_ENV",
     "TIMEOUT_FIX_INSTALLED",
@@ -42,13 +44,16 @@ __all__ = [
     "Prediction",
     "Predictor",
     "RequestSizeLimit",
+    "max_request_bytes",
 ]
 
 MODEL_DIR_ENV = "PAVED_MODEL_DIR"
 DEFAULT_MODEL_DIR = Path("models/champion")
 MAX_ROWS = 1000
-#: The largest request body the service reads (1 MiB: MAX_ROWS rows of ~100 features).
+#: The largest request body the service reads by default (1 MiB: MAX_ROWS rows of ~100
+#: features); PAVED_MAX_REQUEST_BYTES sets another.
 MAX_REQUEST_BYTES = 1 << 20
+MAX_REQUEST_BYTES_ENV = "PAVED_MAX_REQUEST_BYTES"
 
 #: Whether BentoML's request-timeout middleware was replaced (see _bentoml_fix).
 TIMEOUT_FIX_INSTALLED = _bentoml_fix.install()
@@ -137,10 +142,16 @@ class ChampionModel:
         return row
 
     def load(self, *, warm_up: bool = True) -> Predictor:
-        """Load the model; by default warm it up and freeze the heap it leaves behind."""
+        """Load the model; by default warm it up and freeze the heap it leaves behind.
+
+        The predictor records what it serves in the prediction log when PAVED_PREDICTION_LOG
+        is set (see paved_ml.prediction_log); the warm-up is not recorded.
+        """
         predictor = Predictor(self)
         if warm_up:
             predictor.warm_up()
+        name, version = self.identity
+        predictor.log = PredictionLog.from_env(model_name=name, model_version=version)
         return predictor
 
     @cached_property
@@ -164,6 +175,8 @@ class Predictor:
     def __init__(self, champion: ChampionModel) -> None:
         self.champion = champion
         self.warm_up_error: Exception | None = None
+        #: Where served predictions are recorded (None: not recorded).
+        self.log: PredictionLog | None = None
         flavors = champion.flavors
         path = str(champion.model_dir)
         if "sklearn" in flavors:
@@ -195,12 +208,21 @@ class Predictor:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="X does not have valid feature names")
                 values = _as_list(self._model.predict(array))
+            if self.log is not None:
+                self.log.record(dict(zip(self._features, array.T, strict=True)), values)
         else:
             import pandas as pd
 
             frame = pd.DataFrame([row.model_dump() for row in rows], columns=self._features)
             values = self.predict_frame(frame)
+            if self.log is not None:
+                self.log.record({name: frame[name].to_numpy() for name in self._features}, values)
         return Prediction(predictions=values, model_name=self._name, model_version=self._version)
+
+    def close(self) -> None:
+        """Write what the prediction log holds (call it from the service's shutdown hook)."""
+        if self.log is not None:
+            self.log.close()
 
     @property
     def ready(self) -> bool:
@@ -296,17 +318,35 @@ def _as_list(result: Any) -> list[Any]:
     return values
 
 
+def max_request_bytes() -> int:
+    """The request body limit: PAVED_MAX_REQUEST_BYTES (bytes) if set, else MAX_REQUEST_BYTES.
+
+    A value that is not a whole number above 0 is a PavedMLError naming the variable, so a
+    service with a mistyped limit refuses to start instead of serving without one.
+    """
+    raw = os.environ.get(MAX_REQUEST_BYTES_ENV, "").strip()
+    if not raw:
+        return MAX_REQUEST_BYTES
+    if not raw.isdigit() or int(raw) == 0:
+        raise PavedMLError(
+            f"{MAX_REQUEST_BYTES_ENV}={raw!r}: give the largest request body the service "
+            "reads, in bytes (a whole number above 0)"
+        )
+    return int(raw)
+
+
 class RequestSizeLimit:
     """ASGI middleware: a body over `max_bytes` is answered 413 before the service parses it.
 
     BentoML 1.4 has no body limit of its own. A declared Content-Length over the limit is
     refused before a byte of the body is read; a body without one (chunked) is read up to
     the limit and refused as soon as it goes past it. The body is then handed on unchanged.
+    `max_bytes` defaults to `max_request_bytes()` (PAVED_MAX_REQUEST_BYTES, else 1 MiB).
     """
 
-    def __init__(self, app: Any, *, max_bytes: int = MAX_REQUEST_BYTES) -> None:
+    def __init__(self, app: Any, *, max_bytes: int | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes = max_request_bytes() if max_bytes is None else max_bytes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Refuse an oversized body with 413; hand any other request on unchanged."""

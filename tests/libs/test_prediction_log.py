@@ -1,0 +1,98 @@
+"""paved_ml.prediction_log: sampled requests to Parquet files, rolled by rows or by age."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from paved_ml.errors import PavedMLError
+from paved_ml.prediction_log import LogSettings, PredictionLog, read_prediction_log
+
+pytestmark = pytest.mark.libs
+
+
+def log_in(folder: Path, **settings: float) -> PredictionLog:
+    return PredictionLog(
+        LogSettings(folder=folder, **settings), model_name="iris", model_version="7"
+    )
+
+
+def files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("predictions-*.parquet"))
+
+
+def test_requests_are_written_with_model_and_time_in_files_of_at_most_max_rows(
+    tmp_path: Path,
+) -> None:
+    log = log_in(tmp_path, max_rows=5)
+    for number in range(6):  # six requests of two rows: 12 rows
+        log.record({"a": np.array([number, number]), "b": ["x", "y"]}, [number * 10] * 2)
+    log.close()
+    sizes = [len(pd.read_parquet(path)) for path in files(tmp_path)]
+    assert sum(sizes) == 12 and max(sizes) == 4  # at most 5 rows, and no request split
+    assert all(size % 2 == 0 for size in sizes)
+    frame = read_prediction_log(tmp_path)
+    assert list(frame.columns) == [
+        "timestamp",
+        "model_name",
+        "model_version",
+        "a",
+        "b",
+        "prediction",
+    ]
+    assert frame["a"].tolist() == [n for n in range(6) for _ in range(2)]
+    assert frame["prediction"].tolist() == [n * 10 for n in range(6) for _ in range(2)]
+    assert set(frame["model_name"]) == {"iris"} and set(frame["model_version"]) == {"7"}
+    assert str(frame["timestamp"].dt.tz) == "UTC" and frame["timestamp"].is_monotonic_increasing
+    assert not list(tmp_path.glob(".*partial"))  # only whole files are left
+
+
+def test_a_file_is_rolled_by_age_while_the_service_runs(tmp_path: Path) -> None:
+    log = log_in(tmp_path, max_seconds=0.2)
+    try:
+        log.record({"a": [1.5]}, ["setosa"])
+        deadline = time.monotonic() + 10
+        while not files(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(files(tmp_path)) == 1  # written by the thread, before any close
+        assert read_prediction_log(tmp_path)["prediction"].tolist() == ["setosa"]
+    finally:
+        log.close()
+
+
+def test_the_rate_samples_requests(tmp_path: Path) -> None:
+    log = log_in(tmp_path, rate=0.3)
+    kept = sum(log.record({"a": [1]}, [0]) for _ in range(4000))
+    log.close()
+    assert 1000 < kept < 1400
+    assert len(read_prediction_log(tmp_path)) == kept
+
+
+def test_a_full_queue_drops_requests_instead_of_growing(tmp_path: Path) -> None:
+    log = log_in(tmp_path, max_pending=3, max_rows=1000, max_seconds=60)
+    kept = sum(log.record({"a": [1]}, [0]) for _ in range(10))
+    log.close()
+    assert kept + log.dropped == 10 and log.dropped >= 1
+    assert len(read_prediction_log(tmp_path)) == kept
+
+
+def test_settings_come_from_the_environment_and_bad_ones_name_the_variable(
+    tmp_path: Path,
+) -> None:
+    assert LogSettings.from_env({}) is None  # off unless configured
+    env = {"PAVED_PREDICTION_LOG": str(tmp_path), "PAVED_PREDICTION_LOG_RATE": "0.25"}
+    settings = LogSettings.from_env(env)
+    assert settings == LogSettings(folder=tmp_path, rate=0.25)
+    for name, value in (("RATE", "often"), ("RATE", "2"), ("ROWS", "0"), ("SECONDS", "-1")):
+        with pytest.raises(PavedMLError, match=f"PAVED_PREDICTION_LOG_{name}="):
+            LogSettings.from_env({**env, f"PAVED_PREDICTION_LOG_{name}": value})
+
+
+def test_reading_a_missing_or_empty_log_says_so(tmp_path: Path) -> None:
+    with pytest.raises(PavedMLError, match=r"no prediction log at .*set PAVED_PREDICTION_LOG"):
+        read_prediction_log(tmp_path / "nowhere")
+    with pytest.raises(PavedMLError, match="is empty: no requests recorded yet"):
+        read_prediction_log(tmp_path)
