@@ -49,8 +49,10 @@ class Team:
         path.write_text(json.dumps(event))
         return path
 
-    def act(self, workflow: str, *extra: str, ref: str = "refs/heads/main") -> tuple[int, str]:
-        """Run one workflow on a push event; return the exit code and the plain output."""
+    def act(
+        self, workflow: str, *extra: str, ref: str = "refs/heads/main", event: str = "push"
+    ) -> tuple[int, str]:
+        """Run one workflow on an event (push); return the exit code and the plain output."""
         artifacts = self.work / "artifacts"
         stand_ins = [
             arg
@@ -61,7 +63,7 @@ class Team:
         done = subprocess.run(
             [
                 ACT,
-                "push",
+                event,
                 "-W",
                 f".github/workflows/{workflow}",
                 "-P",

@@ -247,3 +247,34 @@ def test_the_steps_copier_prints_lead_to_a_green_first_ci_run(team: Team, tmp_pa
     code, log = first.act("ci.yml")
     assert code != 0
     assert "uv.lock is missing: run `uv lock` in the repo, commit uv.lock and push" in log
+
+
+def shifted_log(folder: Path, rows: int) -> Path:
+    """A prediction log of iris-like requests whose petals grew: the drift to be found."""
+    import numpy as np
+    from paved_ml.prediction_log import LogSettings, PredictionLog
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True).frame.sample(rows, replace=True, random_state=3)
+    columns = {name: iris.iloc[:, i].to_numpy() for i, name in enumerate(IRIS_ROW)}
+    columns["petal_length_cm"] = columns["petal_length_cm"] + 3.0
+    columns["petal_width_cm"] = columns["petal_width_cm"] + 1.0
+    log = PredictionLog(LogSettings(folder=folder), model_name="iris-demo", model_version="1")
+    log.record(columns, np.full(rows, 2))
+    log.close()
+    return folder
+
+
+def test_the_drift_workflow_fails_on_a_shifted_log_and_keeps_the_report(team: Team) -> None:
+    log = shifted_log(team.work / "prediction-log", 300)
+    code, output = team.act(
+        "drift.yml", "--var", f"PAVED_PREDICTION_LOG={log}", event="workflow_dispatch"
+    )
+    assert code != 0, output[-6000:]
+    assert "DRIFTED  petal_length_cm" in output and "DRIFTED  petal_width_cm" in output
+    assert re.search(r"^.*drift: \d+ of 5 columns drifted", output, re.MULTILINE), output[-4000:]
+    kept = team.work / "artifacts" / "drift-report" / "reports"
+    summary = json.loads((kept / "drift.json").read_text())
+    assert summary["drifted"] is True
+    assert {"petal_length_cm", "petal_width_cm"} <= set(summary["drifted_columns"])
+    assert (kept / "drift.html").stat().st_size > 10_000

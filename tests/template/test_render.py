@@ -27,6 +27,7 @@ EXPECTED_FILES = {
     ".python-version",
     ".github/dependabot.yml",
     ".github/workflows/ci.yml",
+    ".github/workflows/drift.yml",
     ".github/workflows/release.yml",
     "README.md",
     "bentofile.yaml",

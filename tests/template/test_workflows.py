@@ -67,7 +67,7 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     assert result.returncode == 0 and "No findings" in result.stdout + result.stderr, result.stdout
 
     flows = workflows(repo)
-    assert set(flows) == {"ci.yml", "release.yml"}
+    assert set(flows) == {"ci.yml", "drift.yml", "release.yml"}
     # The Paved standard's own rules: every `uses:` pinned by SHA with its release, empty
     # top-level permissions, write scopes only where allowed, no dangerous triggers.
     assert PV004.check(repo) is True
@@ -81,6 +81,9 @@ def test_generated_workflows_are_least_privilege_and_pinned(
 
     ci, release = flows["ci.yml"]["jobs"]["ci"], flows["release.yml"]["jobs"]["release"]
     assert ci["permissions"] == {"contents": "read"}
+    drift = flows["drift.yml"]["jobs"]["drift"]
+    assert drift["permissions"] == {"contents": "read"}
+    assert set(flows["drift.yml"][True]) == {"schedule", "workflow_dispatch"}
     cloud = answers in CLOUD
     ghcr = answers.get("container_registry", "ghcr.io").startswith("ghcr.io")
     expected = {
@@ -105,7 +108,11 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     cloud_inputs = {name for names in identity.values() for name in names}
     found = cloud_of(answers.get("container_registry", "ghcr.io").split("/")[0])
     assert set(release["with"]) & cloud_inputs == identity.get(found or "", set())
-    for name, job in (("team-ci.yml", ci), ("team-release.yml", release)):
+    for name, job in (
+        ("team-ci.yml", ci),
+        ("team-release.yml", release),
+        ("team-drift.yml", drift),
+    ):
         reusable = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())[True]
         assert set(job["with"]) <= set(reusable["workflow_call"]["inputs"]), name
 

@@ -28,6 +28,11 @@ class IrisDemoService:
         """BentoML's readiness hook (/readyz): not ready while the warm-up has failed."""
         return self.predictor.ready
 
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        """Write what the prediction log still holds (PAVED_PREDICTION_LOG; off if unset)."""
+        self.predictor.close()
+
     # `async`: the champion predicts in well under a millisecond, so it runs on the event
     # loop instead of paying a thread hop per request. A model that takes longer per call
     # should drop `async` (BentoML then runs it in a thread pool).
@@ -40,5 +45,5 @@ class IrisDemoService:
         return self.predictor.predict(rows)
 
 
-# Bodies over paved_ml.serving.MAX_REQUEST_BYTES (1 MiB) are answered 413 unread.
+# Bodies over 1 MiB (or PAVED_MAX_REQUEST_BYTES, in bytes) are answered 413 unread.
 IrisDemoService.add_asgi_middleware(RequestSizeLimit)

@@ -23,7 +23,9 @@ from paved.repo import platform_version, python_version, read_pyproject, tool_pa
 
 __all__ = [
     "CHECK_STEPS",
+    "DRIFT_INPUTS",
     "StepResult",
+    "drift_check",
     "image_build_from_repo",
     "run_checks",
     "without_credentials",
@@ -71,16 +73,7 @@ def run_checks(
         raise PavedError(f"unknown check {', '.join(unknown)}: choose from {', '.join(known)}")
     results: list[StepResult] = []
     with tempfile.TemporaryDirectory(prefix="paved-check-") as scratch:
-        store = f"sqlite:///{Path(scratch) / 'mlflow.db'}"
-        env = {
-            **os.environ,
-            "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(project / ".bentoml")),
-            "BENTOML_DO_NOT_TRACK": "true",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "DVC_NO_ANALYTICS": "1",
-            "MLFLOW_TRACKING_URI": store,
-            "MLFLOW_REGISTRY_URI": store,
-        }
+        env = _check_env(project, Path(scratch))
         for name, args in CHECK_STEPS:
             if only and name not in only:
                 continue
@@ -97,6 +90,98 @@ def run_checks(
             if not result.ok:
                 break
     return results
+
+
+def _check_env(project: Path, scratch: Path) -> dict[str, str]:
+    """The process environment, quiet, with a throwaway tracking store in `scratch`."""
+    store = f"sqlite:///{scratch / 'mlflow.db'}"
+    return {
+        **os.environ,
+        "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(project / ".bentoml")),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DVC_NO_ANALYTICS": "1",
+        "MLFLOW_TRACKING_URI": store,
+        "MLFLOW_REGISTRY_URI": store,
+    }
+
+
+#: What the drift check compares the prediction log with: the training table, the champion.
+DRIFT_INPUTS = ("data/prepared/train.csv", "models/champion")
+
+
+@dataclass(frozen=True)
+class DriftRun:
+    """The drift check's outcome: `paved-ml drift`'s exit code and output, how it got inputs."""
+
+    returncode: int
+    output: str
+    inputs: str
+
+
+def drift_check(
+    project: Path, *, log: str, since_hours: float | None = None, summary_file: str | None = None
+) -> DriftRun:
+    """`paved-ml drift` of the prediction log at `log`, after getting its inputs.
+
+    The training table and the champion come from the DVC remote (`dvc pull`); if it does
+    not have them, the pipeline makes them (`dvc repro evaluate`, with a throwaway tracking
+    store). A markdown summary (drifted columns, the verdict) is appended to
+    `summary_file` (GitHub's step summary) when given.
+    """
+    tool = Path(sys.executable).with_name("paved-ml")
+    if not tool.exists():
+        raise PavedError(
+            "paved-ml drift is not installed in this environment: `uv sync --group monitoring`"
+        )
+    with tempfile.TemporaryDirectory(prefix="paved-drift-") as scratch:
+        env = _check_env(project, Path(scratch))
+        inputs = "in the repo"
+        if not all((project / path).exists() for path in DRIFT_INPUTS):
+            pulled = run(
+                [sys.executable, "-m", "dvc", "pull", *DRIFT_INPUTS],
+                cwd=project,
+                env=env,
+                check=False,
+            )
+            inputs = "pulled from the DVC remote"
+            if pulled.returncode or not all((project / path).exists() for path in DRIFT_INPUTS):
+                run(
+                    [sys.executable, "-m", "dvc", "repro", "evaluate"],
+                    cwd=project,
+                    env=env,
+                    detail_lines=10,
+                )
+                inputs = "made by `dvc repro evaluate` (the DVC remote did not have them)"
+        command = [str(tool), "drift", "--log", log]
+        if since_hours is not None:
+            command += ["--since-hours", str(since_hours)]
+        done = run(command, cwd=project, env=env, check=False)
+    result = DriftRun(done.returncode, done.stdout + done.stderr, inputs)
+    if summary_file:
+        with open(summary_file, "a", encoding="utf-8") as out:
+            out.write(_drift_summary(project, result))
+    return result
+
+
+def _drift_summary(project: Path, result: DriftRun) -> str:
+    """The drift check as markdown for GitHub's step summary."""
+    import json
+
+    verdict = {0: "no drift", 1: "**drift**"}.get(result.returncode, "**not judged**")
+    lines = [f"## Drift check: {verdict}", "", f"Reference and champion {result.inputs}.", ""]
+    path = project / "reports" / "drift.json"
+    if result.returncode in (0, 1) and path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        lines += ["| column | drifted | test |", "| --- | --- | --- |"]
+        for name, column in data.get("columns", {}).items():
+            lines.append(
+                f"| {name} | {'yes' if column['drifted'] else 'no'} | {column['detail']} |"
+            )
+        lines += ["", "The HTML report is the `drift-report` artifact of this run."]
+    else:
+        lines += ["```", result.output.strip()[-3000:], "```"]
+    return "\n".join(lines) + "\n"
 
 
 def image_build_from_repo(

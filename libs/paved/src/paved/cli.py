@@ -15,7 +15,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from paved import __version__
-from paved._ci import StepResult, build_and_push, image_build_from_repo, run_checks
+from paved._ci import (
+    StepResult,
+    build_and_push,
+    drift_check,
+    image_build_from_repo,
+    run_checks,
+)
 from paved._errors import PavedError
 from paved._image import login, push_archive, push_image
 from paved.adopt import adopt_project
@@ -398,6 +404,31 @@ def ci_check(
     results = run_checks(project.absolute(), only=only, report=report)
     if not all(result.ok for result in results):
         raise typer.Exit(1)
+
+
+@ci_app.command("drift")
+def ci_drift(
+    log: Annotated[
+        str, typer.Option(help="The prediction log: a folder, or an fsspec URL (s3://...).")
+    ] = "logs/predictions",
+    since_hours: Annotated[
+        float | None, typer.Option(help="Only the log's rows this many hours old or newer.")
+    ] = None,
+    project: Project = Path("."),
+) -> None:
+    """The drift check: the prediction log against the training data (exit 1 on drift).
+
+    Gets the training table and the champion (`dvc pull`, else `dvc repro evaluate`), runs
+    `paved-ml drift`, and in GitHub Actions writes the verdict to the step summary.
+    """
+    result = drift_check(
+        project.absolute(),
+        log=log,
+        since_hours=since_hours,
+        summary_file=os.environ.get("GITHUB_STEP_SUMMARY"),
+    )
+    typer.echo(result.output.rstrip())
+    raise typer.Exit(result.returncode)
 
 
 @ci_app.command("image")

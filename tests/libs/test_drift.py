@@ -1,0 +1,139 @@
+"""paved_ml.drift and `paved-ml drift`: the prediction log against the training data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import fit
+from mlflow.models import infer_signature
+from paved_ml.cli import main
+from paved_ml.drift import DriftSettings, check_drift
+from paved_ml.errors import PavedMLError
+from paved_ml.prediction_log import LogSettings, PredictionLog
+
+pytestmark = pytest.mark.libs
+
+FEATURES = ["sl", "sw", "pl", "pw"]
+SCHEMA = """\
+target: species
+columns:
+  sl: {dtype: float}
+  sw: {dtype: float}
+  pl: {dtype: float}
+  pw: {dtype: float}
+  species: {dtype: int}
+"""
+
+
+def sample(iris: pd.DataFrame, rows: int, *, seed: int, shift: dict[str, float]) -> pd.DataFrame:
+    """`rows` iris rows drawn with replacement, a little noise, some features moved."""
+    rng = np.random.default_rng(seed)
+    drawn = iris.sample(rows, replace=True, random_state=seed).reset_index(drop=True)
+    for name in FEATURES:
+        drawn[name] = drawn[name] + rng.normal(0, 0.05, rows) + shift.get(name, 0.0)
+    return drawn
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory, iris: pd.DataFrame) -> Path:
+    """A team repo's monitoring inputs: params, schema, training table and champion."""
+    root = tmp_path_factory.mktemp("drift")
+    (root / "data" / "prepared").mkdir(parents=True)
+    (root / "data" / "schema.yaml").write_text(SCHEMA)
+    iris.to_csv(root / "data" / "prepared" / "train.csv", index=False)
+    (root / "params.yaml").write_text("monitoring:\n  drift_share: 0.4\n  threshold: 0.05\n")
+    model = fit(iris, 1.0)
+    signature = infer_signature(iris[FEATURES], model.predict(iris[FEATURES]))
+    mlflow.sklearn.save_model(model, root / "models" / "champion", signature=signature)
+    return root
+
+
+def logged(folder: Path, frame: pd.DataFrame, model: object) -> Path:
+    """The prediction log a service would have written for `frame`'s requests."""
+    log = PredictionLog(LogSettings(folder=folder), model_name="iris", model_version="3")
+    predictions = model.predict(frame[FEATURES])  # type: ignore[attr-defined]
+    for start in range(0, len(frame), 10):
+        part = frame.iloc[start : start + 10]
+        log.record(
+            {name: part[name].to_numpy() for name in FEATURES}, predictions[start : start + 10]
+        )
+    log.close()
+    return folder
+
+
+def run_cli(team: Path, log: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    reports = log.parent / f"{log.name}-reports"
+    code = main(
+        [
+            "drift",
+            "--params", str(team / "params.yaml"),
+            "--reference", str(team / "data" / "prepared" / "train.csv"),
+            "--schema", str(team / "data" / "schema.yaml"),
+            "--model", str(team / "models" / "champion"),
+            "--log", str(log),
+            "--report", str(reports / "drift.html"),
+            "--summary", str(reports / "drift.json"),
+        ]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_shifted_log_fails_naming_the_drifted_features_with_a_report(
+    team: Path, iris: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = mlflow.sklearn.load_model(str(team / "models" / "champion"))
+    shifted = sample(iris, 400, seed=1, shift={"pl": 2.0, "pw": 1.0})
+    code, out, err = run_cli(team, logged(tmp_path / "log", shifted, model), capsys)
+    assert code == 1, (out, err)
+    summary = json.loads((tmp_path / "log-reports" / "drift.json").read_text())
+    assert summary["drifted"] is True
+    assert {"pl", "pw"} <= set(summary["drifted_columns"])
+    assert not {"sl", "sw"} & set(summary["drifted_columns"])
+    assert (
+        "DRIFTED  pl" in out
+        and "DRIFTED  pw" in out
+        and out.rstrip().splitlines()[-1].startswith("drift:")
+    )
+    html = (tmp_path / "log-reports" / "drift.html").read_text()
+    assert "<html" in html.lower() and len(html) > 10_000  # Evidently's own report
+
+
+def test_an_unshifted_log_passes(
+    team: Path, iris: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = mlflow.sklearn.load_model(str(team / "models" / "champion"))
+    same = sample(iris, 400, seed=2, shift={})
+    code, out, err = run_cli(team, logged(tmp_path / "log", same, model), capsys)
+    assert code == 0, (out, err)
+    summary = json.loads((tmp_path / "log-reports" / "drift.json").read_text())
+    assert summary["drifted"] is False and summary["share"] < 0.4
+    assert out.rstrip().splitlines()[-1].startswith("no drift:")
+
+
+def test_a_missing_or_empty_log_is_a_clear_message_not_a_traceback(
+    team: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(team, tmp_path / "nowhere", capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("paved-ml drift: no prediction log at") and "PAVED_PREDICTION_LOG" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(team, tmp_path / "empty", capsys)
+    assert code == 2 and "is empty: no requests recorded yet" in err and "Traceback" not in err
+
+
+def test_too_few_rows_or_a_missing_column_is_refused_not_judged(iris: pd.DataFrame) -> None:
+    reference = iris.assign(prediction=iris.species)
+    with pytest.raises(PavedMLError, match=r"holds 10 rows, fewer than monitoring\.min_rows"):
+        check_drift(reference, reference.head(10), features=FEATURES, settings=DriftSettings())
+    with pytest.raises(PavedMLError, match="the prediction log has no column 'pw'"):
+        check_drift(
+            reference, reference.drop(columns="pw"), features=FEATURES, settings=DriftSettings()
+        )
+    with pytest.raises(PavedMLError, match=r"monitoring\.drift_share=2"):
+        DriftSettings.from_params({"drift_share": 2})
