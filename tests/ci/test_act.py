@@ -192,7 +192,7 @@ def test_release_builds_apart_from_its_push_and_the_image_serves(
     try:
         with serve_image(f"{image}@{digest}", team.repo, team.env) as service:
             status, body = service.post("/predict", {"rows": [IRIS_ROW]})
-            assert status == 200 and body["predictions"] == [2]
+            assert status == 200 and body["predictions"] == ["virginica"]
             status, body = service.post(
                 "/predict", {"rows": [{**IRIS_ROW, "petal_length_cm": None}]}
             )

@@ -189,7 +189,7 @@ def container_service(
 def test_container_serves_the_champion(container_service: Service) -> None:
     status, body = container_service.post("/predict", {"rows": [IRIS_ROW]})
     assert status == 200
-    assert body["predictions"] == [2] and body["model_name"] == "iris-demo"
+    assert body["predictions"] == ["virginica"] and body["model_name"] == "iris-demo"
     status, body = container_service.post(
         "/predict", {"rows": [{**IRIS_ROW, "sepal_width_cm": "x"}]}
     )

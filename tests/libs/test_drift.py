@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import mlflow.sklearn
@@ -19,14 +20,20 @@ from paved_ml.prediction_log import LogSettings, PredictionLog
 pytestmark = pytest.mark.libs
 
 FEATURES = ["sl", "sw", "pl", "pw"]
-SCHEMA = """\
-target: species
-columns:
-  sl: {dtype: float}
-  sw: {dtype: float}
-  pl: {dtype: float}
-  pw: {dtype: float}
-  species: {dtype: int}
+CONTRACT_MODULE = """
+import pandera.pandas as pa
+from paved_ml.contract import Contract
+
+
+class Table(pa.DataFrameModel):
+    sl: float = pa.Field(ge=0, le=30)
+    sw: float = pa.Field(ge=0, le=30)
+    pl: float = pa.Field(ge=0, le=30)
+    pw: float = pa.Field(ge=0, le=30)
+    species: int
+
+
+CONTRACT = Contract(Table, target="species")
 """
 
 
@@ -44,7 +51,8 @@ def team(tmp_path_factory: pytest.TempPathFactory, iris: pd.DataFrame) -> Path:
     """A team repo's monitoring inputs: params, schema, training table and champion."""
     root = tmp_path_factory.mktemp("drift")
     (root / "data" / "prepared").mkdir(parents=True)
-    (root / "data" / "schema.yaml").write_text(SCHEMA)
+    (root / "drift_contract.py").write_text(CONTRACT_MODULE)
+    sys.path.insert(0, str(root))  # as a team repo's package is importable in its env
     iris.to_csv(root / "data" / "prepared" / "train.csv", index=False)
     (root / "params.yaml").write_text("monitoring:\n  drift_share: 0.4\n  threshold: 0.05\n")
     model = fit(iris, 1.0)
@@ -73,7 +81,7 @@ def run_cli(team: Path, log: Path, capsys: pytest.CaptureFixture[str]) -> tuple[
             "drift",
             "--params", str(team / "params.yaml"),
             "--reference", str(team / "data" / "prepared" / "train.csv"),
-            "--schema", str(team / "data" / "schema.yaml"),
+            "--contract", "drift_contract:CONTRACT",
             "--model", str(team / "models" / "champion"),
             "--log", str(log),
             "--report", str(reports / "drift.html"),
@@ -95,6 +103,7 @@ def test_a_shifted_log_fails_naming_the_drifted_features_with_a_report(
     assert summary["drifted"] is True
     assert {"pl", "pw"} <= set(summary["drifted_columns"])
     assert not {"sl", "sw"} & set(summary["drifted_columns"])
+    assert summary["violations"] == {}  # shifted, but still inside the contract's ranges
     assert (
         "DRIFTED  pl" in out
         and "DRIFTED  pw" in out
@@ -125,6 +134,19 @@ def test_a_missing_or_empty_log_is_a_clear_message_not_a_traceback(
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(team, tmp_path / "empty", capsys)
     assert code == 2 and "is empty: no requests recorded yet" in err and "Traceback" not in err
+
+
+def test_log_rows_the_contract_refuses_are_counted(
+    team: Path, iris: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = mlflow.sklearn.load_model(str(team / "models" / "champion"))
+    wild = sample(iris, 200, seed=4, shift={"pl": 30.0})  # past the contract's 30 cm
+    code, out, _ = run_cli(team, logged(tmp_path / "log", wild, model), capsys)
+    assert code == 1
+    assert json.loads((tmp_path / "log-reports" / "drift.json").read_text())["violations"] == {
+        "pl": 200
+    }
+    assert "REFUSED  pl: 200 logged rows break the data contract" in out
 
 
 def test_too_few_rows_or_a_missing_column_is_refused_not_judged(iris: pd.DataFrame) -> None:

@@ -133,10 +133,19 @@ def service(champion_dir: Path) -> Iterator[Service]:
 
 
 def test_bentoml_service_serves_and_rejects(service: Service) -> None:
-    assert service.post("/predict", {"rows": [ROW]}) == (
-        200,
-        {"predictions": [2], "model_name": "iris", "model_version": "7"},
+    status, body = service.post("/predict", {"rows": [ROW]})
+    assert status == 200
+    assert {k: body[k] for k in ("predictions", "model_name", "model_version")} == {
+        "predictions": [2],
+        "model_name": "iris",
+        "model_version": "7",
+    }
+    # A classifier's labels, each with its probability; the predicted one is the likeliest.
+    [probabilities] = body["probabilities"]
+    assert (
+        set(probabilities) == {"0", "1", "2"} and max(probabilities, key=probabilities.get) == "2"
     )
+    assert abs(sum(probabilities.values()) - 1) < 1e-9
     status, body = service.post("/predict", {"rows": [{**ROW, "sl": "x"}]})
     assert status == 400 and body["detail"][0]["loc"] == ["rows", 0, "sl"]
     status, body = service.post("/predict", {"rows": [ROW] * 1001})
@@ -224,7 +233,7 @@ def test_probe_service_serves(probe_service: Service) -> None:
     assert probe_service.get("/readyz") == 200
     assert probe_service.post("/predict", probe_body()) == (
         200,
-        {"predictions": [11.0], "model_name": "probe", "model_version": "1"},
+        {"predictions": [11.0], "probabilities": None, "model_name": "probe", "model_version": "1"},
     )
 
 
@@ -347,7 +356,17 @@ def test_sigterm_lets_the_request_in_flight_finish(probe_champion: Path) -> None
         escalated = stop(process)  # SIGTERM to the server's process group, then waits
         stopped = time.monotonic() - started
         slow.join(timeout=30)
-    assert answers == [(200, {"predictions": [13.0], "model_name": "probe", "model_version": "1"})]
+    assert answers == [
+        (
+            200,
+            {
+                "predictions": [13.0],
+                "probabilities": None,
+                "model_name": "probe",
+                "model_version": "1",
+            },
+        )
+    ]
     assert not escalated, log.read_text()[-4000:]
     # The server waited for the request (about 2 s of sleep) and exited well within stop's
     # 20 s before it escalates.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,10 @@ def test_bad_data_fails_prepare_naming_the_column(repo: Repo) -> None:
     try:
         with pytest.raises(RuntimeError) as failure:
             repo.run("dvc", "repro", "--single-item", "prepare")
-        assert "column 'petal_width_cm': values below 0 in rows 4" in str(failure.value)
+        assert (
+            "column 'petal_width_cm': greater_than_or_equal_to(0) failed in rows 4 (values -3.0)"
+            in str(failure.value)
+        )
     finally:
         raw.write_bytes(original)
     repo.run("dvc", "repro")  # restored data: the pipeline is whole again
@@ -230,7 +234,11 @@ def test_service_predicts_with_the_champion(service: Service) -> None:
         {"rows": [IRIS_ROW, {**IRIS_ROW, "petal_length_cm": 1.2, "petal_width_cm": 0.2}]},
     )
     assert status == 200
-    assert body == {"predictions": [2, 0], "model_name": "iris-demo", "model_version": "3"}
+    assert body["predictions"] == ["virginica", "setosa"]  # the labels the data uses
+    assert (body["model_name"], body["model_version"]) == ("iris-demo", "3")
+    for label, probabilities in zip(body["predictions"], body["probabilities"], strict=True):
+        assert set(probabilities) == {"setosa", "versicolor", "virginica"}
+        assert max(probabilities, key=probabilities.get) == label
 
 
 MALFORMED = [
@@ -275,6 +283,71 @@ def test_stopped_service_leaves_no_process(repo: Repo) -> None:
         assert running.get("/livez") == 200
     with pytest.raises(ProcessLookupError):
         os.killpg(running.pid, 0)  # no process of the service's group is left
+
+
+def test_a_change_to_the_contract_reaches_prepare_the_service_and_the_drift_check(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """The contract is declared once: tighten one range, and all three apply it.
+
+    The service logs requests under the shipped contract; then petal_length_cm is capped at
+    5 cm. prepare refuses the raw table naming the column, check and rows; the service
+    refuses a 5.1 cm petal naming the field; the drift check counts the logged rows the
+    contract now refuses.
+    """
+    log = tmp_path / "predictions"
+    logged_env = {**repo.env, "PAVED_PREDICTION_LOG": str(log)}
+    with serve(repo.path, logged_env) as service:
+        assert service.post("/predict", {"rows": [IRIS_ROW] * 60})[0] == 200
+    contract = repo.path / "src" / PACKAGE / "contract.py"
+    original = contract.read_text()
+    shipped = "petal_length_cm: float = pa.Field(ge=0, le=30)"
+    assert shipped in original
+    contract.write_text(original.replace(shipped, shipped.replace("le=30", "le=5")))
+    try:
+        with pytest.raises(RuntimeError) as failure:
+            repo.run("python", "-m", f"{PACKAGE}.pipeline.prepare")
+        assert "column 'petal_length_cm': less_than_or_equal_to(5) failed in rows" in str(
+            failure.value
+        )
+        with serve(repo.path, repo.env) as service:
+            status, body = service.post("/predict", {"rows": [IRIS_ROW]})  # 5.1 cm
+            assert status == 400
+            assert ["rows", 0, "petal_length_cm"] in [error["loc"] for error in body["detail"]]
+            smaller = {**IRIS_ROW, "petal_length_cm": 4.0}
+            assert service.post("/predict", {"rows": [smaller]})[0] == 200
+        reports = [
+            "--report",
+            str(tmp_path / "drift.html"),
+            "--summary",
+            str(tmp_path / "drift.json"),
+        ]
+        drift = subprocess.run(
+            [
+                "uv",
+                "run",
+                "--frozen",
+                "--group",
+                "monitoring",
+                "paved-ml",
+                "drift",
+                "--log",
+                str(log),
+                *reports,
+            ],
+            cwd=repo.path,
+            env=repo.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert drift.returncode in (0, 1), drift.stdout + drift.stderr
+        assert "REFUSED  petal_length_cm: 60 logged rows break the data contract" in drift.stdout
+        assert json.loads((tmp_path / "drift.json").read_text())["violations"] == {
+            "petal_length_cm": 60
+        }
+    finally:
+        contract.write_text(original)
 
 
 @pytest.fixture

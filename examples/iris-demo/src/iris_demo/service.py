@@ -1,8 +1,9 @@
 """The Iris Demo model service: serves the champion (models/champion) with BentoML.
 
 Run `uv run bentoml serve` from the repo root. The request body is
-`{"rows": [{<feature>: <value>, ...}, ...]}`; the row fields come from the champion's
-signature, and any unknown, missing or mistyped field is answered with a 400 naming it.
+`{"rows": [{<feature>: <value>, ...}, ...]}`; the row fields come from the data contract,
+and any unknown, missing, mistyped or out-of-range field is answered with a 400 naming it.
+The answer holds each row's predicted label and its probability per label.
 """
 
 from typing import Annotated
@@ -11,7 +12,11 @@ import bentoml
 from paved_ml.serving import MAX_ROWS, ChampionModel, Prediction, RequestSizeLimit
 from pydantic import Field
 
-CHAMPION = ChampionModel.from_env()
+from iris_demo.contract import CONTRACT
+
+# The request model is the data contract's input columns, with their types, ranges and
+# allowed values (src/iris_demo/contract.py).
+CHAMPION = ChampionModel.from_env(contract=CONTRACT)
 Row = CHAMPION.row_model
 
 

@@ -1,9 +1,11 @@
-"""`paved-ml`: the team repo's monitoring commands, run from the repo root.
+"""`paved-ml`: the team repo's batch and monitoring commands, run from the repo root.
 
-    paved-ml drift      the prediction log against the training reference (exit 1 on drift)
+    paved-ml batch-predict INPUT    score a CSV or Parquet file (or a folder) with the champion
+    paved-ml drift                  the prediction log against the training data
 
-Exit codes: 0 no drift, 1 drift past the thresholds in params.yaml, 2 nothing to judge or a
-setting that is wrong (the message says which); never a traceback for those.
+Exit codes: 0 done (drift: no drift), 1 drift past the thresholds in params.yaml, 2 bad
+input, nothing to judge or a setting that is wrong (the message says which); never a
+traceback for those.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from paved_ml.contract import Contract
 from paved_ml.errors import PavedMLError
 from paved_ml.prediction_log import LOG_ENV, PREDICTION, TIME
 
@@ -33,7 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     drift = commands.add_parser("drift", help="compare the prediction log with the training data")
     drift.add_argument("--params", type=Path, default=Path("params.yaml"))
     drift.add_argument("--reference", type=Path, default=Path("data/prepared/train.csv"))
-    drift.add_argument("--schema", type=Path, default=Path("data/schema.yaml"))
+    drift.add_argument(
+        "--contract",
+        default=None,
+        help="the data contract, module:attribute (default: [tool.paved] contract)",
+    )
     drift.add_argument("--model", type=Path, default=Path("models/champion"))
     drift.add_argument(
         "--log",
@@ -43,9 +50,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     drift.add_argument("--since-hours", type=float, default=None, help="only rows this recent")
     drift.add_argument("--report", type=Path, default=Path("reports/drift.html"))
     drift.add_argument("--summary", type=Path, default=Path("reports/drift.json"))
+    batch = commands.add_parser("batch-predict", help="score a file or folder with the champion")
+    batch.add_argument("input", type=Path, help="a .csv or .parquet file, or a folder of them")
+    batch.add_argument("--output", type=Path, default=Path("data/scored/predictions.parquet"))
+    batch.add_argument("--model", type=Path, default=Path("models/champion"))
+    batch.add_argument("--contract", default=None, help="module:attribute (default: [tool.paved])")
+    batch.add_argument("--memory-limit", default="256MB", help="memory for data, e.g. 512MB")
+    batch.add_argument("--chunk-rows", type=int, default=None, help="rows per chunk (overrides)")
     args = parser.parse_args(argv)
     try:
-        return _drift(args)
+        return _batch(args) if args.command == "batch-predict" else _drift(args)
     except PavedMLError as exc:
         print(f"paved-ml {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -54,7 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _drift(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from paved_ml.data import Schema
     from paved_ml.drift import DriftSettings, check_drift
     from paved_ml.prediction_log import read_prediction_log
 
@@ -65,9 +78,8 @@ def _drift(args: argparse.Namespace) -> int:
     if args.since_hours is not None:
         cutoff = datetime.now(UTC) - timedelta(hours=args.since_hours)
         current = current[current[TIME] >= cutoff]
-    if not args.schema.is_file():
-        raise PavedMLError(f"no schema at {args.schema}: it names the model's input columns")
-    features = Schema.from_yaml(args.schema).features
+    contract = _contract(args.contract)
+    features = contract.features
     if not args.reference.is_file():
         raise PavedMLError(f"no reference table at {args.reference}: run `dvc repro` or `dvc pull`")
     reference = pd.read_csv(args.reference)
@@ -75,7 +87,7 @@ def _drift(args: argparse.Namespace) -> int:
     result = check_drift(
         reference,
         current,
-        features=features,
+        contract=contract,
         settings=settings,
         report=args.report,
         summary=args.summary,
@@ -83,6 +95,8 @@ def _drift(args: argparse.Namespace) -> int:
     for name, column in result.columns.items():
         mark = "DRIFTED" if column["drifted"] else "ok"
         print(f"{mark:>8}  {name}: {column['detail']}")
+    for name, count in result.violations.items():
+        print(f"{'REFUSED':>8}  {name}: {count} logged rows break the data contract")
     verdict = "drift" if result.drifted else "no drift"
     print(
         f"{verdict}: {len(result.drifted_columns)} of {len(result.columns)} columns drifted "
@@ -91,6 +105,35 @@ def _drift(args: argparse.Namespace) -> int:
         f"report {args.report}, summary {args.summary}"
     )
     return 1 if result.drifted else 0
+
+
+def _contract(spec: str | None) -> Contract:
+    from paved_ml.config import load_config
+    from paved_ml.contract import load_contract
+
+    spec = spec or load_config().contract
+    if not spec:
+        raise PavedMLError("no data contract: set [tool.paved] contract, or pass --contract")
+    return load_contract(spec)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from paved_ml.batch import batch_predict, parse_size
+
+    report = batch_predict(
+        args.input,
+        args.output,
+        model_dir=args.model,
+        contract=_contract(args.contract),
+        memory_limit=parse_size(args.memory_limit),
+        chunk_rows=args.chunk_rows,
+    )
+    print(
+        f"batch-predict: {report.rows} rows from {len(report.files)} files in {report.chunks} "
+        f"chunks, scored by {report.model_name} v{report.model_version} in {report.seconds:.1f} s"
+        f" -> {report.output}"
+    )
+    return 0
 
 
 def _read_params(path: Path) -> dict[str, Any]:

@@ -32,6 +32,8 @@ class ProjectConfig:
     model_name: str
     tracking_uri: str
     platform_version: str
+    #: The data contract as `module:attribute` (paved_ml.contract.load_contract), if named.
+    contract: str = ""
 
     @property
     def champion_dir(self) -> Path:
@@ -64,6 +66,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
         model_name=str(table["model-name"]),
         tracking_uri=_anchor_sqlite(uri, root),
         platform_version=_platform_version(root),
+        contract=str(table.get("contract", "")),
     )
 
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from paved_ml.contract import Contract
 from paved_ml.errors import PavedMLError
 from paved_ml.prediction_log import PREDICTION
 
@@ -68,6 +69,8 @@ class DriftResult:
     settings: DriftSettings
     rows: dict[str, int]
     columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Logged rows the data contract refuses, per input column (with a contract).
+    violations: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -78,17 +81,23 @@ def check_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     *,
-    features: Sequence[str],
     settings: DriftSettings,
+    contract: Contract | None = None,
+    features: Sequence[str] | None = None,
     report: Path | None = None,
     summary: Path | None = None,
 ) -> DriftResult:
-    """Compare `current` with `reference` on `features` and the prediction column.
+    """Compare `current` with `reference` on the input columns and the prediction column.
 
-    Both frames hold the feature columns and `prediction`. Writes the HTML `report` and
-    the JSON `summary` when given (their folders are made). Too few rows, or a feature
+    The input columns are the `contract`'s (which also counts the logged rows it refuses),
+    or `features`. Both frames hold them and `prediction`. Writes the HTML `report` and
+    the JSON `summary` when given (their folders are made). Too few rows, or a column
     missing from either frame, is a PavedMLError that says which.
     """
+    if contract is not None:
+        features = contract.features
+    if not features:
+        raise PavedMLError("name the input columns: a contract, or features")
     columns = [*features, PREDICTION]
     for name, frame in (("the reference", reference), ("the prediction log", current)):
         missing = [column for column in columns if column not in frame]
@@ -122,6 +131,7 @@ def check_drift(
         settings=settings,
         rows={"reference": len(reference), "current": len(current)},
         columns=per_column,
+        violations=contract.violations(current) if contract is not None else {},
     )
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)

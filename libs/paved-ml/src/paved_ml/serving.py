@@ -28,6 +28,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from paved_ml import _bentoml_fix
 from paved_ml._champion import read_champion_file
+from paved_ml.contract import Contract
 from paved_ml.errors import PavedMLError
 from paved_ml.prediction_log import PredictionLog
 
@@ -75,23 +76,33 @@ logger = logging.getLogger(__name__)
 
 
 class Prediction(BaseModel):
-    """A response: one prediction per input row, and which model made them."""
+    """A response: one prediction per input row, and which model made them.
+
+    A classifier's predictions are its class labels (the values of the training data's
+    target); where it has them, `probabilities` gives each row's probability per label.
+    """
 
     predictions: list[Any]
+    probabilities: list[dict[str, float]] | None = None
     model_name: str
     model_version: str
 
 
 @dataclass(frozen=True)
 class ChampionModel:
-    """The champion model folder: its signature, its identity, and how to load it."""
+    """The champion model folder: its signature, its identity, and how to load it.
+
+    With a `contract`, the request model is the contract's (types, ranges, allowed values),
+    and the champion must have been trained on the contract's input columns.
+    """
 
     model_dir: Path
+    contract: Contract | None = None
 
     @classmethod
-    def from_env(cls) -> ChampionModel:
+    def from_env(cls, *, contract: Contract | None = None) -> ChampionModel:
         """The folder named by PAVED_MODEL_DIR, else models/champion under the working dir."""
-        return cls(Path(os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR))
+        return cls(Path(os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR), contract)
 
     @cached_property
     def metadata(self) -> dict[str, Any]:
@@ -126,7 +137,19 @@ class ChampionModel:
 
     @cached_property
     def row_model(self) -> type[BaseModel]:
-        """A strict pydantic model of one input row, derived from the model's signature."""
+        """A strict pydantic model of one input row: the contract's, else from the signature.
+
+        A contract whose input columns are not the ones the champion was trained on is a
+        PavedMLError: the service would accept rows the model cannot read.
+        """
+        if self.contract is not None:
+            declared, trained = sorted(self.contract.features), sorted(self.features)
+            if declared != trained:
+                raise PavedMLError(
+                    f"the contract's input columns {declared} are not the champion's {trained}:"
+                    " retrain (`dvc repro`) after changing the contract's columns"
+                )
+            return self.contract.row_model
         fields: dict[str, Any] = {}
         for column in self._input_columns:
             kind = column["type"]
@@ -191,6 +214,13 @@ class Predictor:
             self._model = mlflow.pyfunc.load_model(path)
         self._name, self._version = champion.identity
         self._features = champion.features
+        # A classifier's labels, where it gives probabilities (scikit-learn's predict_proba).
+        classes = getattr(self._model, "classes_", None) if "sklearn" in flavors else None
+        self._labels = (
+            [str(label) for label in classes]
+            if classes is not None and hasattr(self._model, "predict_proba")
+            else None
+        )
         self._numeric = "sklearn" in flavors and all(
             column["type"] in _NUMERIC for column in champion._input_columns
         )
@@ -208,6 +238,7 @@ class Predictor:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="X does not have valid feature names")
                 values = _as_list(self._model.predict(array))
+                probabilities = self._probabilities(array)
             if self.log is not None:
                 self.log.record(dict(zip(self._features, array.T, strict=True)), values)
         else:
@@ -215,9 +246,23 @@ class Predictor:
 
             frame = pd.DataFrame([row.model_dump() for row in rows], columns=self._features)
             values = self.predict_frame(frame)
+            probabilities = self._probabilities(frame[self._features])
             if self.log is not None:
                 self.log.record({name: frame[name].to_numpy() for name in self._features}, values)
-        return Prediction(predictions=values, model_name=self._name, model_version=self._version)
+        return Prediction(
+            predictions=values,
+            probabilities=probabilities,
+            model_name=self._name,
+            model_version=self._version,
+        )
+
+    def _probabilities(self, inputs: Any) -> list[dict[str, float]] | None:
+        if self._labels is None:
+            return None
+        return [
+            dict(zip(self._labels, map(float, row), strict=True))
+            for row in self._model.predict_proba(inputs)
+        ]
 
     def close(self) -> None:
         """Write what the prediction log holds (call it from the service's shutdown hook)."""

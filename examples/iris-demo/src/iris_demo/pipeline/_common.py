@@ -6,7 +6,6 @@ from typing import Any
 import yaml
 
 RAW = Path("data/raw/table.csv")
-SCHEMA = Path("data/schema.yaml")
 TRAIN = Path("data/prepared/train.csv")
 TEST = Path("data/prepared/test.csv")
 CANDIDATE = Path("models/candidate")

@@ -9,14 +9,14 @@ import mlflow.sklearn
 import pandas as pd
 from mlflow.models import infer_signature
 from paved_ml.config import load_config
-from paved_ml.data import Schema
 from paved_ml.registry import register
 from paved_ml.tracking import lineage_run, pinned_requirements
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ._common import CANDIDATE, REGISTRATION, SCHEMA, TRAIN, params
+from ..contract import CONTRACT
+from ._common import CANDIDATE, REGISTRATION, TRAIN, params
 
 
 def build_model(settings: dict[str, Any]) -> Pipeline:
@@ -32,9 +32,8 @@ def build_model(settings: dict[str, Any]) -> Pipeline:
 def main() -> None:
     settings = params("train")
     config = load_config()
-    schema = Schema.from_yaml(SCHEMA)
     frame = pd.read_csv(TRAIN)
-    features, target = frame[schema.features], frame[schema.target]
+    features, target = frame[CONTRACT.features], frame[CONTRACT.target]
     model = build_model(settings).fit(features, target)
     signature = infer_signature(features, model.predict(features))
     requirements = pinned_requirements("mlflow", "scikit-learn", "skops", "pandas", "numpy")

@@ -7,18 +7,19 @@ import mlflow
 import mlflow.sklearn
 import pandas as pd
 from paved_ml.config import load_config
-from paved_ml.data import Schema
+from paved_ml.contract import Contract
 from paved_ml.registry import export_champion, promote_if_better, save_champion
 from paved_ml.tracking import lineage_run
 from sklearn.metrics import accuracy_score, f1_score
 
-from ._common import CANDIDATE, CHAMPION, METRICS, REGISTRATION, SCHEMA, TEST, params
+from ..contract import CONTRACT
+from ._common import CANDIDATE, CHAMPION, METRICS, REGISTRATION, TEST, params
 
 
-def score(model: Any, frame: pd.DataFrame, schema: Schema) -> dict[str, float]:
+def score(model: Any, frame: pd.DataFrame, contract: Contract) -> dict[str, float]:
     """The metrics a challenger is judged on."""
-    predicted = model.predict(frame[schema.features])
-    truth = frame[schema.target]
+    predicted = model.predict(frame[contract.features])
+    truth = frame[contract.target]
     return {
         "accuracy": float(accuracy_score(truth, predicted)),
         "f1_macro": float(f1_score(truth, predicted, average="macro")),
@@ -28,9 +29,8 @@ def score(model: Any, frame: pd.DataFrame, schema: Schema) -> dict[str, float]:
 def main() -> None:
     settings = params("evaluate")
     config = load_config()
-    schema = Schema.from_yaml(SCHEMA)
     registration = json.loads(REGISTRATION.read_text(encoding="utf-8"))
-    metrics = score(mlflow.sklearn.load_model(str(CANDIDATE)), pd.read_csv(TEST), schema)
+    metrics = score(mlflow.sklearn.load_model(str(CANDIDATE)), pd.read_csv(TEST), CONTRACT)
     if settings["metric"] not in metrics:
         raise SystemExit(f"evaluate: metric {settings['metric']!r} is not one of {sorted(metrics)}")
 

@@ -16,10 +16,12 @@ LOADERS = {"iris": datasets.load_iris, "wine": datasets.load_wine}
 
 
 def load(dataset: str) -> pd.DataFrame:
-    """The named scikit-learn table with snake_case columns; the label is `species`."""
+    """The named scikit-learn table with snake_case columns; the label (by name) is `species`."""
     if dataset not in LOADERS:
         raise SystemExit(f"ingest: unknown dataset {dataset!r} (choose from {sorted(LOADERS)})")
-    frame = LOADERS[dataset](as_frame=True).frame
+    bunch = LOADERS[dataset](as_frame=True)
+    frame = bunch.frame
+    frame["target"] = bunch.target_names[bunch.target]  # the class names, not their indices
     frame.columns = [re.sub(r"[^a-z0-9]+", "_", str(c).lower()).strip("_") for c in frame.columns]
     renamed: pd.DataFrame = frame.rename(columns={"target": "species"})
     return renamed
