@@ -4,6 +4,7 @@
     python3 ci/dev.py test [ARGS]       # every test tier (ARGS go to pytest, e.g. -m render)
     python3 ci/dev.py lint              # ruff, the format check and strict mypy on libs/
     python3 ci/dev.py bench NAME        # benchmarks/NAME.py (golden_path, update, fleet, ...)
+    python3 ci/dev.py docs [ARGS]       # build the documentation site (ci/mkdocs.yml), strict
     python3 ci/dev.py run COMMAND...    # any command in the workspace (`uv run --locked`)
 
 Installs uv (into a private venv under ~/.cache/paved, unless uv is on PATH), syncs the
@@ -30,6 +31,7 @@ JOBS = {
     "test": [["pytest"]],
     "lint": [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
     "bench": [["python"]],
+    "docs": [["mkdocs", "build", "--strict", "-f", "ci/mkdocs.yml"]],
     "run": [[]],
 }
 TIERS = ("render", "project", "libs", "update", "image", "ci")
@@ -139,6 +141,8 @@ def main(argv: list[str]) -> int:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     # Trust the system's certificate store (proxies with their own CA), as pip and git do.
     env.setdefault("UV_SYSTEM_CERTS", "1")
+    # Material for MkDocs prints a banner about its successor on every build.
+    env.setdefault("NO_MKDOCS_2_WARNING", "1")
     # Later steps (paved new, the team repo's own syncs) find uv on PATH.
     env["PATH"] = f"{Path(uv).parent}{os.pathsep}{env.get('PATH', '')}"
     if job in {"test", "bench"} and not _git_knows_the_user():
