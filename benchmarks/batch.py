@@ -21,28 +21,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-CONTRACT = """
-import pandera.pandas as pa
-from paved_ml.contract import Contract
-
-
-class Table(pa.DataFrameModel):
-    sepal_length_cm: float = pa.Field(ge=0, le=30)
-    sepal_width_cm: float = pa.Field(ge=0, le=30)
-    petal_length_cm: float = pa.Field(ge=0, le=30)
-    petal_width_cm: float = pa.Field(ge=0, le=30)
-    species: str = pa.Field(isin=["setosa", "versicolor", "virginica"])
-
-
-CONTRACT = Contract(Table, target="species")
-"""
+ROOT = Path(__file__).resolve().parents[1]
+#: The contract of the committed example repo: the template's, rendered.
+CONTRACT_SOURCE = ROOT / "examples" / "iris-demo" / "src"
 RUN = """
 import resource, sys, time
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[5])
 scratch, mode, source, limit = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
 import mlflow.sklearn, pandas as pd
-from bench_contract import CONTRACT
+from iris_demo.contract import CONTRACT
 from paved_ml.batch import batch_predict
 model_dir = scratch / "champion"
 out = scratch / f"{mode}-{source.stem}.parquet"
@@ -77,7 +65,6 @@ def main() -> int:
     limit = parse_size(args.memory_limit)
     with tempfile.TemporaryDirectory(prefix="paved-bench-batch-") as tmp:
         scratch = Path(tmp)
-        (scratch / "bench_contract.py").write_text(CONTRACT)
         iris = load_iris(as_frame=True)
         features = iris.frame.iloc[:, :4].set_axis(
             ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"], axis=1
@@ -110,6 +97,7 @@ def main() -> int:
                         mode,
                         str(scratch / f"{name}.csv"),
                         str(limit),
+                        str(CONTRACT_SOURCE),
                     ],
                     capture_output=True,
                     text=True,

@@ -25,7 +25,7 @@ def two_releases(repo: Path) -> tuple[str, str]:
     template = repo / TEMPLATE
     readme = template / "README.md.jinja"
     readme.write_text(readme.read_text() + "\n" + NEW_SECTION)
-    params = template / "params.yaml"
+    params = template / "params.yaml.jinja"
     params.write_text(params.read_text().replace("  max_iter: 500", "  max_iter: 800"))
     (template / ".dvcignore").unlink()
     changelog = repo / "docs" / "changelog.md"

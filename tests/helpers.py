@@ -16,7 +16,7 @@ Render = Callable[..., Path]
 MATRIX = [
     {},
     {"python_version": "3.12"},
-    {"dvc_remote": "s3"},
+    {"dvc_remote": "s3", "model_framework": "xgboost"},
     {"dvc_remote": "gs", "dvc_remote_url": "gs://ml-bucket/iris"},
     {"dvc_remote": "azure", "python_version": "3.12"},
     {"mlflow_tracking_uri": "http://mlflow.internal:5000", "org": "Data-Corp"},

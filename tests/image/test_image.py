@@ -197,6 +197,36 @@ def test_container_serves_the_champion(container_service: Service) -> None:
     assert container_service.get("/livez") == 200
 
 
+def test_an_xgboost_repo_builds_an_image_that_serves_labels(
+    platform: tuple[Path, str], registry: Registry, tmp_path: Path
+) -> None:
+    """The second framework ships too: its own repo, trained, built, pushed, pulled, run."""
+    clone, _ = platform
+    env = tool_env(clone)
+    answers = {
+        **BASE_ANSWERS,
+        "model_framework": "xgboost",
+        "dvc_remote_url": str(tmp_path / "remote"),
+    }
+    repo = generate(tmp_path / "iris-demo", env, answers)
+    run(["uv", "sync", "--frozen"], repo, env)
+    checks = ["--only", "pipeline", "--only", "bento"]
+    run(["uv", "run", "--frozen", "paved", "ci", "check", *checks], repo, env)
+    commit_all(repo, env)
+    image, digest, refs = paved_ci_image(
+        repo, env, f"{registry.host}/acme", "--base-image", ensure_base_image(),
+        "--no-tls-verify", "--builder", "buildah",
+    )  # fmt: skip
+    try:
+        with serve_image(f"{image}@{digest}", repo, env) as service:
+            status, body = service.post("/predict", {"rows": [IRIS_ROW]})
+            assert status == 200, body
+            assert body["predictions"][0] in {"setosa", "versicolor", "virginica"}
+            assert set(body["probabilities"][0]) == {"setosa", "versicolor", "virginica"}
+    finally:
+        subprocess.run(["buildah", "rmi", "--force", *refs], capture_output=True)
+
+
 def _docker_buildx() -> bool:
     try:
         return choose_builder() == "buildx"

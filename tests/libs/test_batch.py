@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import fit
+from iris_contract import CONTRACT
 from mlflow.models import infer_signature
 from paved_ml.batch import batch_predict, parse_size
 from paved_ml.cli import main
@@ -20,40 +21,17 @@ from paved_ml.errors import PavedMLError
 pytestmark = pytest.mark.libs
 
 FEATURES = ["sl", "sw", "pl", "pw"]
-CONTRACT_MODULE = """
-import pandera.pandas as pa
-from paved_ml.contract import Contract
-
-
-class Table(pa.DataFrameModel):
-    sl: float = pa.Field(ge=0, le=30)
-    sw: float = pa.Field(ge=0, le=30)
-    pl: float = pa.Field(ge=0, le=30)
-    pw: float = pa.Field(ge=0, le=30)
-    species: int
-
-
-CONTRACT = Contract(Table, target="species")
-"""
 
 
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory: pytest.TempPathFactory, iris: pd.DataFrame) -> Path:
     root = tmp_path_factory.mktemp("batch")
-    (root / "batch_contract.py").write_text(CONTRACT_MODULE)
-    sys.path.insert(0, str(root))  # as a team repo's package is importable in its env
     model = fit(iris, 1.0)
     path = root / "champion"
     signature = infer_signature(iris[FEATURES], model.predict(iris[FEATURES]))
     mlflow.sklearn.save_model(model, path, signature=signature)
     (path / "champion.json").write_text(json.dumps({"model_name": "iris", "version": "4"}))
     return path
-
-
-def contract():
-    from batch_contract import CONTRACT
-
-    return CONTRACT
 
 
 def rows(count: int, seed: int) -> pd.DataFrame:
@@ -74,7 +52,7 @@ def test_a_folder_of_csv_and_parquet_is_scored_in_chunks_with_the_model_version(
         tmp_path / "in",
         tmp_path / "out.parquet",
         model_dir=champion,
-        contract=contract(),
+        contract=CONTRACT,
         chunk_rows=1000,
     )
     assert (report.rows, report.chunks, len(report.files)) == (3700, 5, 2)
@@ -99,7 +77,7 @@ def test_a_bad_chunk_names_the_file_column_and_rows_and_leaves_no_output(
             tmp_path / "bad.csv",
             tmp_path / "out.parquet",
             model_dir=champion,
-            contract=contract(),
+            contract=CONTRACT,
             chunk_rows=1000,
         )
     message = str(failure.value)
@@ -112,7 +90,7 @@ def test_the_cli_scores_and_refuses_bad_input_with_a_message(
     champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rows(50, 4).to_csv(tmp_path / "in.csv", index=False)
-    common = ["--model", str(champion), "--contract", "batch_contract:CONTRACT"]
+    common = ["--model", str(champion), "--contract", "iris_contract:CONTRACT"]
     out = tmp_path / "scored" / "p.parquet"
     assert main(["batch-predict", str(tmp_path / "in.csv"), "--output", str(out), *common]) == 0
     assert "batch-predict: 50 rows from 1 files in 1 chunks, scored by iris v4" in (
@@ -136,7 +114,7 @@ PEAK = """
 import resource, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from batch_contract import CONTRACT
+from iris_contract import CONTRACT
 from paved_ml.batch import batch_predict
 folder = Path(sys.argv[2])
 kwargs = dict(model_dir=folder.parent / "champion", contract=CONTRACT, memory_limit=16 << 20)
@@ -159,7 +137,7 @@ def test_a_file_larger_than_the_memory_limit_scores_within_it(
     peaks = {}
     for mode in ("small", "big"):
         done = subprocess.run(
-            [sys.executable, "-c", PEAK, str(champion.parent), str(folder), mode],
+            [sys.executable, "-c", PEAK, str(Path(__file__).parents[1]), str(folder), mode],
             capture_output=True,
             text=True,
             timeout=600,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import mlflow.sklearn
@@ -20,21 +19,6 @@ from paved_ml.prediction_log import LogSettings, PredictionLog
 pytestmark = pytest.mark.libs
 
 FEATURES = ["sl", "sw", "pl", "pw"]
-CONTRACT_MODULE = """
-import pandera.pandas as pa
-from paved_ml.contract import Contract
-
-
-class Table(pa.DataFrameModel):
-    sl: float = pa.Field(ge=0, le=30)
-    sw: float = pa.Field(ge=0, le=30)
-    pl: float = pa.Field(ge=0, le=30)
-    pw: float = pa.Field(ge=0, le=30)
-    species: int
-
-
-CONTRACT = Contract(Table, target="species")
-"""
 
 
 def sample(iris: pd.DataFrame, rows: int, *, seed: int, shift: dict[str, float]) -> pd.DataFrame:
@@ -51,8 +35,6 @@ def team(tmp_path_factory: pytest.TempPathFactory, iris: pd.DataFrame) -> Path:
     """A team repo's monitoring inputs: params, schema, training table and champion."""
     root = tmp_path_factory.mktemp("drift")
     (root / "data" / "prepared").mkdir(parents=True)
-    (root / "drift_contract.py").write_text(CONTRACT_MODULE)
-    sys.path.insert(0, str(root))  # as a team repo's package is importable in its env
     iris.to_csv(root / "data" / "prepared" / "train.csv", index=False)
     (root / "params.yaml").write_text("monitoring:\n  drift_share: 0.4\n  threshold: 0.05\n")
     model = fit(iris, 1.0)
@@ -81,7 +63,7 @@ def run_cli(team: Path, log: Path, capsys: pytest.CaptureFixture[str]) -> tuple[
             "drift",
             "--params", str(team / "params.yaml"),
             "--reference", str(team / "data" / "prepared" / "train.csv"),
-            "--contract", "drift_contract:CONTRACT",
+            "--contract", "iris_contract:CONTRACT",
             "--model", str(team / "models" / "champion"),
             "--log", str(log),
             "--report", str(reports / "drift.html"),

@@ -1,6 +1,10 @@
 """Tests of the pipeline's own logic; they run offline in seconds (`uv run pytest`)."""
 
+from pathlib import Path
+from typing import Any
+
 import pytest
+import yaml
 from paved_ml.contract import ContractError
 
 from iris_demo.contract import CONTRACT
@@ -8,7 +12,8 @@ from iris_demo.pipeline.ingest import load
 from iris_demo.pipeline.prepare import split
 from iris_demo.pipeline.train import build_model
 
-TRAIN_PARAMS = {"C": 1.0, "max_iter": 500, "seed": 0}
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_PARAMS: dict[str, Any] = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
 
 
 def test_ingested_table_keeps_the_contract() -> None:

@@ -18,6 +18,11 @@ from sklearn.preprocessing import StandardScaler
 from ..contract import CONTRACT
 from ._common import CANDIDATE, REGISTRATION, TRAIN, params
 
+#: The model is saved with skops, which loads only the types it is told to trust
+#: (scikit-learn's own are trusted already).
+TRUSTED_TYPES: list[str] = []
+REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "pandas", "numpy")
+
 
 def build_model(settings: dict[str, Any]) -> Pipeline:
     """The estimator; its settings come from the `train` section of params.yaml."""
@@ -36,18 +41,28 @@ def main() -> None:
     features, target = frame[CONTRACT.features], frame[CONTRACT.target]
     model = build_model(settings).fit(features, target)
     signature = infer_signature(features, model.predict(features))
-    requirements = pinned_requirements("mlflow", "scikit-learn", "skops", "pandas", "numpy")
+    requirements = pinned_requirements(*REQUIREMENTS)
 
     with lineage_run(config, run_name="train", inputs=[TRAIN]) as run:
         mlflow.log_params(settings)
         info = mlflow.sklearn.log_model(
-            model, name="model", signature=signature, pip_requirements=requirements
+            model,
+            name="model",
+            signature=signature,
+            pip_requirements=requirements,
+            skops_trusted_types=TRUSTED_TYPES or None,
         )
         version = register(config, info.model_uri, tags={"paved.run_id": run.info.run_id})
 
     if CANDIDATE.exists():
         shutil.rmtree(CANDIDATE)
-    mlflow.sklearn.save_model(model, CANDIDATE, signature=signature, pip_requirements=requirements)
+    mlflow.sklearn.save_model(
+        model,
+        CANDIDATE,
+        signature=signature,
+        pip_requirements=requirements,
+        skops_trusted_types=TRUSTED_TYPES or None,
+    )
     record = {"model_name": config.model_name, "version": version, "run_id": run.info.run_id}
     REGISTRATION.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"train: registered {config.model_name} v{version} (run {run.info.run_id})")
