@@ -26,6 +26,10 @@ from snapshot import LOCK_ENV, PLATFORM_URL, QUIET_ENV, canonical_env
 
 #: Variables of a CI run (GitHub Actions, act) that describe that run, not a team repo.
 CI_CONTEXT = ("GITHUB_", "RUNNER_", "ACTIONS_", "INPUT_")
+#: A store this process was pointed at: `mlflow.set_tracking_uri` also sets the variable in
+#: `os.environ`, so a test that tracked in-process would make every later generated repo
+#: register into one shared store. A team repo's store is its own ([tool.paved]).
+OTHER_STORE = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 DEMO_ANSWERS = {"project_name": "Iris Demo", "team": "data-science"}
 IRIS_ROW = {
     "sepal_length_cm": 5.9,
@@ -39,15 +43,16 @@ def tool_env(platform_clone: Path, **extra: str) -> dict[str, str]:
     """The environment for every step: canonical platform URL mapped to the clone, quiet tools.
 
     Built from this process's environment less what names another context: our virtualenv
-    (the team repo has its own) and a CI run's variables (GITHUB_*, RUNNER_*, ACTIONS_*),
-    which would make `paved ci` tag and label the team's image with this repo's commit when
-    the tests themselves run in GitHub Actions. Team-repo locks resolve as of the
-    platform's own lock (UV_EXCLUDE_NEWER), so a new upstream release changes no test.
+    (the team repo has its own), an MLflow store (OTHER_STORE), and a CI run's variables
+    (GITHUB_*, RUNNER_*, ACTIONS_*), which would make `paved ci` tag and label the team's
+    image with this repo's commit when the tests themselves run in GitHub Actions.
+    Team-repo locks resolve as of the platform's own lock (UV_EXCLUDE_NEWER), so a new
+    upstream release changes no test.
     """
     inherited = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(CI_CONTEXT) and key != "VIRTUAL_ENV"
+        if not key.startswith(CI_CONTEXT) and key != "VIRTUAL_ENV" and key not in OTHER_STORE
     }
     return {**inherited, **canonical_env(platform_clone), **QUIET_ENV, **LOCK_ENV, **extra}
 

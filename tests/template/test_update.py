@@ -256,7 +256,9 @@ def platform_abc(platform_ab: Platform) -> Platform:
     pipeline = repo / TEMPLATE / "src" / "{{package_name}}" / "pipeline"
     run(["git", "mv", str(pipeline / "_common.py"), str(pipeline / "_paths.py")], repo, env)
     for stage in ("ingest", "prepare", "train", "evaluate"):
-        path = pipeline / f"{stage}.py"
+        path = next(
+            p for p in (pipeline / f"{stage}.py", pipeline / f"{stage}.py.jinja") if p.exists()
+        )
         path.write_text(path.read_text().replace("from ._common import", "from ._paths import"))
     for path in [repo / "copier.yml", *(repo / "templates").rglob("*.jinja")]:
         path.write_text(path.read_text().replace("dvc_remote_url", "data_remote_url"))
