@@ -6,6 +6,7 @@ exercise exactly the same steps with the real tools (copier, uv, DVC, MLflow, Be
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -110,6 +111,53 @@ class Service:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
+
+    def post_oversized(self, path: str, body: bytes) -> int | None:
+        """POST a body the service should refuse, as a real client does; return the status.
+
+        A server that refuses a body unread closes the connection while the client may still
+        be sending it: depending on timing the client reads the 413 back, or its write (or
+        read) meets a reset. None stands for the reset. Which of the two happened proves
+        nothing about reading: `post_headers_only` does.
+        """
+        request = urllib.request.Request(
+            self.url + path, data=body, headers={"content-type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, ConnectionError):
+                return None
+            raise
+        except ConnectionError:  # raised while reading the answer, unwrapped by urllib
+            return None
+
+    def post_headers_only(
+        self, path: str, *, declared: int | None = None, chunk: bytes | None = None
+    ) -> tuple[int, bytes]:
+        """Send a POST's headers (and at most one chunk of its body), then wait for the answer.
+
+        With `declared`, the headers announce a body of that many bytes and none of it is
+        sent: a service that answers has decided without reading the body. With `chunk`, the
+        body is chunked and only that chunk is sent: an answer means the service decided on
+        what it had read so far. Returns (status, answer body).
+        """
+        host, port = self.url.removeprefix("http://").split(":")
+        head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        if chunk is None:
+            head += f"Content-Length: {declared}\r\n\r\n"
+            data = head.encode()
+        else:
+            head += "Transfer-Encoding: chunked\r\n\r\n"
+            data = head.encode() + b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(data)
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            return response.status, response.read()
 
     def get(self, path: str) -> int:
         """GET a path; return the status."""
