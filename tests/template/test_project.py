@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,39 @@ def test_paved_new_commits_the_render_and_lock(repo: Repo) -> None:
     assert 'name = "paved-ml"' in lock and "subdirectory=libs%2Fpaved-ml" in lock.replace(
         "/", "%2F"
     )
+
+
+def test_dvc_repro_force_and_status_work_on_a_fresh_render(repo: Repo, tmp_path: Path) -> None:
+    """The optional stages (downstream/dvc.yaml) never break the root pipeline's commands.
+
+    On a fresh clone of the render: `dvc status`, `dvc repro -f`, `dvc repro` and `dvc status`
+    again all pass without asking for the prediction log or the batch folder, which a new repo
+    does not have; turned on, an optional stage runs from its own pipeline file.
+    """
+    clone = tmp_path / "fresh"
+    repo.git("clone", "--quiet", str(repo.path), str(clone), cwd=tmp_path)
+    run(["uv", "sync", "--frozen", "--quiet"], clone, repo.env)
+    outs = []
+    for command in (["status"], ["repro", "-f"], ["repro"], ["status"]):
+        outs.append(repo.run("dvc", *command, cwd=clone))
+        assert "ERROR" not in outs[-1] and "does not exist" not in outs[-1], (command, outs[-1])
+    assert "Running stage 'evaluate'" in outs[1] and "Running stage" not in outs[2]
+    assert not (clone / "logs").exists() and not (clone / "data" / "scored").exists()
+    assert "up to date" in repo.run("dvc", "status", "dvc.yaml", cwd=clone).lower()
+    # Turned on, batch scoring runs from downstream/dvc.yaml, on the paths of the repo root.
+    (clone / "data" / "batch").mkdir()
+    shutil.copy(clone / "data" / "prepared" / "test.csv", clone / "data" / "batch" / "a.csv")
+    stage = "downstream/dvc.yaml:batch_predict"
+    repo.run("dvc", "unfreeze", stage, cwd=clone)
+    assert "Running stage 'downstream/dvc.yaml:batch_predict'" in repo.run(
+        "dvc", "repro", stage, cwd=clone
+    )
+    scored = repo.python(
+        "import json, pandas as pd; "
+        "print(json.dumps(len(pd.read_parquet('data/scored/predictions.parquet'))))",
+        cwd=clone,
+    )
+    assert scored == len((clone / "data" / "prepared" / "test.csv").read_text().splitlines()) - 1
 
 
 def test_lint_and_own_tests_pass(repo: Repo) -> None:
@@ -271,10 +305,16 @@ def test_service_rejects_malformed_requests_naming_the_field(
 def test_service_refuses_a_body_over_the_size_limit_unread(service: Service) -> None:
     from paved_ml.serving import MAX_REQUEST_BYTES
 
-    padded = b'{"rows": [' + b" " * MAX_REQUEST_BYTES + b"]}"
-    status, answer = service.post("/predict", padded)
-    assert status == 413
-    assert "send fewer rows" in answer["error"]
+    # Refused on the declared length alone: not a byte of the body was sent.
+    status, answer = service.post_headers_only("/predict", declared=MAX_REQUEST_BYTES + 1)
+    assert status == 413 and b"send fewer rows" in answer
+    # A chunked body is refused as soon as what was read passes the limit.
+    over = b" " * (MAX_REQUEST_BYTES + 1)
+    status, answer = service.post_headers_only("/predict", chunk=over)
+    assert status == 413 and b"send fewer rows" in answer
+    # A real client sending the whole body reads the 413 or meets the reset of a refusal.
+    padded = b'{"rows": [' + over + b"]}"
+    assert service.post_oversized("/predict", padded) in {413, None}
     assert service.post("/predict", {"rows": [IRIS_ROW]})[0] == 200  # and it still serves
 
 

@@ -32,6 +32,7 @@ EXPECTED_FILES = {
     "README.md",
     "bentofile.yaml",
     "docs/model-card.md",
+    "downstream/dvc.yaml",
     "dvc.yaml",
     "params.yaml",
     "pyproject.toml",
