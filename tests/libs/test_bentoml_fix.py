@@ -103,3 +103,56 @@ def test_slow_requests_still_get_504() -> None:
     sent = asyncio.run(scenario())
     assert sent[0]["status"] == 504
     assert b"Not able to process the request in 0.05 seconds" in sent[1]["body"]
+
+
+@bentoml.service(name="tracing-probe")
+class TracingProbe:
+    @bentoml.api
+    def echo(self, text: str) -> str:
+        return text
+
+
+def middleware_classes() -> list[type]:
+    """The middlewares BentoML's worker would wrap TracingProbe's app in."""
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    return [entry.cls for entry in ServiceAppFactory(TracingProbe).middlewares]
+
+
+def test_idle_tracing_gives_way_to_request_ids_and_stays_when_traces_go_somewhere() -> None:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    TracingProbe.inject_config()  # what BentoML's worker does before it builds the app
+    exporter = BentoMLContainer.config.tracing.exporter_type
+    assert exporter.get() is None  # BentoML's default: no trace is sent anywhere
+    classes = middleware_classes()
+    assert _bentoml_fix.RequestIdMiddleware in classes
+    assert OpenTelemetryMiddleware not in classes
+    exporter.set("in_memory")
+    try:
+        classes = middleware_classes()
+        assert OpenTelemetryMiddleware in classes
+        assert _bentoml_fix.RequestIdMiddleware not in classes
+    finally:
+        exporter.set(None)
+
+
+def test_each_request_gets_its_own_id() -> None:
+    from bentoml._internal.context import trace_context
+
+    seen: list[int | None] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(trace_context.request_id)
+
+    async def scenario() -> None:
+        middleware = _bentoml_fix.RequestIdMiddleware(app)
+        for _ in range(3):
+            await asyncio.get_running_loop().create_task(
+                middleware({"type": "http"}, None, None), context=contextvars.Context()
+            )
+
+    asyncio.run(scenario())
+    assert all(isinstance(found, int) and found > 0 for found in seen)
+    assert len(set(seen)) == 3

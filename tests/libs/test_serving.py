@@ -70,6 +70,51 @@ def test_predictor_predicts_and_names_the_model(champion_dir: Path) -> None:
     assert (result.model_name, result.model_version) == ("iris", "7")
 
 
+class Doubting:
+    """A classifier whose `predict` disagrees with its own probabilities (as a calibrated
+    model's can), counting the calls it gets."""
+
+    classes_ = np.array(["no", "yes"])
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def predict(self, X: Any) -> np.ndarray:
+        self.calls.append("predict")
+        return np.array(["no"] * len(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        self.calls.append("predict_proba")
+        return np.array([[0.25, 0.75]] * len(X))
+
+
+def test_a_classifier_is_asked_once_and_each_label_is_its_likeliest(
+    champion_dir: Path,
+) -> None:
+    from paved_ml.models import likeliest
+
+    doubting = Doubting()
+    labels, probabilities = likeliest(doubting, np.zeros((3, 4)))
+    assert labels.tolist() == ["yes"] * 3 and probabilities.shape == (3, 2)
+    assert doubting.calls == ["predict_proba"]
+    # The service asks its champion once per request, for the probabilities it answers.
+    predictor = ChampionModel(champion_dir).load()
+    model = predictor._model
+    calls: list[str] = []
+    for method in ("predict", "predict_proba"):
+        original = getattr(model, method)
+
+        def counted(X: Any, _original: Any = original, _method: str = method) -> Any:
+            calls.append(_method)
+            return _original(X)
+
+        setattr(model, method, counted)
+    result = predictor.predict([ChampionModel(champion_dir).row_model(**ROW)])
+    assert calls == ["predict_proba"]
+    [probabilities_of_row] = result.probabilities
+    assert str(result.predictions[0]) == max(probabilities_of_row, key=probabilities_of_row.get)
+
+
 def test_missing_champion_says_how_to_get_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,6 +195,20 @@ def test_bentoml_service_serves_and_rejects(service: Service) -> None:
     assert status == 400 and body["detail"][0]["loc"] == ["rows", 0, "sl"]
     status, body = service.post("/predict", {"rows": [ROW] * 1001})
     assert status == 400 and body["detail"][0]["loc"] == ["rows"]
+
+
+def test_each_answer_carries_its_own_request_id(service: Service) -> None:
+    """BentoML's request id (X-BentoML-Request-ID) outlives the idle tracing it came from."""
+    ids = []
+    for _ in range(3):
+        request = urllib.request.Request(
+            service.url + "/predict",
+            data=json.dumps({"rows": [ROW]}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            ids.append(response.headers["X-BentoML-Request-ID"])
+    assert all(ids) and len(set(ids)) == 3, ids
 
 
 class Probe(BaseEstimator):

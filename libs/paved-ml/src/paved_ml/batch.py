@@ -151,9 +151,13 @@ def _score(
     except ContractError as exc:
         raise PavedMLError(f"{path}: {exc}") from None
     scored = chunk.copy()
-    scored["prediction"] = model.predict(inputs)
-    if labels is not None:
-        for label, column in zip(labels, model.predict_proba(inputs).T, strict=True):
+    if labels is None:
+        scored["prediction"] = model.predict(inputs)
+    else:  # labelled as the service labels them: the likeliest, from one model call
+        from paved_ml.models import likeliest
+
+        scored["prediction"], probabilities = likeliest(model, inputs)
+        for label, column in zip(labels, probabilities.T, strict=True):
             scored[f"probability_{label}"] = column
     scored["model_name"] = report.model_name
     scored["model_version"] = report.model_version

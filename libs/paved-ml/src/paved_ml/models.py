@@ -4,16 +4,32 @@ XGBoost's scikit-learn classifier learns only the labels 0..n-1. `LabelledClassi
 encodes whatever labels the data uses (names, say) for the estimator it wraps and decodes
 its predictions, so the champion predicts, and the service answers, the data's own labels;
 `classes_` and `predict_proba` follow the same order.
+
+`likeliest` is how the service and batch scoring label a classifier's rows: one
+`predict_proba` call, each row's label the likeliest of its probabilities.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.preprocessing import LabelEncoder
 
-__all__ = ["LabelledClassifier"]
+__all__ = ["LabelledClassifier", "likeliest"]
+
+
+def likeliest(model: Any, inputs: Any) -> tuple[Any, Any]:
+    """(each row's likeliest label, the probabilities) from one `predict_proba` call.
+
+    One model call instead of `predict` then `predict_proba`: scikit-learn's per-call input
+    checks cost far more than a small model's arithmetic. The label is the one the returned
+    probabilities rank first (`classes_` order breaks ties, as `predict` does), so an answer
+    never names a label that its own probabilities rank below another.
+    """
+    probabilities = model.predict_proba(inputs)
+    return np.asarray(model.classes_)[probabilities.argmax(axis=1)], probabilities
 
 
 class LabelledClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]

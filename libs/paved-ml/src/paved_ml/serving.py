@@ -227,7 +227,7 @@ class Predictor:
 
     def predict_frame(self, frame: pd.DataFrame) -> list[Any]:
         """Predict from a frame with the signature's columns."""
-        return _as_list(self._model.predict(frame[self._features]))
+        return self._predict(frame[self._features])[0]
 
     def predict(self, rows: Sequence[BaseModel]) -> Prediction:
         """Predict one value per row."""
@@ -237,16 +237,14 @@ class Predictor:
             array = np.array([[getattr(row, name) for name in self._features] for row in rows])
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="X does not have valid feature names")
-                values = _as_list(self._model.predict(array))
-                probabilities = self._probabilities(array)
+                values, probabilities = self._predict(array)
             if self.log is not None:
                 self.log.record(dict(zip(self._features, array.T, strict=True)), values)
         else:
             import pandas as pd
 
             frame = pd.DataFrame([row.model_dump() for row in rows], columns=self._features)
-            values = self.predict_frame(frame)
-            probabilities = self._probabilities(frame[self._features])
+            values, probabilities = self._predict(frame[self._features])
             if self.log is not None:
                 self.log.record({name: frame[name].to_numpy() for name in self._features}, values)
         return Prediction(
@@ -256,13 +254,15 @@ class Predictor:
             model_version=self._version,
         )
 
-    def _probabilities(self, inputs: Any) -> list[dict[str, float]] | None:
+    def _predict(self, inputs: Any) -> tuple[list[Any], list[dict[str, float]] | None]:
+        """The rows' labels, and a classifier's probabilities per label, from one model call."""
         if self._labels is None:
-            return None
-        return [
-            dict(zip(self._labels, map(float, row), strict=True))
-            for row in self._model.predict_proba(inputs)
-        ]
+            return _as_list(self._model.predict(inputs)), None
+        from paved_ml.models import likeliest  # scikit-learn: imported by the model already
+
+        labels, probabilities = likeliest(self._model, inputs)
+        rows = probabilities.tolist()
+        return labels.tolist(), [dict(zip(self._labels, row, strict=True)) for row in rows]
 
     def close(self) -> None:
         """Write what the prediction log holds (call it from the service's shutdown hook)."""
