@@ -9,6 +9,7 @@ and package lists, then `podman import`. The root filesystem tarball is cached u
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -35,12 +36,28 @@ def _quiet(*command: str) -> subprocess.CompletedProcess[str]:
 
 
 def ensure_base_image(name: str = BASE_IMAGE) -> str:
-    """Return `name`, importing (and if need be debootstrapping) it first."""
-    if _quiet("buildah", "inspect", "--type", "image", name).returncode == 0:
+    """Return `name`, importing (and if need be debootstrapping) it first.
+
+    Processes that ask at once (the test workers) wait for one another: one debootstraps
+    and imports, the others find the image made.
+    """
+    if _exists(name):
         return name
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _exists(name):
+            _make(name)
+    return name
+
+
+def _exists(name: str) -> bool:
+    return _quiet("buildah", "inspect", "--type", "image", name).returncode == 0
+
+
+def _make(name: str) -> None:
     tarball = CACHE / "bookworm-minbase-python3.tar"
     if not tarball.is_file():
-        CACHE.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="paved-rootfs-") as scratch:
             rootfs = Path(scratch) / "rootfs"
             done = _quiet(
@@ -63,7 +80,6 @@ def ensure_base_image(name: str = BASE_IMAGE) -> str:
     done = _quiet("podman", "import", str(tarball), name)
     if done.returncode:
         raise RuntimeError(f"podman import failed:\n{done.stderr}")
-    return name
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ UV_VERSION = "0.13.9"
 #: Each job's commands; extra arguments go to the last one.
 JOBS = {
     "demo": [["python", "ci/demo.py"]],
-    "test": [["pytest"]],
+    # One worker per core; a module's tests stay on one worker (its fixtures are set up once).
+    "test": [["pytest", "--numprocesses", "auto", "--dist", "loadscope", "--no-loadscope-reorder"]],
     "lint": [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
     "bench": [["python"]],
     "docs": [["mkdocs", "build", "--strict", "-f", "ci/mkdocs.yml"]],

@@ -14,6 +14,24 @@ from plumbum import local
 from snapshot import LOCK_ENV, PLATFORM_URL, QUIET_ENV, canonical_env, snapshot
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_copier_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Copier's template mirrors in this session's own folder, not the machine's.
+
+    Copier keeps one mirror per template URL; the tests map the canonical URL to a different
+    platform clone in each session (each worker, when they run in parallel), so a shared
+    mirror would serve one session's template to another, or fail while both fetch into it.
+    """
+    saved = os.environ.get("COPIER_CACHE_DIR")
+    os.environ["COPIER_CACHE_DIR"] = str(tmp_path_factory.mktemp("copier-cache"))
+    with local.env(COPIER_CACHE_DIR=os.environ["COPIER_CACHE_DIR"]):
+        yield
+    if saved is None:
+        os.environ.pop("COPIER_CACHE_DIR", None)
+    else:
+        os.environ["COPIER_CACHE_DIR"] = saved
+
+
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """A release of the working tree (tagged v0.1.0), served under the canonical URL.
@@ -52,6 +70,27 @@ def render(platform: tuple[Path, str], tmp_path: Path) -> Render:
         return dest
 
     return _render
+
+
+#: The tiers, the longest-running first. `python3 ci/dev.py test` spreads the modules over one
+#: worker per core (pytest-xdist, a module's tests on one worker, so that its fixtures are set
+#: up once): handing out the long modules first keeps the workers' loads even at the end.
+TIER_ORDER = ("ci", "image", "project", "update", "libs", "render")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the modules by tier (TIER_ORDER), keeping each module's tests in file order."""
+
+    def rank(item: pytest.Item) -> int:
+        marks = {mark.name for mark in item.iter_markers()}
+        return next((i for i, tier in enumerate(TIER_ORDER) if tier in marks), len(TIER_ORDER))
+
+    modules: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        modules[module] = min(modules.get(module, len(TIER_ORDER)), rank(item))
+    order = {module: i for i, module in enumerate(sorted(modules, key=modules.__getitem__))}
+    items.sort(key=lambda item: order[item.nodeid.split("::", 1)[0]])
 
 
 #: A CI run of this repository (as on GitHub), which no team-repo step may take as its own.
