@@ -1,12 +1,28 @@
-"""The champion folder's record (champion.json): plain JSON, no MLflow import needed."""
+"""The champion folder: its record (champion.json), its MLmodel file, and the model in it.
+
+A champion folder is an MLflow model folder plus champion.json. Reading it needs no MLflow:
+the service image carries none. A model with MLflow's scikit-learn flavour is loaded the way
+`mlflow.sklearn.load_model` loads it (MLflow 3.17: skops with the types the folder names as
+trusted, else cloudpickle or pickle); a model of any other flavour goes through MLflow's
+pyfunc, which then has to be installed.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from paved_ml.errors import PavedMLError
+
 CHAMPION_FILE = "champion.json"
+MLMODEL_FILE = "MLmodel"
+#: MLflow's switch for loading pickled (and skops) models; on unless set to false.
+ALLOW_PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 
 
 def read_champion_file(model_dir: Path) -> dict[str, Any]:
@@ -24,3 +40,63 @@ def write_champion_file(
     """Record which registered version the folder holds, and its metrics."""
     record = {"model_name": model_name, "version": version, "metrics": metrics}
     (dest / CHAMPION_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def read_mlmodel(model_dir: Path) -> dict[str, Any]:
+    """The folder's MLmodel file, read as YAML; a PavedMLError says how to get one."""
+    path = model_dir / MLMODEL_FILE
+    if not path.is_file():
+        raise PavedMLError(f"no champion model in {model_dir}: run `dvc pull` or `dvc repro` first")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise PavedMLError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise PavedMLError(f"{path} is not an MLmodel file")
+    return data
+
+
+def load_model(model_dir: Path) -> Any:
+    """The model in `model_dir`.
+
+    scikit-learn's own object for the sklearn flavour, else MLflow's pyfunc model.
+    """
+    flavors = read_mlmodel(model_dir).get("flavors") or {}
+    sklearn = flavors.get("sklearn")
+    if isinstance(sklearn, dict):
+        return _load_sklearn(model_dir, sklearn)
+    try:
+        import mlflow.pyfunc
+    except ImportError:
+        raise PavedMLError(
+            f"the model in {model_dir} has no sklearn flavour ({', '.join(flavors) or 'none'}):"
+            " loading it needs MLflow; add mlflow-skinny to the project's dependencies"
+        ) from None
+    return mlflow.pyfunc.load_model(str(model_dir))
+
+
+def _load_sklearn(model_dir: Path, flavor: dict[str, Any]) -> Any:
+    if os.environ.get(ALLOW_PICKLE_ENV, "true").strip().lower() in {"false", "0"}:
+        raise PavedMLError(
+            f"{ALLOW_PICKLE_ENV} is false: the model in {model_dir} is not loaded (loading a "
+            "model can run code from it; set the variable to true for models you trust)"
+        )
+    if flavor.get("code"):  # the model's own code, as MLflow's `code_paths` saved it
+        sys.path.insert(0, str(model_dir / str(flavor["code"])))
+    path = model_dir / str(flavor.get("pickled_model", "model.pkl"))
+    kind = str(flavor.get("serialization_format", "pickle"))
+    if kind == "skops":
+        import skops.io
+
+        return skops.io.load(path, trusted=flavor.get("skops_trusted_types"))
+    if kind == "cloudpickle":
+        import cloudpickle
+
+        with path.open("rb") as handle:
+            return cloudpickle.load(handle)
+    if kind == "pickle":
+        import pickle
+
+        with path.open("rb") as handle:
+            return pickle.load(handle)
+    raise PavedMLError(f"{path}: unknown serialization format {kind!r}")

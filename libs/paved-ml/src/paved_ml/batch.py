@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from paved_ml._champion import read_champion_file
+from paved_ml._champion import load_model, read_champion_file
 from paved_ml.contract import Contract, ContractError
 from paved_ml.errors import PavedMLError
 
@@ -178,18 +178,9 @@ def _append(writer: Any, frame: pd.DataFrame, path: Path) -> Any:
 
 
 def _load(model_dir: Path) -> tuple[Any, list[str] | None]:
-    """The champion (scikit-learn's own flavour where it has one) and its labels, if any."""
-    meta = model_dir / "MLmodel"
-    if not meta.is_file():
-        raise PavedMLError(f"no champion model in {model_dir}: run `dvc pull` or `dvc repro`")
-    if "sklearn:" in meta.read_text(encoding="utf-8"):
-        import mlflow.sklearn
-
-        model = mlflow.sklearn.load_model(str(model_dir))
-        classes = getattr(model, "classes_", None)
-        if classes is not None and hasattr(model, "predict_proba"):
-            return model, [str(label) for label in classes]
-        return model, None
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.load_model(str(model_dir)), None
+    """The champion (scikit-learn's own object where it has that flavour) and its labels."""
+    model = load_model(model_dir)
+    classes = getattr(model, "classes_", None)
+    if classes is not None and hasattr(model, "predict_proba"):
+        return model, [str(label) for label in classes]
+    return model, None

@@ -149,12 +149,16 @@ def _read_params(path: Path) -> dict[str, Any]:
 
 
 def _predict(model_dir: Path, frame: Any, features: list[str]) -> list[Any]:
-    """The champion's predictions on the reference rows (the reference for the log's)."""
-    if not (model_dir / "MLmodel").is_file():
-        raise PavedMLError(f"no champion model in {model_dir}: run `dvc pull` or `dvc repro`")
-    import mlflow.pyfunc
+    """The champion's labels for the reference rows, as the service gives them."""
+    from paved_ml._champion import load_model
 
-    values = mlflow.pyfunc.load_model(str(model_dir)).predict(frame[features])
+    model = load_model(model_dir)
+    if hasattr(model, "classes_") and hasattr(model, "predict_proba"):
+        from paved_ml.models import likeliest
+
+        values = likeliest(model, frame[features])[0]
+    else:
+        values = model.predict(frame[features])
     return list(values.tolist() if hasattr(values, "tolist") else values)
 
 

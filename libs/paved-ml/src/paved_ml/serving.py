@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from paved_ml import _bentoml_fix
-from paved_ml._champion import read_champion_file
+from paved_ml._champion import load_model, read_champion_file, read_mlmodel
 from paved_ml.contract import Contract
 from paved_ml.errors import PavedMLError
 from paved_ml.prediction_log import PredictionLog
@@ -108,16 +107,10 @@ class ChampionModel:
     def metadata(self) -> dict[str, Any]:
         """The MLmodel file, read as YAML.
 
-        Reading it without importing MLflow keeps `bentoml serve`'s own process light: only
-        the worker that loads the model pays for MLflow's import (about two seconds).
+        Reading it without importing MLflow keeps `bentoml serve`'s own process light; the
+        service image has no MLflow at all (see paved_ml._champion).
         """
-        path = self.model_dir / "MLmodel"
-        if not path.is_file():
-            raise PavedMLError(
-                f"no champion model in {self.model_dir}: run `dvc pull` or `dvc repro` first"
-            )
-        data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return data
+        return read_mlmodel(self.model_dir)
 
     @property
     def flavors(self) -> dict[str, Any]:
@@ -201,17 +194,9 @@ class Predictor:
         #: Where served predictions are recorded (None: not recorded).
         self.log: PredictionLog | None = None
         flavors = champion.flavors
-        path = str(champion.model_dir)
-        if "sklearn" in flavors:
-            # The native flavour skips pyfunc's per-call schema enforcement: the request
-            # model has already enforced the schema, more strictly.
-            import mlflow.sklearn
-
-            self._model = mlflow.sklearn.load_model(path)
-        else:
-            import mlflow.pyfunc
-
-            self._model = mlflow.pyfunc.load_model(path)
+        # The native flavour skips pyfunc's per-call schema enforcement: the request model
+        # has already enforced the schema, more strictly.
+        self._model = load_model(champion.model_dir)
         self._name, self._version = champion.identity
         self._features = champion.features
         # A classifier's labels, where it gives probabilities (scikit-learn's predict_proba).
