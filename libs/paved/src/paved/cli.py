@@ -393,7 +393,10 @@ def ci_check(
     ] = None,
     project: Project = Path("."),
 ) -> None:
-    """The standard (paved check), lint, format, types, tests, `dvc repro`, `bentoml build`."""
+    """The standard (paved check), lint, format, tests, `dvc repro`, `bentoml build`, types.
+
+    The type check (mypy) runs beside the others from the start and is reported last.
+    """
 
     def report(result: StepResult) -> None:
         mark = "[green]ok[/]" if result.ok else "[bold red]FAILED[/]"
