@@ -246,7 +246,9 @@ def test_the_steps_copier_prints_lead_to_a_green_first_ci_run(team: Team, tmp_pa
     run(["git", "commit", "--quiet", "-m", "no lock"], pushed_tree, {**team.env, **GIT_IDENTITY})
     code, log = first.act("ci.yml")
     assert code != 0
-    assert "uv.lock is missing: run `uv lock` in the repo, commit uv.lock and push" in log
+    assert "uv.lock is missing: run `uv lock` in the repo, commit uv.lock and push" in log, log[
+        -6000:
+    ]
 
 
 def shifted_log(folder: Path, rows: int) -> Path:
