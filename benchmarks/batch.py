@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from targets import Target, report
+
 ROOT = Path(__file__).resolve().parents[1]
 #: The contract of the committed example repo: the template's, rendered.
 CONTRACT_SOURCE = ROOT / "examples" / "iris-demo" / "src"
@@ -123,8 +125,9 @@ def main() -> int:
     memory = grew["batch_predict"] / max(1, grew["anchor"])
     print(f"\nbatch_predict: {speed:.2f}x the anchor's rows/s, {memory:.2f}x its memory growth")
     within = grew["batch_predict"] < limit
-    print(f"memory growth within the limit ({args.memory_limit}): {'yes' if within else 'NO'}")
-    return 0 if within else 1
+    measure = "batch_predict's memory growth"
+    figure = f"{grew['batch_predict'] / 1e6:.0f} MB"
+    return report([Target(measure, figure, f"< {args.memory_limit}", within)])
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ default build it is tagged python:3.11-slim, with uv added (the default Dockerfi
 `pip install uv` otherwise). The default build installs the same locked packages (paved-ml
 as a wheel) inside the image, plus its apt layer (build-essential, git). Sizes are
 uncompressed (container store) and compressed (sum of the pushed layers' blobs).
+
+Target: the lean image at most 0.25 of the default's size, uncompressed and compressed
+(MISSED and exit 1 otherwise). What each of the lean image's layers holds is listed, the
+packages largest first.
 """
 
 from __future__ import annotations
@@ -31,10 +35,13 @@ sys.path.insert(0, str(ROOT / "ci"))
 
 from base_image import ensure_base_image  # noqa: E402
 from golden_path import run, trained_repo  # noqa: E402
-from paved._image import runtime_requirements  # noqa: E402
+from paved._image import BENTO_DIR, SITE_DIR, runtime_requirements  # noqa: E402
 from registry import local_registry  # noqa: E402
+from targets import Target, report  # noqa: E402
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
+#: The lean image's size at most this share of the default's, uncompressed and compressed.
+TARGET = 0.25
 DEFAULT_BASE = "docker.io/library/python:3.11-slim"
 
 
@@ -159,6 +166,7 @@ def main() -> int:
         rows.append(
             ("paved ci image (lean)", lean_seconds, *sizes(lean_ref, registry.host, scratch))
         )
+        held = contents(lean_ref)
 
         default_base(base)
         home = scratch / "bentoml"
@@ -195,7 +203,57 @@ def main() -> int:
         ratio = f"{uncompressed / anchor[2]:.2f} / {compressed / anchor[3]:.2f}"
         cells = f"{seconds:7.1f} | {uncompressed:15.0f} | {compressed:13.0f}"
         print(f"| {name:<40} | {cells} | {ratio:>15} |")
-    return 0
+    print("\nwhat the lean image's layers hold (MB, uncompressed):")
+    for layer, parts in held.items():
+        print(f"  {layer}: {parts.pop('total'):.0f}")
+        for part, megabytes in sorted(parts.items(), key=lambda item: -item[1])[:12]:
+            print(f"      {part:<36} {megabytes:6.1f}")
+    lean = rows[0]
+    return report(
+        [
+            Target(
+                f"lean image size vs the default's, {kind}",
+                f"{lean[column] / anchor[column]:.2f}",
+                f"<= {TARGET}",
+                lean[column] / anchor[column] <= TARGET,
+            )
+            for kind, column in (("uncompressed", 2), ("compressed", 3))
+        ]
+    )
+
+
+def contents(ref: str) -> dict[str, dict[str, float]]:
+    """The lean image's layers: the base, the packages (largest first) and the bento."""
+    container = subprocess.run(
+        ["buildah", "from", ref], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    try:
+        root = Path(
+            subprocess.run(
+                ["buildah", "mount", container], check=True, capture_output=True, text=True
+            ).stdout.strip()
+        )
+        site, bento = root / SITE_DIR.lstrip("/"), root / BENTO_DIR.lstrip("/")
+        found = {
+            "base image": {"total": megabytes(root) - megabytes(site) - megabytes(bento)},
+            f"COPY site ({SITE_DIR}, the locked runtime packages)": {
+                "total": megabytes(site),
+                **{entry.name: megabytes(entry) for entry in site.iterdir()},
+            },
+            f"COPY bento ({BENTO_DIR}, the service and the champion)": {"total": megabytes(bento)},
+        }
+    finally:
+        subprocess.run(["buildah", "rm", container], capture_output=True)
+    return found
+
+
+def megabytes(path: Path) -> float:
+    """The size of the files under `path` (or of `path`), symbolic links not followed."""
+    if path.is_file():
+        return path.stat().st_size / 1e6
+    return (
+        sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+    )
 
 
 if __name__ == "__main__":
