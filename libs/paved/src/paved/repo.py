@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 import tomllib
 import urllib.parse
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from packaging.utils import canonicalize_name
 
 from paved._errors import PavedError
 from paved._git import git
@@ -163,13 +165,42 @@ def _scan(where: str, text: str, pattern: re.Pattern[str]) -> list[Pin]:
     return found
 
 
+def read_lock(text: str, packages: Collection[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """uv.lock's top-level settings, and its `[[package]]` entries named in `packages`.
+
+    A team's lock holds a few hundred packages (300 kB of TOML, 50 ms to parse whole) and
+    a check needs two or three: each entry is parsed alone, the others are only skipped
+    over (uv writes every entry from `[[package]]` and its `name` first). A lock that does
+    not split that way is parsed whole. Raises tomllib.TOMLDecodeError when it does not parse.
+    """
+    wanted = {canonicalize_name(name) for name in packages}
+    head, *entries = _LOCK_ENTRY.split(text)
+    try:
+        found = [
+            tomllib.loads("[[package]]\n" + entry)["package"][0]
+            for entry in entries
+            if (match := _LOCK_NAME.match(entry)) and canonicalize_name(match[1]) in wanted
+        ]
+        return tomllib.loads(head), found
+    except tomllib.TOMLDecodeError:
+        data = tomllib.loads(text)
+        every = data.pop("package", [])
+        return data, [
+            entry for entry in every if canonicalize_name(str(entry.get("name", ""))) in wanted
+        ]
+
+
+_LOCK_ENTRY = re.compile(r"^\[\[package\]\]\n", re.MULTILINE)
+_LOCK_NAME = re.compile(r'name = "([^"]+)"')
+
+
 def _lock_pins(text: str) -> list[Pin]:
     try:
-        data = tomllib.loads(text)
+        _, packages = read_lock(text, PLATFORM_PACKAGES)
     except tomllib.TOMLDecodeError:
         return []
     pins = []
-    for package in data.get("package", []):
+    for package in packages:
         source = package.get("source", {})
         if package.get("name") not in PLATFORM_PACKAGES or "git" not in source:
             continue

@@ -18,6 +18,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from paved.repo import read_lock
+
 __all__ = ["lock_drift"]
 
 _Key = tuple[str, frozenset[str], str, str, str]
@@ -25,18 +27,17 @@ _Key = tuple[str, frozenset[str], str, str, str]
 
 def lock_drift(pyproject: dict[str, Any], lock_text: str) -> list[str]:
     """What pyproject declares that the lock did not lock from (empty when current)."""
-    try:
-        lock = tomllib.loads(lock_text)
-    except tomllib.TOMLDecodeError as exc:
-        return [f"uv.lock does not parse: {exc}"]
     project = pyproject.get("project", {})
     name = canonicalize_name(str(project.get("name", "")))
+    try:
+        lock, packages = read_lock(lock_text, [name])
+    except tomllib.TOMLDecodeError as exc:
+        return [f"uv.lock does not parse: {exc}"]
     root = next(
         (
             package
-            for package in lock.get("package", [])
-            if canonicalize_name(str(package.get("name", ""))) == name
-            and ({"editable", "virtual"} & set(package.get("source", {})))
+            for package in packages
+            if {"editable", "virtual"} & set(package.get("source", {}))
         ),
         None,
     )
