@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import mlflow.pyfunc
 import mlflow.sklearn
@@ -86,7 +87,9 @@ def test_a_folder_without_a_model_or_with_a_broken_one_says_so(tmp_path: Path) -
 
 def test_another_flavour_goes_through_mlflow_s_pyfunc(tmp_path: Path) -> None:
     class Doubler(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        def predict(
+            self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+        ) -> pd.DataFrame:
             return model_input * 2
 
     mlflow.pyfunc.save_model(tmp_path / "m", python_model=Doubler())

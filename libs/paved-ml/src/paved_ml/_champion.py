@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from paved_ml.config import read_yaml_mapping
 from paved_ml.errors import PavedMLError
 
 CHAMPION_FILE = "champion.json"
@@ -47,13 +46,7 @@ def read_mlmodel(model_dir: Path) -> dict[str, Any]:
     path = model_dir / MLMODEL_FILE
     if not path.is_file():
         raise PavedMLError(f"no champion model in {model_dir}: run `dvc pull` or `dvc repro` first")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise PavedMLError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise PavedMLError(f"{path} is not an MLmodel file")
-    return data
+    return read_yaml_mapping(path, holds="MLmodel flavours and signature")
 
 
 def load_model(model_dir: Path) -> Any:

@@ -18,8 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from paved_ml.contract import Contract
 from paved_ml.errors import PavedMLError
 from paved_ml.prediction_log import LOG_ENV, PREDICTION, TIME
@@ -137,15 +135,9 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _read_params(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise PavedMLError(f"{path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise PavedMLError(f"{path} holds no sections")
-    return data
+    from paved_ml.config import read_yaml_mapping
+
+    return read_yaml_mapping(path) if path.is_file() else {}
 
 
 def _predict(model_dir: Path, frame: Any, features: list[str]) -> list[Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from paved_ml.errors import ConfigError
+from paved_ml.errors import ConfigError, PavedMLError
 
 __all__ = ["ProjectConfig", "find_root", "load_config"]
 
@@ -68,6 +68,21 @@ def load_config(root: Path | None = None) -> ProjectConfig:
         platform_version=_platform_version(root),
         contract=str(table.get("contract", "")),
     )
+
+
+def read_yaml_mapping(path: Path, *, holds: str = "sections") -> dict[str, Any]:
+    """The mapping a YAML file holds (empty for an empty file).
+
+    A file that is not YAML, or holds something else than a mapping, is a PavedMLError
+    naming it (`holds` says what it should hold).
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise PavedMLError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise PavedMLError(f"{path} holds no {holds}")
+    return data
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
