@@ -83,7 +83,11 @@ from all_repos.config import load_config
 
 
 def apply_fix() -> None:
-    subprocess.run({UPDATE!r}, shell=True, check=True)
+    # A copier cache per worker process, as paved fleet update keeps: two copier updates
+    # refreshing one shared template mirror at once race, and one fails.
+    cache = os.path.join(os.environ["SCRATCH"], f"copier-cache-{{os.getpid()}}")
+    env = {{**os.environ, "COPIER_CACHE_DIR": cache}}
+    subprocess.run({UPDATE!r}, shell=True, check=True, env=env)
     subprocess.run(["git", "add", "--all"], check=True)  # -a alone misses new files
 
 
