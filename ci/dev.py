@@ -38,13 +38,15 @@ JOBS = {
 TIERS = ("render", "project", "libs", "update", "image", "ci")
 #: Commands the image and ci test tiers run, and the Debian package of each: buildah builds
 #: and runs images, podman imports the base, skopeo inspects and pushes, Debian's
-#: docker-registry is the test registry, debootstrap makes the base image.
+#: docker-registry is the test registry, debootstrap makes the base image, binutils' strip
+#: drops the extension modules' symbol tables.
 IMAGE_TOOLS = {
     "buildah": "buildah",
     "podman": "podman",
     "skopeo": "skopeo",
     "docker-registry": "docker-registry",
     "debootstrap": "debootstrap",
+    "strip": "binutils",
 }
 #: What each benchmark needs beyond the image tools.
 BENCH_TOOLS = {"service": {"wrk": "wrk"}, "image": IMAGE_TOOLS, "ci_act": IMAGE_TOOLS}

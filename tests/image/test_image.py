@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -148,23 +149,24 @@ def test_image_is_tagged_labelled_and_non_root(
     assert "org.opencontainers.image.source" in labels
 
 
-def test_no_layer_holds_a_secret(pushed: tuple[str, str], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def layers(pushed: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The pushed image's layer archives, pulled back from the registry by digest."""
     image, digest = pushed
+    folder = tmp_path_factory.mktemp("layers")
     subprocess.run(
-        [
-            "skopeo",
-            "copy",
-            "--src-tls-verify=false",
-            f"docker://{image}@{digest}",
-            f"dir:{tmp_path}",
-        ],
+        ["skopeo", "copy", "--src-tls-verify=false", f"docker://{image}@{digest}", f"dir:{folder}"],
         check=True,
         capture_output=True,
     )
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return [folder / layer["digest"].split(":")[1] for layer in manifest["layers"]]
+
+
+def test_no_layer_holds_a_secret(layers: list[Path]) -> None:
     offenders = []
-    for layer in manifest["layers"]:
-        with tarfile.open(tmp_path / layer["digest"].split(":")[1]) as archive:
+    for layer in layers:
+        with tarfile.open(layer) as archive:
             for member in archive:
                 if SECRET_NAMES.search(member.name):
                     offenders.append(member.name)
@@ -173,6 +175,46 @@ def test_no_layer_holds_a_secret(pushed: tuple[str, str], tmp_path: Path) -> Non
                     if data is not None and PRIVATE_KEY.search(data.read()):
                         offenders.append(member.name)
     assert offenders == []
+
+
+def elf_sections(data: bytes) -> set[str]:
+    """The section names of a 64-bit little-endian ELF file."""
+    assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+
+    def header(index: int) -> tuple[int, int, int]:
+        (name,) = struct.unpack_from("<I", data, shoff + index * shentsize)
+        offset, size = struct.unpack_from("<QQ", data, shoff + index * shentsize + 0x18)
+        return name, offset, size
+
+    _, names_at, _ = header(shstrndx)
+    return {
+        data[names_at + name : data.index(b"\0", names_at + name)].decode()
+        for name, _, _ in map(header, range(shnum))
+    }
+
+
+def test_extension_modules_ship_without_symbol_tables(layers: list[Path]) -> None:
+    """`paved ci image` strips the extension modules, not the libraries auditwheel vendored."""
+    stripped, vendored = {}, {}
+    for layer in layers:
+        with tarfile.open(layer) as archive:
+            for member in archive:
+                name = member.name
+                if member.isfile() and name.startswith("opt/paved/site/") and ".so" in name:
+                    data = archive.extractfile(member)
+                    assert data is not None
+                    held = "symtab" if ".symtab" in elf_sections(data.read()) else "none"
+                    is_vendored = name.split("/")[-2].endswith(".libs")
+                    (vendored if is_vendored else stripped)[name] = held
+    numpy_core = [n for n in stripped if "numpy/_core/_multiarray_umath" in n]
+    assert numpy_core and len(stripped) > 100
+    assert {held for held in stripped.values()} == {"none"}, [
+        name for name, held in stripped.items() if held != "none"
+    ]
+    assert any("numpy.libs/" in name for name in vendored)
+    assert "symtab" in vendored.values()  # left as the wheel shipped it
 
 
 @pytest.fixture(scope="module")

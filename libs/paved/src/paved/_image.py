@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import tarfile
 import tempfile
@@ -374,6 +375,29 @@ def _stage_site(build: ImageBuild, dest: Path, scratch: Path, env: Mapping[str, 
     for pattern in BUILD_ONLY:
         for path in dest.rglob(pattern):
             path.unlink()
+    _strip_extensions(dest, env)
+
+
+def _strip_extensions(site: Path, env: Mapping[str, str]) -> None:
+    """Drop the symbol tables the compiled extensions ship with (about 40 MB), if `strip` is here.
+
+    The libraries auditwheel vendored into `<package>.libs` stay as they are: patchelf moved
+    their load commands, and `strip` rewrites them so that the loader refuses them (NumPy's
+    OpenBLAS fails to import). The extension modules themselves load and run stripped.
+    Stripping is an optimisation: without binutils, or for another machine, the site ships
+    unstripped.
+    """
+    if not shutil.which("strip") or platform.machine() != "x86_64":
+        return
+    extensions = sorted(
+        str(path)
+        for pattern in ("*.so", "*.so.*")
+        for path in site.rglob(pattern)
+        if path.is_file() and not path.parent.name.endswith(".libs")
+    )
+    for start in range(0, len(extensions), 200):
+        command = ["strip", "--strip-unneeded", *extensions[start : start + 200]]
+        run(command, cwd=site, env=env, check=False)
 
 
 def _ok(command: Sequence[str]) -> bool:
