@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from golden_path import free_port, running
-from paved._ci import without_credentials
+from paved._credentials import without_credentials
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 PYPROJECT = '[project]\nname = "churn"\nversion = "1.0.0"\n\n[tool.paved]\nimage = "{image}"\n'

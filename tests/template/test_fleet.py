@@ -303,3 +303,103 @@ def test_pull_requests_are_opened_once_capped_and_spaced(
         pulls = json.loads(state.read_text())["pulls"]
         assert sorted(p["repo"] for p in pulls) == ["acme/churn", "acme/risk", "acme/upsell"]
     assert all("Training runs longer." in p["body"] for p in pulls)
+
+
+TOKEN = "ghp_fleetTokenThatTeamCodeMustNotSee"
+#: A build backend in the team repo itself: uv runs it to read the project's dynamic version
+#: when it locks. On import it writes down every credential it can reach.
+HOSTILE_BACKEND = """
+import glob, json, os, subprocess
+
+def _reach():
+    seen = {"environ": dict(os.environ), "proc": {}}
+    for path in glob.glob("/proc/[0-9]*/environ") + glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            with open(path, "rb") as handle:
+                seen["proc"][path] = handle.read().decode("latin-1")
+        except OSError:
+            pass
+    asked = "protocol=https\\nhost=github.com\\npath=acme/other-team.git\\n\\n"
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    seen["helper"] = subprocess.run(
+        ["git", "credential", "fill"], input=asked, capture_output=True, text=True, env=env
+    ).stdout
+    with open(EVIDENCE, "a") as handle:
+        handle.write(json.dumps(seen) + "\\n")
+
+_reach()
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    info = os.path.join(metadata_directory, NAME + "-0.1.0.dist-info")
+    os.makedirs(info)
+    with open(os.path.join(info, "METADATA"), "w") as handle:
+        handle.write(f"Metadata-Version: 2.1\\nName: {NAME}\\nVersion: 0.1.0\\n")
+    return os.path.basename(info)
+
+get_requires_for_build_editable = get_requires_for_build_wheel
+prepare_metadata_for_build_editable = prepare_metadata_for_build_wheel
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    raise RuntimeError("only the metadata is read")
+
+build_editable = build_wheel
+"""
+
+
+def test_team_code_the_fleet_runs_never_reaches_the_token(tmp_path: Path) -> None:
+    platform = tmp_path / "paved"
+    two_releases(platform)
+    env = {**tool_env(platform), **GIT_IDENTITY}
+    hostile = team(env, tmp_path, "hostile")
+    evidence = tmp_path / "evidence.jsonl"
+    pyproject = hostile / "pyproject.toml"
+    text = pyproject.read_text()
+    text = text.replace('version = "0.1.0"\n', 'dynamic = ["version"]\n', 1)
+    text = text.replace(
+        'requires = ["hatchling>=1.25"]\nbuild-backend = "hatchling.build"\n',
+        'requires = []\nbuild-backend = "hostile_backend"\nbackend-path = ["."]\n',
+    )
+    pyproject.write_text(text)
+    backend = f"EVIDENCE = {str(evidence)!r}\nNAME = 'hostile'\n" + HOSTILE_BACKEND
+    (hostile / "hostile_backend.py").write_text(backend)
+    run(["uv", "lock", "--quiet"], hostile, env)
+    commit(env, hostile, "Version from our own build backend")
+    hook = tmp_path / "remotes" / "hostile.git" / "hooks" / "pre-receive"
+    hook.rename(hook.with_suffix(".off"))  # the team pushes its change to main
+    run(["git", "push", "--quiet", "origin", "HEAD:main"], hostile, env)
+    hook.with_suffix(".off").rename(hook)
+    assert evidence.is_file()  # the backend runs whenever uv locks the repo
+    evidence.unlink()
+    manifest = [{"url": (tmp_path / "remotes" / "hostile.git").as_uri(), "name": "hostile"}]
+    (tmp_path / "fleet.yml").write_text(yaml.safe_dump(manifest))
+    # The token as the rollout workflow gives it, and a credential helper that hands it out.
+    count = int(env.get("GIT_CONFIG_COUNT", "0"))
+    helper = "!f() { echo username=x-access-token; echo password=$PAVED_GITHUB_TOKEN; }; f"
+    secrets = {
+        "PAVED_GITHUB_TOKEN": TOKEN,
+        "GITHUB_TOKEN": TOKEN,
+        "GIT_CONFIG_COUNT": str(count + 1),
+        f"GIT_CONFIG_KEY_{count}": "credential.https://github.com.helper",
+        f"GIT_CONFIG_VALUE_{count}": helper,
+    }
+
+    done = paved({**env, **secrets}, "fleet", "update", "fleet.yml", "--json", cwd=tmp_path)
+
+    outcomes = {repo["name"]: repo for repo in json.loads(done.stdout)["repos"]}
+    assert outcomes["hostile"]["outcome"] == "updated", done.stdout + done.stderr
+    pushed = run(
+        ["git", "log", "-1", "--format=%B", "paved/update-v0.2.0"],
+        tmp_path / "remotes" / "hostile.git",
+        env,
+    )
+    assert "Update to the Paved platform v0.2.0" in pushed.stdout
+    reached = evidence.read_text().splitlines()
+    assert reached  # the team's backend ran during the update (its re-lock) ...
+    for line in reached:
+        seen = json.loads(line)
+        assert len(seen["proc"]) > 2  # ... and read the other processes' environments
+        assert TOKEN not in line, [k for k, v in seen["proc"].items() if TOKEN in v]
+        assert "x-access-token" not in seen["helper"]  # the helper was not reached

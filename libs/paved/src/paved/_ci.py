@@ -10,12 +10,12 @@ import os
 import sys
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from paved._credentials import without_credentials
 from paved._errors import CommandError, PavedError
 from paved._git import git
 from paved._image import ImageBuild, build_image, image_tags, push_image
@@ -29,7 +29,6 @@ __all__ = [
     "drift_check",
     "image_build_from_repo",
     "run_checks",
-    "without_credentials",
 ]
 
 #: The checks of `paved ci check`, in the order they are reported: name and command (run
@@ -281,11 +280,3 @@ def build_and_push(
             )
     digest = build_image(build, builder=builder, tls_verify=tls_verify, archive=archive)
     return push_image(build, builder=builder, tls_verify=tls_verify) if push else digest
-
-
-def without_credentials(url: str) -> str:
-    """`url` without a user or password (`https://token@host/x` -> `https://host/x`)."""
-    parts = urllib.parse.urlsplit(url)
-    if not parts.scheme or "@" not in parts.netloc:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

@@ -26,12 +26,14 @@ def run(
     input: str | None = None,
     check: bool = True,
     detail_lines: int = 20,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run `command`, capturing its output; a failure (if `check`) raises a CommandError.
 
     The error's message ends with the last `detail_lines` lines of the command's error
     output (1 where the last line says it all: a refused push, a failed login). A missing
-    program and a timeout are CommandErrors too, whatever `check` says.
+    program and a timeout are CommandErrors too, whatever `check` says. `pass_fds` stay
+    open in the child (a pipe that hands it a secret).
     """
     shown = " ".join(command)
     try:
@@ -43,6 +45,7 @@ def run(
             capture_output=True,
             text=True,
             timeout=timeout,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError as exc:
         raise CommandError(f"`{command[0]}` is not installed (needed for `{shown}`)") from exc

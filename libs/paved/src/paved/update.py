@@ -117,7 +117,7 @@ def release_commits(source: str, *, env: Mapping[str, str] | None = None) -> dic
 
     One `git ls-remote`, no clone; an annotated tag's commit is its peeled (`^{}`) entry.
     """
-    out = run(["git", "ls-remote", "--tags", source], env=env, timeout=120).stdout
+    out = run(["git", "ls-remote", "--tags", "--", source], env=env, timeout=120).stdout
     commits: dict[str, str] = {}
     for line in out.splitlines():
         sha, _, ref = line.partition("\t")
@@ -323,14 +323,18 @@ def _removed_edited(
         kind
         and (clone / ".git").exists()
         and not run(
-            ["git", "-C", str(clone), "fetch", "--quiet", "--depth", "1", "origin", "tag", current],
+            [
+                *("git", "-C", str(clone), "fetch", "--quiet", "--depth", "1", "--", "origin"),
+                f"refs/tags/{current}:refs/tags/{current}",
+            ],
             timeout=300,
             check=False,
         ).returncode
     )
     for path in deleted if fetched else []:
         shown = run(
-            ["git", "-C", str(clone), "show", f"{current}:templates/{kind}/{path}"], check=False
+            ["git", "-C", str(clone), "show", f"refs/tags/{current}:templates/{kind}/{path}"],
+            check=False,
         )
         if not shown.returncode:
             old_files[path] = shown.stdout
@@ -487,7 +491,7 @@ def _release_notes(source: str, target: str, base: Version, clone: Path) -> tupl
     newest first, and the releases in that range whose migrations the update will run.
     """
     command = ["git", "clone", "--quiet", "--depth", "1", "--branch", target, "--no-checkout"]
-    if run([*command, source, str(clone)], timeout=300, check=False).returncode:
+    if run([*command, "--", source, str(clone)], timeout=300, check=False).returncode:
         return "", []
     text = git(clone, "show", "HEAD:docs/changelog.md", check=False)
     config = yaml.safe_load(git(clone, "show", "HEAD:copier.yml", check=False) or "{}")

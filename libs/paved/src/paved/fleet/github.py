@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from paved._credentials import GITHUB_API
 from paved._errors import PavedError
 
 __all__ = ["GitHub", "GitHubRepo"]
 
-DEFAULT_API = "https://api.github.com"
 _TIMEOUT = 30
 _MAX_BYTES = 16 << 20
 #: Writes are spaced at least this far apart (GitHub's secondary rate limits), across threads.
@@ -47,7 +47,7 @@ class GitHub:
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
-        self.api = (env.get("PAVED_GITHUB_API") or DEFAULT_API).rstrip("/")
+        self.api = (env.get("PAVED_GITHUB_API") or GITHUB_API).rstrip("/")
         self.token = env.get("PAVED_GITHUB_TOKEN") or env.get("GITHUB_TOKEN") or ""
         parts = urllib.parse.urlsplit(self.api)
         loopback = parts.hostname in {"127.0.0.1", "localhost", "::1"}
@@ -138,7 +138,7 @@ class GitHub:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=_TIMEOUT) as answer:
+            with _OPENER.open(request, timeout=_TIMEOUT) as answer:
                 body = answer.read(_MAX_BYTES + 1)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
@@ -156,6 +156,35 @@ class GitHub:
             return json.loads(body)
         except json.JSONDecodeError as exc:
             raise PavedError(f"GitHub {path}: the answer is not JSON") from exc
+
+
+class _SameHostAuthorization(urllib.request.HTTPRedirectHandler):
+    """Redirects followed as urllib does, but the token goes to the same host only.
+
+    urllib copies every header onto the redirected request: a redirect to another host (or
+    from https to http) would hand it the token. As `requests` does, the Authorization header
+    is dropped then, and kept for a redirect on the same host (a renamed repository).
+    """
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            before, after = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+            moved = (before.hostname, before.port) != (after.hostname, after.port)
+            if moved or (before.scheme == "https" and after.scheme != "https"):
+                new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_SameHostAuthorization)
 
 
 class _NotFound(Exception):

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from paved._credentials import Held, held, redact
 from paved._errors import PavedError
 from paved._git import git, git_env
 from paved._proc import run
@@ -111,15 +112,19 @@ def fleet_update(
 ) -> FleetReport:
     """Roll release `to` (default: the latest of the repos' template) out to `target`'s repos."""
     repos = find_repos(target)
-    with tempfile.TemporaryDirectory(prefix="paved-fleet-") as scratch:
+    # From here on, team code runs in this process's children: the credentials are held
+    # apart, for the clones, pushes and API calls this process makes itself.
+    with held() as credentials, tempfile.TemporaryDirectory(prefix="paved-fleet-") as scratch:
         workspace = Path(scratch)
-        mirrors = _Mirrors(workspace)
-        release = to or _latest(_first_source(repos, workspace), mirrors)
+        mirrors = _Mirrors(workspace, credentials)
+        release = to or _latest(_first_source(repos, workspace, credentials), mirrors)
         record_path = state / f"{release}.json"
         record = _read_record(record_path)
         chosen = _select(repos, only, record)
-        github = GitHub() if any(ref.github for ref in chosen) else None
+        api_env = {**os.environ, **credentials.variables}
+        github = GitHub(api_env) if any(ref.github for ref in chosen) else None
         run_ctx = _Run(
+            held=credentials,
             release=release,
             dry_run=dry_run,
             lock=lock,
@@ -153,6 +158,7 @@ def fleet_update(
 
 @dataclass
 class _Run:
+    held: Held
     release: str
     dry_run: bool
     lock: bool
@@ -171,7 +177,7 @@ def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
     created = False
     try:
         outcome.stage = "locate"
-        default = _checkout(ref, work)
+        default = _checkout(ref, work, ctx.held)
         outcome.stage = "read"
         answers = read_answers(work)
         outcome.from_release = str(answers.get("_commit", ""))
@@ -186,13 +192,13 @@ def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
             )
             return outcome
         outcome.stage = "branch"
-        if has_branch(ref, branch):
+        if has_branch(ref, branch, ctx.held):
             outcome.outcome, outcome.branch = "pending", branch
             outcome.reason = f"{branch} is already pushed: review and merge it"
             if ctx.github and ref.github and not ctx.dry_run:
                 # One pull request per branch: found, or opened now if an earlier run was
                 # capped by --max-open-prs (the branch's last commit message is the report).
-                body = _branch_message(ref, work, branch)
+                body = _branch_message(ref, work, branch, ctx.held)
                 outcome.pull_request = ctx.prs.open(
                     ctx.github, ref.github, branch, default, _title(ctx.release), body, keep=True
                 )
@@ -215,8 +221,11 @@ def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
         _deliver(ref, work, ctx, outcome, update, branch=branch, default=default)
     except (PavedError, OSError, ValueError, KeyError) as exc:
         outcome.outcome = "failed"
-        outcome.reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        # The whole reason, git's own error text included, on one line.
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        outcome.reason = " | ".join(lines)[:2000] if lines else repr(exc)
     finally:
+        outcome.reason = redact(outcome.reason)  # a URL's user and password are never shown
         outcome.seconds = round(time.perf_counter() - started, 2)
         _cleanup(ref, work)
         if ref.path is not None and created and not outcome.commit:
@@ -246,7 +255,7 @@ def _deliver(
     outcome.commit = git(work, "rev-parse", "HEAD")
     outcome.branch = branch
     outcome.stage = "push"
-    _push(ref, work, branch, default)
+    _push(ref, work, ctx, branch=branch, default=default)
     if ctx.github and ref.github:
         outcome.stage = "pull request"
         outcome.pull_request = ctx.prs.open(
@@ -255,7 +264,7 @@ def _deliver(
     outcome.stage = "done"
 
 
-def _checkout(ref: RepoRef, work: Path) -> str:
+def _checkout(ref: RepoRef, work: Path, held: Held) -> str:
     """A working copy of the default branch at `work`; returns the default branch."""
     work.parent.mkdir(parents=True, exist_ok=True)
     if ref.path is not None:
@@ -265,7 +274,7 @@ def _checkout(ref: RepoRef, work: Path) -> str:
         default = ref.branch or _default_branch(ref.path)
         git(ref.path, "worktree", "add", "--quiet", "--detach", str(work), default)
         return default
-    clone_shallow(ref, work)
+    clone_shallow(ref, work, held)
     return ref.branch or git(work, "symbolic-ref", "--short", "HEAD")
 
 
@@ -276,11 +285,14 @@ def _default_branch(repo: Path) -> str:
     return git(repo, "symbolic-ref", "--short", "HEAD")
 
 
-def _branch_message(ref: RepoRef, work: Path, branch: str) -> str:
+def _branch_message(ref: RepoRef, work: Path, branch: str, held: Held) -> str:
     """The last commit message on the already pushed `branch` (the report it carries)."""
     if ref.path is not None:
         return git(ref.path, "log", "-1", "--format=%B", branch, check=False)
-    git(work, "fetch", "--quiet", "--depth", "1", "origin", branch, check=False)
+    spec = f"refs/heads/{branch}"
+    held.git(
+        ["fetch", "--quiet", "--depth", "1", "--", str(ref.url), spec], url=str(ref.url), cwd=work
+    )
     return git(work, "log", "-1", "--format=%B", "FETCH_HEAD", check=False)
 
 
@@ -289,17 +301,31 @@ def _paved_update(work: Path, ctx: _Run, env: Mapping[str, str]) -> dict[str, An
     return ctx.workers.run(_update_in_worker, str(work), ctx.release, ctx.lock, dict(env))
 
 
-def _push(ref: RepoRef, work: Path, branch: str, default: str) -> None:
-    """Push `branch`, and only it; refuse a branch that is the default one."""
+def _push(ref: RepoRef, work: Path, ctx: _Run, *, branch: str, default: str) -> None:
+    """Push `branch`, and only it; refuse a branch that is the default one.
+
+    The push, which holds the credentials, is made from a bare repository this process has
+    just made, never from the working copy: the team's code ran there, and may have written
+    hooks or settings (a credential helper, a proxy, a URL rewrite) into its `.git`. A local
+    repo's branch (its worktree's) is pushed to its origin, if it has one.
+    """
     if branch == default:
         raise PavedError(f"refusing to push to the default branch {default}")
-    spec = f"refs/heads/{branch}:refs/heads/{branch}"
+    url = str(ref.url or "")
     if ref.path is not None:
-        # A worktree's branch is already the local repo's; push it on if the repo has a remote.
-        if git(ref.path, "remote", check=False).split().count("origin"):
-            git(ref.path, "push", "--quiet", "origin", spec)
-        return
-    git(work, "push", "--quiet", "origin", spec)
+        url = git(ref.path, "remote", "get-url", "origin", check=False)
+        if not url:
+            return
+    spec = f"refs/heads/{branch}:refs/heads/{branch}"
+    clean = Path(tempfile.mkdtemp(prefix="push-", dir=ctx.workspace))
+    try:
+        run(["git", "init", "--quiet", "--bare", str(clean)], env=git_env(), timeout=120)
+        git(clean, "fetch", "--quiet", "--no-tags", "--update-shallow", "--", str(work), spec)
+        done = ctx.held.git(["push", "--quiet", "--", url, spec], url=url, cwd=clean)
+        if done.returncode:
+            raise PavedError(f"cannot push {branch} to {url}: {done.stderr.strip()[-2000:]}")
+    finally:
+        shutil.rmtree(clean, ignore_errors=True)
 
 
 def _cleanup(ref: RepoRef, work: Path) -> None:
@@ -419,8 +445,8 @@ def _environment(env: Mapping[str, str]) -> Iterator[None]:
 class _Mirrors:
     """One mirror clone per template source, made the first time a repo names it."""
 
-    def __init__(self, workspace: Path) -> None:
-        self.workspace = workspace
+    def __init__(self, workspace: Path, held: Held) -> None:
+        self.workspace, self.held = workspace, held
         self.mirrors: dict[str, Path] = {}
         self.lock = threading.Lock()
 
@@ -429,18 +455,15 @@ class _Mirrors:
         with self.lock:
             if source and source not in self.mirrors:
                 mirror = self.workspace / f"template-{len(self.mirrors)}.git"
-                done = run(
-                    ["git", "clone", "--quiet", "--mirror", source, str(mirror)],
-                    env=git_env(),
-                    check=False,
-                    timeout=600,
+                done = self.held.git(
+                    ["clone", "--quiet", "--mirror", "--", source, str(mirror)], url=source
                 )
                 if done.returncode == 0:  # else the update itself says why it cannot fetch
                     self.mirrors[source] = mirror
             return _mirror_env(self.mirrors)
 
 
-def _first_source(repos: Sequence[RepoRef], workspace: Path) -> str:
+def _first_source(repos: Sequence[RepoRef], workspace: Path, held: Held) -> str:
     """The template source of the first repo that has one (a shallow clone if remote)."""
     for ref in repos:
         path = ref.path
@@ -448,7 +471,7 @@ def _first_source(repos: Sequence[RepoRef], workspace: Path) -> str:
             if path is None:
                 path = workspace / "probe"
                 shutil.rmtree(path, ignore_errors=True)
-                _checkout(ref, path)
+                _checkout(ref, path, held)
             return str(read_answers(path).get("_src_path", ""))
         except PavedError:
             continue

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from paved._credentials import AMBIENT, Held
 from paved._errors import PavedError
-from paved._git import git, git_env
-from paved._proc import run
+from paved._git import git
 from paved.fleet.github import GitHub
 
 __all__ = ["RepoRef", "clone_shallow", "find_repos", "has_branch"]
@@ -99,21 +99,26 @@ def _manifest(path: Path) -> list[RepoRef]:
     return repos
 
 
-def clone_shallow(ref: RepoRef, dest: Path) -> None:
+def clone_shallow(ref: RepoRef, dest: Path, held: Held = AMBIENT) -> None:
     """The tip of `ref`'s default branch (or `ref.branch`) at `dest`, one commit deep."""
-    args = ["git", "clone", "--quiet", "--depth", "1", "--no-tags"]
+    args = ["clone", "--quiet", "--depth", "1", "--no-tags"]
     if ref.branch:
         args += ["--branch", ref.branch]
-    done = run([*args, str(ref.url), str(dest)], env=git_env(), check=False, timeout=600)
+    done = held.git([*args, "--", str(ref.url), str(dest)], url=str(ref.url))
     if done.returncode:
         detail = (done.stderr.strip().splitlines() or ["git clone failed"])[-1]
         raise PavedError(f"cannot clone {ref.url}: {detail}")
 
 
-def has_branch(ref: RepoRef, branch: str) -> bool:
-    """Whether `branch` exists: in a local copy (or its origin's refs), or on the remote."""
+def has_branch(ref: RepoRef, branch: str, held: Held = AMBIENT) -> bool:
+    """Whether `branch` exists: in a local copy (or its origin's refs), or on the remote.
+
+    On the remote only `refs/heads/<branch>` itself counts (git's pattern would also match
+    `refs/heads/wip/<branch>`).
+    """
     if ref.path is not None:
         names = (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}")
         return any(git(ref.path, "rev-parse", "--verify", "--quiet", n, check=False) for n in names)
-    heads = run(["git", "ls-remote", "--heads", str(ref.url), branch], env=git_env(), check=False)
-    return bool(heads.stdout.strip())
+    wanted = f"refs/heads/{branch}"
+    heads = held.git(["ls-remote", "--heads", "--", str(ref.url), wanted], url=str(ref.url))
+    return any(line.split("\t")[-1] == wanted for line in heads.stdout.splitlines())

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from paved._credentials import redact
 from paved._errors import PavedError
 from paved.checks import check_repo
 from paved.fleet.github import GitHub
@@ -94,6 +95,8 @@ def fleet_status(target: str, *, check: bool = True, jobs: int = 4) -> StatusRep
                 for (row, path), ref in zip(rows, repos, strict=True)
             ],
         )
+    for row, _ in rows:  # a URL's user and password are never shown
+        row.location, row.source, row.error = map(redact, (row.location, row.source, row.error))
     return StatusReport([row for row, _ in rows])
 
 

@@ -1,0 +1,79 @@
+"""Team repos as untrusted input to `paved status` and the fleet: each case failed once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from paved.fleet.sources import RepoRef, has_branch
+
+pytestmark = pytest.mark.libs
+
+GIT = {
+    "GIT_AUTHOR_NAME": "Ada",
+    "GIT_AUTHOR_EMAIL": "ada@example.org",
+    "GIT_COMMITTER_NAME": "Ada",
+    "GIT_COMMITTER_EMAIL": "ada@example.org",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env={**os.environ, **GIT}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def repo_with_answers(path: Path, answers: str) -> Path:
+    path.mkdir(parents=True)
+    git(path, "init", "--quiet", "--initial-branch=main")
+    (path / ".copier-answers.yml").write_text(answers)
+    git(path, "add", "--all")
+    git(path, "commit", "--quiet", "-m", "answers")
+    return path
+
+
+def paved(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "paved", *args],
+        cwd=cwd,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_template_source_is_never_read_as_a_git_option(tmp_path: Path) -> None:
+    # `git ls-remote --tags <source>` without `--` took this source for --upload-pack and
+    # ran it against the origin of the folder paved ran in.
+    marker = tmp_path / "ran"
+    answers = f'_src_path: "--upload-pack=touch {marker};git-upload-pack"\n_commit: v0.1.0\n'
+    repo_with_answers(tmp_path / "fleet" / "team", answers)
+    here = tmp_path / "here"
+    origin = repo_with_answers(tmp_path / "origin", "_commit: v0.1.0\n")
+    git(tmp_path, "clone", "--quiet", str(origin), str(here))
+
+    done = paved(here, "status", str(tmp_path / "fleet"), "--no-check", "--json")
+
+    row = json.loads(done.stdout)["repos"][0]
+    assert "cannot list the releases" in row["error"], row
+    assert not marker.exists()
+
+
+def test_only_the_update_branch_itself_counts_as_pushed(tmp_path: Path) -> None:
+    # `git ls-remote --heads URL branch` matches the end of a ref's name: a team's
+    # wip/paved/update-v0.2.0 counted as the fleet's branch.
+    work = repo_with_answers(tmp_path / "work", "_commit: v0.1.0\n")
+    bare = tmp_path / "team.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(work), str(bare))
+    git(work, "push", "--quiet", str(bare), "HEAD:refs/heads/wip/paved/update-v0.2.0")
+    ref = RepoRef(name="team", url=bare.as_uri())
+    assert not has_branch(ref, "paved/update-v0.2.0")
+    git(work, "push", "--quiet", str(bare), "HEAD:refs/heads/paved/update-v0.2.0")
+    assert has_branch(ref, "paved/update-v0.2.0")
