@@ -30,6 +30,7 @@ __all__ = [
     "AMBIENT",
     "GITHUB_API",
     "Held",
+    "github_token",
     "held",
     "is_credential",
     "redact",
@@ -82,7 +83,7 @@ class Held:
     @property
     def token(self) -> str:
         """The GitHub token, if one was set."""
-        return next((self.variables[n] for n in TOKEN_VARIABLES if self.variables.get(n)), "")
+        return github_token(self.variables)
 
     def git(
         self,
@@ -166,6 +167,11 @@ def held() -> Iterator[Held]:
         for name in [k for k in os.environ if k.startswith("GIT_CONFIG_")]:
             del os.environ[name]
         os.environ.update(saved)
+
+
+def github_token(env: Mapping[str, str]) -> str:
+    """The GitHub token `env` sets: `PAVED_GITHUB_TOKEN`, else `GITHUB_TOKEN`, else ""."""
+    return next((env[name] for name in TOKEN_VARIABLES if env.get(name)), "")
 
 
 def without_credentials(url: str) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from paved._credentials import GITHUB_API
+from paved._credentials import GITHUB_API, github_token
 from paved._errors import PavedError
 
 __all__ = ["GitHub", "GitHubRepo"]
@@ -48,7 +48,7 @@ class GitHub:
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
         self.api = (env.get("PAVED_GITHUB_API") or GITHUB_API).rstrip("/")
-        self.token = env.get("PAVED_GITHUB_TOKEN") or env.get("GITHUB_TOKEN") or ""
+        self.token = github_token(env)
         parts = urllib.parse.urlsplit(self.api)
         loopback = parts.hostname in {"127.0.0.1", "localhost", "::1"}
         if parts.scheme != "https" and not loopback:
