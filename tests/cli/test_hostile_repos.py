@@ -77,3 +77,35 @@ def test_only_the_update_branch_itself_counts_as_pushed(tmp_path: Path) -> None:
     assert not has_branch(ref, "paved/update-v0.2.0")
     git(work, "push", "--quiet", str(bare), "HEAD:refs/heads/paved/update-v0.2.0")
     assert has_branch(ref, "paved/update-v0.2.0")
+
+
+def test_paved_check_follows_no_link_out_of_the_repo_or_round_a_loop(tmp_path: Path) -> None:
+    # PV008 walked src/ following links: two links back to src/ gave ~2^40 paths and a link
+    # to / walked the host; paved check (and status and the fleet with it) never ended.
+    repo = tmp_path / "team"
+    (repo / "src" / "team").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text(
+        '[project]\nname = "team"\n[tool.paved]\ntracking-uri = "http://mlflow.internal"\n'
+    )
+    (repo / "src" / "team" / "train.py").write_text(
+        'import mlflow\nmlflow.set_tracking_uri("http://elsewhere")\n'
+    )
+    outside = tmp_path / "outside.py"
+    outside.write_text('import mlflow\nmlflow.set_tracking_uri("http://outside")\n')
+    (repo / "src" / "a").symlink_to(".")
+    (repo / "src" / "b").symlink_to(".")
+    (repo / "src" / "x").symlink_to("/")
+    (repo / "src" / "outside.py").symlink_to(outside)
+    os.mkfifo(repo / "src" / "team" / "fifo.py")  # opening it would block for ever
+
+    done = subprocess.run(
+        [sys.executable, "-m", "paved", "check", str(repo), "--select=PV008", "--format=json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    found = json.loads(done.stdout)["checks"]["PV008"]
+    assert found["result"] is False, found
+    assert "src/team/train.py:2" in found["err_msg"]
+    assert "outside" not in found["err_msg"] and "src/a/" not in found["err_msg"]

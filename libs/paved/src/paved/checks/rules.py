@@ -426,17 +426,50 @@ def _dvc_config(root: Traversable) -> configparser.ConfigParser | None:
     return config
 
 
+#: How far a walk of a team repo goes: it is untrusted input (links, loops, huge files).
+_WALK_DEPTH, _WALK_FILES, _FILE_BYTES = 16, 5000, 1 << 20
+
+
 def _python_files(folder: Traversable, prefix: str = "src") -> list[tuple[str, str]]:
-    if not folder.is_dir():
-        return []
+    """The `.py` files under `folder` with their text, bounded: no link is followed (a link
+    may point out of the repo or back at its own folder), at most `_WALK_DEPTH` folders deep,
+    `_WALK_FILES` entries, and files over `_FILE_BYTES` are skipped.
+    """
     found: list[tuple[str, str]] = []
-    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
-        name = f"{prefix}/{entry.name}"
-        if entry.is_dir():
-            found += _python_files(entry, name)
-        elif entry.name.endswith(".py"):
-            found.append((name, entry.read_bytes().decode("utf-8", errors="replace")))
-    return found
+    pending = [(folder, prefix, 0)]
+    seen = 0
+    while pending:
+        here, name, depth = pending.pop()
+        if not here.is_dir() or _is_link(here) or depth > _WALK_DEPTH:
+            continue
+        for entry in sorted(here.iterdir(), key=lambda item: item.name):
+            seen += 1
+            if seen > _WALK_FILES:
+                return sorted(found)
+            if _is_link(entry):
+                continue
+            path = f"{name}/{entry.name}"
+            if entry.is_dir():
+                pending.append((entry, path, depth + 1))
+            elif (
+                entry.name.endswith(".py")
+                and entry.is_file()  # not a FIFO or a device
+                and (text := _bounded_text(entry)) is not None
+            ):
+                found.append((path, text))
+    return sorted(found)
+
+
+def _is_link(entry: Traversable) -> bool:
+    is_symlink = getattr(entry, "is_symlink", None)  # a remote tree has no links
+    return bool(is_symlink and is_symlink())
+
+
+def _bounded_text(entry: Traversable) -> str | None:
+    """The text of a regular file of at most `_FILE_BYTES`, else None."""
+    with entry.open("rb") as handle:
+        data = handle.read(_FILE_BYTES + 1)
+    return None if len(data) > _FILE_BYTES else data.decode("utf-8", errors="replace")
 
 
 def _uri_settings(tree: ast.AST) -> list[int]:
