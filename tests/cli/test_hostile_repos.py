@@ -109,3 +109,56 @@ def test_paved_check_follows_no_link_out_of_the_repo_or_round_a_loop(tmp_path: P
     assert found["result"] is False, found
     assert "src/team/train.py:2" in found["err_msg"]
     assert "outside" not in found["err_msg"] and "src/a/" not in found["err_msg"]
+
+
+def _limited_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a bomb fails fast, not swaps
+
+
+ALIAS_BOMB = "\n".join(
+    ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    + [
+        f"{b}: &{b} [*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a}]"
+        for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
+    + ["_src_path: *i", "_commit: v0.1.0"]
+)
+
+
+def test_unsafe_answers_fail_their_own_row_only(tmp_path: Path) -> None:
+    # An 893-byte alias bomb in one repo's answers took `paved status` down with MemoryError.
+    template = repo_with_answers(tmp_path / "template", "_commit: v0.1.0\n")
+    git(template, "tag", "v0.1.0")
+    fleet = tmp_path / "fleet"
+    repo_with_answers(fleet / "bomb", ALIAS_BOMB)
+    repo_with_answers(fleet / "listy", "_src_path: [a, b]\n_commit: v0.1.0\n")
+    repo_with_answers(
+        fleet / "huge", f"_src_path: {template}\n_commit: v0.1.0\n#{'x' * (2 << 20)}\n"
+    )
+    repo_with_answers(fleet / "fine", f"_src_path: {template}\n_commit: v0.1.0\n")
+    bare = tmp_path / "fine.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(fleet / "fine"), str(bare))
+    manifest = tmp_path / "fleet.yml"
+    manifest.write_text(
+        f"- {{url: {bare.as_uri()}, name: '..'}}\n- {{url: {bare.as_uri()}, name: ok}}\n"
+    )
+
+    by_name = {}
+    for target in (fleet, manifest):
+        done = subprocess.run(
+            [sys.executable, "-m", "paved", "status", str(target), "--no-check", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=_limited_memory,
+        )
+        by_name |= {row["name"]: row for row in json.loads(done.stdout)["repos"]}
+
+    assert "anchors and aliases are refused" in by_name["bomb"]["error"]
+    assert "_src_path is a list, not a plain value" in by_name["listy"]["error"]
+    assert "over 1048576 bytes" in by_name["huge"]["error"]
+    assert "'..' is not a repo name" in by_name[".."]["error"]
+    for name in ("fine", "ok"):
+        assert by_name[name]["error"] == "" and by_name[name]["latest"] == "v0.1.0", by_name[name]

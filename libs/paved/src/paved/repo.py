@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ANSWERS_FILE",
     "PLATFORM_PACKAGES",
+    "YAML_BYTES",
     "Pin",
+    "UnsafeYaml",
+    "load_yaml",
+    "parse_answers",
     "platform_pins",
     "platform_version",
     "python_version",
@@ -68,17 +72,56 @@ class Pin:
     release: str | None  # the tag written beside the SHA, if any
 
 
+#: The largest YAML file of a team repo the platform parses (answers, workflows, dvc.yaml).
+YAML_BYTES = 1 << 20
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class UnsafeYaml(yaml.YAMLError):
+    """A team repo's YAML the platform refuses to parse (anchors and aliases, or too big)."""
+
+
+def load_yaml(text: str) -> Any:
+    """A team repo's YAML, parsed safely (libyaml's parser when PyYAML has it).
+
+    A team repo is untrusted input: anchors and aliases are refused (an 893-byte alias bomb
+    expands to gigabytes), and so is text over `YAML_BYTES`. Raises yaml.YAMLError.
+    """
+    if len(text) > YAML_BYTES:
+        raise UnsafeYaml(f"it is over {YAML_BYTES} bytes")
+    for token in yaml.scan(text, Loader=_YAML_LOADER):
+        if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
+            raise UnsafeYaml(
+                f"line {token.start_mark.line + 1}: anchors and aliases are refused "
+                "(a team repo's YAML is untrusted input)"
+            )
+    return yaml.load(text, Loader=_YAML_LOADER)
+
+
 def read_answers(project: Path) -> dict[str, Any]:
     """The answers file of `project` (its `_src_path`, `_commit` and the answers)."""
     path = project / ANSWERS_FILE
-    if not path.is_file():
+    if not path.is_file():  # a link to a device or a folder is no answers file either
         raise PavedError(f"{project} has no {ANSWERS_FILE}: it was not generated from a template")
+    with path.open("rb") as handle:
+        raw = handle.read(YAML_BYTES + 1)
+    return parse_answers(raw.decode("utf-8", errors="replace"), path)
+
+
+def parse_answers(text: str, where: Path | str) -> dict[str, Any]:
+    """An answers file's text, parsed and checked, or a PavedError naming `where`.
+
+    It must be a mapping whose `_src_path` and `_commit` (when present) are plain values.
+    """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise PavedError(f"{path} is not valid YAML: {exc}") from exc
+        raise PavedError(f"{where} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise PavedError(f"{path} holds no answers")
+        raise PavedError(f"{where} holds no answers")
+    for key in ("_src_path", "_commit"):
+        if isinstance(data.get(key), dict | list):
+            raise PavedError(f"{where}: {key} is a {type(data[key]).__name__}, not a plain value")
     return data
 
 

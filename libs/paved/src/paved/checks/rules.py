@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from paved._errors import PavedError
 from paved.checks.lock import lock_drift
-from paved.repo import ANSWERS_FILE, platform_pins
+from paved.repo import ANSWERS_FILE, UnsafeYaml, load_yaml, parse_answers, platform_pins
 from paved.template import PLATFORM_URL
 
 if TYPE_CHECKING:
@@ -49,10 +50,9 @@ def paved_answers(root: Traversable) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = _load_yaml(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError:
+        return parse_answers(_bounded_text(path) or "", ANSWERS_FILE)
+    except PavedError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def paved_workflows(root: Traversable) -> dict[str, dict[Any, Any]]:
@@ -64,7 +64,7 @@ def paved_workflows(root: Traversable) -> dict[str, dict[Any, Any]]:
     for path in sorted(folder.iterdir(), key=lambda entry: entry.name):
         if path.name.endswith((".yml", ".yaml")) and path.is_file():
             try:
-                data = _load_yaml(path.read_text(encoding="utf-8"))
+                data = _read_yaml(path)
             except yaml.YAMLError:
                 data = None
             flows[path.name] = data if isinstance(data, dict) else {}
@@ -155,7 +155,7 @@ class PV003(Paved):
         lock = root.joinpath("uv.lock")
         if not lock.is_file():
             return False
-        drift = lock_drift(pyproject, lock.read_text(encoding="utf-8"))
+        drift = lock_drift(pyproject, _bounded_text(lock, _LOCK_BYTES) or "")
         if drift:
             return "uv.lock is stale; run `uv lock`:\n" + "\n".join(f"- {d}" for d in drift)
         return True
@@ -178,7 +178,7 @@ class PV004(Paved):
         for path in sorted(folder.iterdir(), key=lambda entry: entry.name):
             if not path.name.endswith((".yml", ".yaml")):
                 continue
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for number, line in enumerate((_bounded_text(path) or "").splitlines(), 1):
                 code = line.split(" #", 1)[0].strip()
                 if not code.lstrip("- ").startswith("uses:"):
                     continue
@@ -264,7 +264,7 @@ class PV007(Paved):
         if not path.is_file():
             return "no dvc.yaml"
         try:
-            stages = (_load_yaml(path.read_text(encoding="utf-8")) or {}).get("stages", {})
+            stages = (_read_yaml(path) or {}).get("stages", {})
         except yaml.YAMLError as exc:
             return f"dvc.yaml does not parse: {exc}"
         if not isinstance(stages, dict):
@@ -323,7 +323,7 @@ class PV009(Paved):
         if not path.is_file():
             return "no bentofile.yaml"
         try:
-            service = str((_load_yaml(path.read_text(encoding="utf-8")) or {})["service"])
+            service = str((_read_yaml(path) or {})["service"])
         except (yaml.YAMLError, KeyError, TypeError):
             return "bentofile.yaml names no service"
         module, _, cls = service.partition(":")
@@ -331,7 +331,7 @@ class PV009(Paved):
         if not cls or not source.is_file():
             return f"bentofile.yaml's service {service!r} has no module src/{module}.py"
         try:
-            tree = ast.parse(source.read_text(encoding="utf-8"))
+            tree = ast.parse(_bounded_text(source) or "")
         except SyntaxError as exc:
             return f"src/{module}.py does not parse: {exc}"
         if not any(
@@ -360,7 +360,7 @@ class PV010(Paved):
         if not path.is_file():
             return "no .pre-commit-config.yaml"
         try:
-            repos = (_load_yaml(path.read_text(encoding="utf-8")) or {}).get("repos", [])
+            repos = (_read_yaml(path) or {}).get("repos", [])
         except yaml.YAMLError as exc:
             return f".pre-commit-config.yaml does not parse: {exc}"
         if not repos:
@@ -391,7 +391,7 @@ class PV011(Paved):
         folder = root.joinpath(".github", "workflows")
         if folder.is_dir():
             for path in folder.iterdir():
-                text = path.read_text(encoding="utf-8") if path.is_file() else ""
+                text = _bounded_text(path) or ""
                 for name, value in TELEMETRY_OFF.items():
                     for found in re.findall(rf"{name}\s*:\s*['\"]?([\w-]+)", text):
                         if found.lower() != value:
@@ -405,9 +405,12 @@ RULES = (PV001, PV002, PV003, PV004, PV005, PV006, PV007, PV008, PV009, PV010, P
 # ------------------------------------------------------------------ helpers
 
 
-def _load_yaml(text: str) -> Any:
-    """`yaml.safe_load`, with libyaml's parser when PyYAML has it (ten times faster)."""
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+def _read_yaml(path: Traversable) -> Any:
+    """A YAML file of the repo, parsed safely (`paved.repo.load_yaml`); too big is an error."""
+    text = _bounded_text(path)
+    if text is None:
+        raise UnsafeYaml(f"{path.name} is over {_FILE_BYTES} bytes")
+    return load_yaml(text)
 
 
 def _dvc_config(root: Traversable) -> configparser.ConfigParser | None:
@@ -416,7 +419,7 @@ def _dvc_config(root: Traversable) -> configparser.ConfigParser | None:
         return None
     config = configparser.ConfigParser()
     try:
-        config.read_string(path.read_text(encoding="utf-8"))
+        config.read_string(_bounded_text(path) or "")
     except configparser.Error:
         return None
     # DVC writes sections as ['remote "storage"']; configparser keeps the quotes.
@@ -428,6 +431,8 @@ def _dvc_config(root: Traversable) -> configparser.ConfigParser | None:
 
 #: How far a walk of a team repo goes: it is untrusted input (links, loops, huge files).
 _WALK_DEPTH, _WALK_FILES, _FILE_BYTES = 16, 5000, 1 << 20
+#: uv.lock is the one large file a check reads (300 kB for a team repo's few hundred packages).
+_LOCK_BYTES = 64 << 20
 
 
 def _python_files(folder: Traversable, prefix: str = "src") -> list[tuple[str, str]]:
@@ -465,11 +470,13 @@ def _is_link(entry: Traversable) -> bool:
     return bool(is_symlink and is_symlink())
 
 
-def _bounded_text(entry: Traversable) -> str | None:
-    """The text of a regular file of at most `_FILE_BYTES`, else None."""
+def _bounded_text(entry: Traversable, limit: int = _FILE_BYTES) -> str | None:
+    """The text of a regular file of at most `limit` bytes, else None (a FIFO, a device)."""
+    if not entry.is_file():
+        return None
     with entry.open("rb") as handle:
-        data = handle.read(_FILE_BYTES + 1)
-    return None if len(data) > _FILE_BYTES else data.decode("utf-8", errors="replace")
+        data = handle.read(limit + 1)
+    return None if len(data) > limit else data.decode("utf-8", errors="replace")
 
 
 def _uri_settings(tree: ast.AST) -> list[int]:

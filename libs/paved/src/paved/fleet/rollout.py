@@ -136,7 +136,10 @@ def fleet_update(
         )
 
         def roll(ref: RepoRef) -> Outcome:
-            outcome = _roll(ref, run_ctx)
+            try:
+                outcome = _roll(ref, run_ctx)
+            except Exception as exc:  # even its clean-up failing fails this repo only
+                outcome = Outcome(ref.name, reason=redact(_reason(exc)), to_release=release)
             if report:
                 report(outcome)
             return outcome
@@ -173,10 +176,14 @@ def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
     started = time.perf_counter()
     outcome = Outcome(name=ref.name, to_release=ctx.release)
     branch = update_branch(ctx.release)
-    work = ctx.workspace / "repos" / ref.name.replace("/", "__")
+    # The working copy's folder never comes from the repo's name (`..` would be the run's).
+    holder = Path(tempfile.mkdtemp(prefix="repo-", dir=ctx.workspace))
+    work = holder / "work"
     created = False
     try:
         outcome.stage = "locate"
+        if ref.problem:
+            raise PavedError(ref.problem)
         default = _checkout(ref, work, ctx.held)
         outcome.stage = "read"
         answers = read_answers(work)
@@ -219,18 +226,27 @@ def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
             return outcome
         outcome.outcome = "conflicts" if update["status"] == "conflicts" else "updated"
         _deliver(ref, work, ctx, outcome, update, branch=branch, default=default)
-    except (PavedError, OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # whatever a repo or its template holds fails that repo only
         outcome.outcome = "failed"
-        # The whole reason, git's own error text included, on one line.
-        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-        outcome.reason = " | ".join(lines)[:2000] if lines else repr(exc)
+        outcome.reason = _reason(exc)
     finally:
         outcome.reason = redact(outcome.reason)  # a URL's user and password are never shown
         outcome.seconds = round(time.perf_counter() - started, 2)
         _cleanup(ref, work)
+        shutil.rmtree(holder, ignore_errors=True)
         if ref.path is not None and created and not outcome.commit:
             git(ref.path, "branch", "-D", branch, check=False)  # nothing of a failed run stays
     return outcome
+
+
+def _reason(exc: BaseException) -> str:
+    """The whole reason, git's own error text included, on one line.
+
+    Any other error than a PavedError (a bug, or a template copier cannot read) says its type.
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = " | ".join(lines)[:2000]
+    return text if isinstance(exc, PavedError) and text else f"{type(exc).__name__}: {text}"
 
 
 def _deliver(
@@ -473,7 +489,7 @@ def _first_source(repos: Sequence[RepoRef], workspace: Path, held: Held) -> str:
                 shutil.rmtree(path, ignore_errors=True)
                 _checkout(ref, path, held)
             return str(read_answers(path).get("_src_path", ""))
-        except PavedError:
+        except Exception:  # this repo's answers are unreadable: its own update will say so
             continue
         finally:
             if ref.path is None:

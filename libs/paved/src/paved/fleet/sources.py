@@ -8,7 +8,8 @@ paved status github:acme      the organisation's repositories (a token is needed
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -34,6 +35,8 @@ class RepoRef:
     branch: str | None = None
     #: owner/name when the repo came from a GitHub organisation (pull requests, files).
     github: str | None = None
+    #: Why this entry cannot be used (a bad name): it fails alone, the others go on.
+    problem: str = ""
 
 
 def find_repos(target: str) -> list[RepoRef]:
@@ -93,10 +96,26 @@ def _manifest(path: Path) -> list[RepoRef]:
         url = entry["url"]
         name = str(entry.get("name") or url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))
         repos.append(RepoRef(name=name, url=url, branch=branch))
+    repos = [
+        ref if _NAME.fullmatch(ref.name) else replace(ref, problem=_bad_name(ref.name, number))
+        for number, ref in enumerate(repos, start=1)
+    ]
     names = [repo.name for repo in repos]
     if twice := sorted({name for name in names if names.count(name) > 1}):
         raise PavedError(f"{path}: two entries are named {', '.join(twice)}: give them `name:`")
     return repos
+
+
+#: A repo's name: segments of letters, digits, `.`, `_` and `-` joined by `/`, each starting
+#: with a letter or digit (so never `.` or `..`).
+_NAME = re.compile(r"\w[\w.-]*(/\w[\w.-]*)*", re.ASCII)
+
+
+def _bad_name(name: str, number: int) -> str:
+    return (
+        f"entry {number}: the name {name!r} is not a repo name (letters, digits, `.`, `_`, `-`, "
+        "segments joined by `/`, none `.` or `..`): give it a `name:`"
+    )
 
 
 def clone_shallow(ref: RepoRef, dest: Path, held: Held = AMBIENT) -> None:

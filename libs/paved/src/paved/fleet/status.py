@@ -17,14 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from paved._credentials import redact
 from paved._errors import PavedError
 from paved.checks import check_repo
 from paved.fleet.github import GitHub
 from paved.fleet.sources import RepoRef, clone_shallow, find_repos, has_branch
-from paved.repo import ANSWERS_FILE, read_answers
+from paved.repo import ANSWERS_FILE, parse_answers, read_answers
 from paved.update import base_version, release_commits, release_version
 
 __all__ = ["RepoStatus", "StatusReport", "fleet_status", "update_branch"]
@@ -106,15 +104,18 @@ def _read(
     """The row with the answers read, and where the repo's files are (None: not cloned)."""
     row = RepoStatus(name=ref.name, location=str(ref.path or ref.url))
     try:
+        if ref.problem:
+            raise PavedError(ref.problem)
         path = ref.path
         if ref.github and github and not check:
             text = github.file(ref.github, ANSWERS_FILE, ref.branch or "HEAD")
             if text is None:
                 raise PavedError(f"{ANSWERS_FILE} is missing: not generated from a template")
-            answers = yaml.safe_load(text) or {}
+            answers = parse_answers(text, f"{ref.github}:{ANSWERS_FILE}")
         else:
             if path is None:
-                path = scratch / ref.name.replace("/", "__")
+                # Never a folder named after the repo (`..` would be the scratch's parent).
+                path = Path(tempfile.mkdtemp(prefix="repo-", dir=scratch)) / "repo"
                 clone_shallow(ref, path)
             answers = read_answers(path)
         row.source = str(answers.get("_src_path", ""))
@@ -122,8 +123,8 @@ def _read(
         if not row.source or not row.current:
             raise PavedError(f"{ANSWERS_FILE} names no _src_path or _commit")
         return row, path
-    except PavedError as exc:
-        row.error = str(exc).splitlines()[0]
+    except Exception as exc:  # a repo, whatever it holds, fails its own row only
+        row.error = _reason(exc)
         return row, None
 
 
@@ -150,8 +151,14 @@ def _finish(
             row.pending = _pending(ref, update_branch(row.latest), github)
         if check and path is not None:
             row.score = round(check_repo(path).score, 1)
-    except PavedError as exc:
-        row.error = str(exc).splitlines()[0]
+    except Exception as exc:  # a repo, whatever it holds, fails its own row only
+        row.error = _reason(exc)
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of a PavedError; any other error with its type (a bug to report)."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return text if isinstance(exc, PavedError) else f"{type(exc).__name__}: {text}"
 
 
 def _releases(source: str) -> Callable[[], list[str] | str]:
