@@ -27,7 +27,7 @@ from paved._image import login, push_archive, push_image
 from paved.adopt import adopt_project
 from paved.checks import CheckReport, check_repo
 from paved.fleet import fleet_status
-from paved.fleet.rollout import Outcome, fleet_update
+from paved.fleet.rollout import FleetReport, Outcome, fleet_update
 from paved.template import PLATFORM_URL, new_project
 from paved.update import UpdateReport, update_project
 
@@ -189,11 +189,18 @@ def fleet_update_command(
             max_open_prs=max_open_prs,
             state=state,
             report=advance,
+            done=_print_fleet_report if not as_json else _print_json,
         )
-    if as_json:
-        typer.echo(json.dumps(report.as_json(), indent=2))
-        raise typer.Exit(report.exit_code)
-    table = Table(title=f"{report.release}{' (dry run)' if dry_run else ''}", title_justify="left")
+    raise typer.Exit(report.exit_code)
+
+
+def _print_json(report: FleetReport) -> None:
+    typer.echo(json.dumps(report.as_json(), indent=2))
+
+
+def _print_fleet_report(report: FleetReport) -> None:
+    title = f"{report.release}{' (dry run)' if report.dry_run else ''}"
+    table = Table(title=title, title_justify="left")
     for column in ("repo", "outcome", "from", "branch / pull request", "score", "reason"):
         table.add_column(column)
     for repo in report.repos:
@@ -204,7 +211,6 @@ def fleet_update_command(
             escape(repo.name), repo.outcome, repo.from_release, escape(where), score, escape(reason)
         )
     Console().print(table)
-    raise typer.Exit(report.exit_code)
 
 
 @app.command()

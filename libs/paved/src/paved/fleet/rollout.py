@@ -19,6 +19,7 @@ request. One repo's failure never stops the others.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import multiprocessing
 import os
@@ -109,8 +110,13 @@ def fleet_update(
     max_open_prs: int | None = None,
     state: Path = Path(".paved-fleet"),
     report: Callable[[Outcome], None] | None = None,
+    done: Callable[[FleetReport], None] | None = None,
 ) -> FleetReport:
-    """Roll release `to` (default: the latest of the repos' template) out to `target`'s repos."""
+    """Roll release `to` (default: the latest of the repos' template) out to `target`'s repos.
+
+    `report` is called with each repo's outcome as it is known; `done` with the whole report
+    before the record is written, so a record that cannot be written loses no report.
+    """
     repos = find_repos(target)
     # From here on, team code runs in this process's children: the credentials are held
     # apart, for the clones, pushes and API calls this process makes itself.
@@ -149,11 +155,12 @@ def fleet_update(
                 outcomes = list(pool.map(roll, chosen))
         finally:
             run_ctx.workers.close()
+    fleet = FleetReport(release, dry_run, outcomes)
+    if done:
+        done(fleet)
     if not dry_run:
-        record.update({outcome.name: asdict(outcome) for outcome in outcomes})
-        state.mkdir(parents=True, exist_ok=True)
-        record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return FleetReport(release, dry_run, outcomes)
+        _write_record(record_path, outcomes)
+    return fleet
 
 
 # ------------------------------------------------------------------ one repo
@@ -530,8 +537,39 @@ def _read_record(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise PavedError(f"{path} is not a fleet record: {exc}") from exc
+        raise PavedError(
+            f"{path} is not a fleet record ({exc}): restore it, or delete it to start the "
+            "release's record afresh"
+        ) from exc
     return data if isinstance(data, dict) else {}
+
+
+def _write_record(path: Path, outcomes: Sequence[Outcome]) -> None:
+    """Merge `outcomes` into the record at `path`, whole or not at all.
+
+    Under a lock, so a concurrent run's outcomes are kept; to a temporary file renamed over
+    the record, so a full disk leaves the last record as it was.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            record = _read_record(path)
+            record.update({outcome.name: asdict(outcome) for outcome in outcomes})
+            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record, indent=2) + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+    except OSError as exc:
+        raise PavedError(
+            f"the report above is complete, but the record {path} could not be written: {exc}"
+        ) from exc
 
 
 def _select(
