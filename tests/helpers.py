@@ -12,6 +12,16 @@ RELEASE = "v0.1.0"
 BASE_ANSWERS = {"project_name": "Iris Demo", "team": "data-science"}
 Render = Callable[..., Path]
 
+#: 343 bytes of YAML that expand to 9^9 strings (a MemoryError, or minutes) unless refused.
+ALIAS_BOMB = "\n".join(
+    ['_a: &a ["x","x","x","x","x","x","x","x","x"]']
+    + [
+        f"_{b}: &{b} [*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a}]"
+        for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
+    + ["_bomb: *i", ""]
+)
+
 #: Answer sets the render tier covers (on top of BASE_ANSWERS).
 MATRIX = [
     {},

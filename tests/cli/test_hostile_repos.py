@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from paved.fleet.sources import RepoRef, has_branch
+from helpers import ALIAS_BOMB
+from paved.fleet.sources import RepoRef, branch_tip
 
 pytestmark = pytest.mark.libs
 
@@ -74,9 +75,9 @@ def test_only_the_update_branch_itself_counts_as_pushed(tmp_path: Path) -> None:
     git(tmp_path, "clone", "--quiet", "--bare", str(work), str(bare))
     git(work, "push", "--quiet", str(bare), "HEAD:refs/heads/wip/paved/update-v0.2.0")
     ref = RepoRef(name="team", url=bare.as_uri())
-    assert not has_branch(ref, "paved/update-v0.2.0")
+    assert branch_tip(ref, "paved/update-v0.2.0") == ""
     git(work, "push", "--quiet", str(bare), "HEAD:refs/heads/paved/update-v0.2.0")
-    assert has_branch(ref, "paved/update-v0.2.0")
+    assert branch_tip(ref, "paved/update-v0.2.0") == git(work, "rev-parse", "HEAD").strip()
 
 
 def test_paved_check_follows_no_link_out_of_the_repo_or_round_a_loop(tmp_path: Path) -> None:
@@ -117,22 +118,12 @@ def _limited_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a bomb fails fast, not swaps
 
 
-ALIAS_BOMB = "\n".join(
-    ['a: &a ["x","x","x","x","x","x","x","x","x"]']
-    + [
-        f"{b}: &{b} [*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a}]"
-        for a, b in zip("abcdefgh", "bcdefghi", strict=True)
-    ]
-    + ["_src_path: *i", "_commit: v0.1.0"]
-)
-
-
 def test_unsafe_answers_fail_their_own_row_only(tmp_path: Path) -> None:
     # An 893-byte alias bomb in one repo's answers took `paved status` down with MemoryError.
     template = repo_with_answers(tmp_path / "template", "_commit: v0.1.0\n")
     git(template, "tag", "v0.1.0")
     fleet = tmp_path / "fleet"
-    repo_with_answers(fleet / "bomb", ALIAS_BOMB)
+    repo_with_answers(fleet / "bomb", f"{ALIAS_BOMB}_src_path: *i\n_commit: v0.1.0\n")
     repo_with_answers(fleet / "listy", "_src_path: [a, b]\n_commit: v0.1.0\n")
     repo_with_answers(
         fleet / "huge", f"_src_path: {template}\n_commit: v0.1.0\n#{'x' * (2 << 20)}\n"

@@ -19,7 +19,8 @@ import pytest
 import yaml
 from fake_github import serving
 from golden_path import generate, run, tool_env
-from helpers import paved
+from helpers import ALIAS_BOMB, paved
+from paved.template import PLATFORM_URL
 from release import release
 from snapshot import GIT_IDENTITY
 from throwaway import TEMPLATE, two_releases
@@ -259,6 +260,12 @@ def test_pull_requests_are_opened_once_capped_and_spaced(
     github: tuple[dict[str, str], Path, Path, Path],
 ) -> None:
     env, root, state, log = github
+    # A team member's branch under the fleet's name: it must get no platform pull request.
+    risk = root / "risk"
+    (risk / "exfil.py").write_text("print('anything')\n")
+    commit(env, risk, "Not from the fleet")
+    run(["git", "push", "--quiet", "origin", "HEAD:refs/heads/paved/update-v0.2.0"], risk, env)
+    spoofed = refs(root / "remotes" / "risk.git")
     trace = root / "trace.json"
     first = paved(
         {**env, "GIT_TRACE2_EVENT": str(trace)},
@@ -267,11 +274,11 @@ def test_pull_requests_are_opened_once_capped_and_spaced(
         "github:acme",
         "--no-lock",
         "--max-open-prs",
-        "2",
+        "1",
         "--json",
         cwd=root,
     )
-    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.returncode == 1, first.stdout + first.stderr  # risk failed
     # The template is fetched from its source once for the run (into the run's mirror), not
     # once per repo per copier step: every other clone is served from the mirror.
     platform = str((root / "paved").resolve())
@@ -284,24 +291,29 @@ def test_pull_requests_are_opened_once_capped_and_spaced(
     ]
     assert len(served) == 1, served
     outcomes = {r["name"]: r for r in json.loads(first.stdout)["repos"]}
-    assert {r["outcome"] for r in outcomes.values()} == {"updated"}
+    assert {outcomes[name]["outcome"] for name in ("churn", "upsell")} == {"updated"}
+    assert outcomes["risk"]["outcome"] == "failed", outcomes["risk"]
+    assert "no fleet run recorded it" in outcomes["risk"]["reason"]
+    assert refs(root / "remotes" / "risk.git") == spoofed  # left alone
     pulls = json.loads(state.read_text())["pulls"]
-    assert len(pulls) == 2  # the cap
+    assert len(pulls) == 1  # the cap
     assert all(p["head"] == "paved/update-v0.2.0" and p["base"] == "main" for p in pulls)
     assert all("Training runs longer." in p["body"] for p in pulls)  # the report is the body
     capped = [r for r in outcomes.values() if r["pull_request"].startswith("not opened")]
     assert len(capped) == 1
     writes = [json.loads(line) for line in log.read_text().splitlines()]
     posts = [w for w in writes if w["method"] == "POST"]
-    assert len(posts) == 3  # one answered 429 with Retry-After, then retried
+    assert len(posts) == 2  # one answered 429 with Retry-After, then retried
     assert all(b["time"] - a["time"] >= 0.99 for a, b in itertools.pairwise(posts))
 
-    # A re-run commits nothing; it opens the pull request the cap held back, and no other.
+    # A re-run commits nothing; it opens the pull request the cap held back, and no other:
+    # none for the branch the fleet did not make.
     for _ in range(2):
         again = paved(env, "fleet", "update", "github:acme", "--no-lock", "--json", cwd=root)
-        assert {r["outcome"] for r in json.loads(again.stdout)["repos"]} == {"pending"}
+        outcomes = {r["name"]: r["outcome"] for r in json.loads(again.stdout)["repos"]}
+        assert outcomes == {"churn": "pending", "upsell": "pending", "risk": "failed"}, again.stdout
         pulls = json.loads(state.read_text())["pulls"]
-        assert sorted(p["repo"] for p in pulls) == ["acme/churn", "acme/risk", "acme/upsell"]
+        assert sorted(p["repo"] for p in pulls) == ["acme/churn", "acme/upsell"]
     assert all("Training runs longer." in p["body"] for p in pulls)
 
 
@@ -349,10 +361,24 @@ build_editable = build_wheel
 """
 
 
-def test_team_code_the_fleet_runs_never_reaches_the_token(tmp_path: Path) -> None:
+def pushed_to_main(env: dict[str, str], repo: Path, message: str) -> None:
+    """Commit everything in `repo` and push it to its origin's main (as its team would)."""
+    commit(env, repo, message)
+    hook = repo.parent / "remotes" / f"{repo.name}.git" / "hooks" / "pre-receive"
+    hook.rename(hook.with_suffix(".off"))
+    run(["git", "push", "--quiet", "origin", "HEAD:main"], repo, env)
+    hook.with_suffix(".off").rename(hook)
+
+
+def test_one_fleet_run_through_hostile_repos(tmp_path: Path) -> None:
+    """Each fault fails its own repo, says why, and leaves it as it was; the healthy repos
+    next to them update; team code never reaches the token."""
     platform = tmp_path / "paved"
     two_releases(platform)
     env = {**tool_env(platform), **GIT_IDENTITY}
+    remotes = tmp_path / "remotes"
+
+    # A build backend of the team's own, which uv runs when it locks.
     hostile = team(env, tmp_path, "hostile")
     evidence = tmp_path / "evidence.jsonl"
     pyproject = hostile / "pyproject.toml"
@@ -366,15 +392,53 @@ def test_team_code_the_fleet_runs_never_reaches_the_token(tmp_path: Path) -> Non
     backend = f"EVIDENCE = {str(evidence)!r}\nNAME = 'hostile'\n" + HOSTILE_BACKEND
     (hostile / "hostile_backend.py").write_text(backend)
     run(["uv", "lock", "--quiet"], hostile, env)
-    commit(env, hostile, "Version from our own build backend")
-    hook = tmp_path / "remotes" / "hostile.git" / "hooks" / "pre-receive"
-    hook.rename(hook.with_suffix(".off"))  # the team pushes its change to main
-    run(["git", "push", "--quiet", "origin", "HEAD:main"], hostile, env)
-    hook.with_suffix(".off").rename(hook)
+    pushed_to_main(env, hostile, "Version from our own build backend")
     assert evidence.is_file()  # the backend runs whenever uv locks the repo
     evidence.unlink()
-    manifest = [{"url": (tmp_path / "remotes" / "hostile.git").as_uri(), "name": "hostile"}]
+
+    healthy = team(env, tmp_path, "healthy")
+    run(["uv", "lock", "--quiet"], healthy, env)
+    pushed_to_main(env, healthy, "Lock")
+    # A team member's branch under the fleet's name.
+    spoofed = team(env, tmp_path, "spoofed")
+    (spoofed / "exfil.py").write_text("print('anything')\n")
+    commit(env, spoofed, "Not from the fleet")
+    run(["git", "push", "--quiet", "origin", "HEAD:refs/heads/paved/update-v0.2.0"], spoofed, env)
+    # Links round a loop and out to the host, where paved check walks.
+    loop = team(env, tmp_path, "loop")
+    for name, target in (("a", "."), ("b", "."), ("x", "/")):
+        (loop / "src" / name).symlink_to(target)
+    run(["uv", "lock", "--quiet"], loop, env)
+    pushed_to_main(env, loop, "Links and a lock")
+    # An alias bomb in the answers.
+    bomb = team(env, tmp_path, "bomb")
+    answers = bomb / ".copier-answers.yml"
+    answers.write_text(answers.read_text() + ALIAS_BOMB)
+    pushed_to_main(env, bomb, "Aliases")
+    # A template source whose copier.yml is not plain YAML.
+    odd = tmp_path / "odd-platform"
+    run(["git", "clone", "--quiet", str(platform), str(odd)], tmp_path, env)
+    run(["git", "switch", "--quiet", "--detach", "v0.2.0"], odd, env)
+    (odd / "copier.yml").write_text((odd / "copier.yml").read_text() + "_extra: !include x.yml\n")
+    commit(env, odd, "An include")
+    run(["git", "tag", "--force", "v0.2.0"], odd, env)
+    include = team(env, tmp_path, "include")
+    answers = include / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace(PLATFORM_URL, str(odd)))
+    assert str(odd) in answers.read_text()
+    pushed_to_main(env, include, "Another template")
+
+    secret = "s3cret-Pw0rd"
+    manifest = [
+        {"url": (remotes / f"{name}.git").as_uri(), "name": name}
+        for name in ("hostile", "healthy", "spoofed", "loop", "bomb", "include")
+    ]
+    manifest += [
+        {"url": (remotes / "healthy.git").as_uri(), "name": ".."},
+        {"url": f"https://x-access-token:{secret}@127.0.0.1:9/acme/creds.git", "name": "creds"},
+    ]
     (tmp_path / "fleet.yml").write_text(yaml.safe_dump(manifest))
+    before = {path.name: refs(path) for path in remotes.glob("*.git")}
     # The token as the rollout workflow gives it, and a credential helper that hands it out.
     count = int(env.get("GIT_CONFIG_COUNT", "0"))
     helper = "!f() { echo username=x-access-token; echo password=$PAVED_GITHUB_TOKEN; }; f"
@@ -386,16 +450,34 @@ def test_team_code_the_fleet_runs_never_reaches_the_token(tmp_path: Path) -> Non
         f"GIT_CONFIG_VALUE_{count}": helper,
     }
 
-    done = paved({**env, **secrets}, "fleet", "update", "fleet.yml", "--json", cwd=tmp_path)
-
-    outcomes = {repo["name"]: repo for repo in json.loads(done.stdout)["repos"]}
-    assert outcomes["hostile"]["outcome"] == "updated", done.stdout + done.stderr
-    pushed = run(
-        ["git", "log", "-1", "--format=%B", "paved/update-v0.2.0"],
-        tmp_path / "remotes" / "hostile.git",
-        env,
+    done = paved(
+        {**env, **secrets}, "fleet", "update", "fleet.yml", "--to", "v0.2.0", "--json", cwd=tmp_path
     )
-    assert "Update to the Paved platform v0.2.0" in pushed.stdout
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    outcomes = {repo["name"]: repo for repo in json.loads(done.stdout)["repos"]}
+    for name in ("hostile", "healthy", "loop"):
+        assert outcomes[name]["outcome"] == "updated", outcomes[name]
+        pushed = run(
+            ["git", "log", "-1", "--format=%B", "paved/update-v0.2.0"], remotes / f"{name}.git", env
+        )
+        assert "Update to the Paved platform v0.2.0" in pushed.stdout
+    assert outcomes["loop"]["score"] is not None
+    faults = {
+        "spoofed": "no fleet run recorded it",
+        "bomb": "anchors and aliases are refused",
+        "include": "is not plain YAML",
+        "..": "'..' is not a repo name",
+        "creds": "cannot clone https://127.0.0.1:9/acme/creds.git",
+    }
+    for name, reason in faults.items():
+        assert outcomes[name]["outcome"] == "failed" and reason in outcomes[name]["reason"], (
+            outcomes[name]
+        )
+        if f"{name}.git" in before:
+            assert refs(remotes / f"{name}.git") == before[f"{name}.git"], name
+    record = (tmp_path / ".paved-fleet" / "v0.2.0.json").read_text()
+    assert secret not in done.stdout + done.stderr + record
     reached = evidence.read_text().splitlines()
     assert reached  # the team's backend ran during the update (its re-lock) ...
     for line in reached:

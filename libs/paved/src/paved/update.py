@@ -494,7 +494,13 @@ def _release_notes(source: str, target: str, base: Version, clone: Path) -> tupl
     if run([*command, "--", source, str(clone)], timeout=300, check=False).returncode:
         return "", []
     text = git(clone, "show", "HEAD:docs/changelog.md", check=False)
-    config = yaml.safe_load(git(clone, "show", "HEAD:copier.yml", check=False) or "{}")
+    try:
+        config = yaml.safe_load(git(clone, "show", "HEAD:copier.yml", check=False) or "{}")
+    except yaml.YAMLError as exc:
+        raise PavedError(
+            f"the copier.yml of {source} at {target} is not plain YAML, which paved reads for "
+            f"its _migrations ({' '.join(str(exc).split())[:300]})"
+        ) from exc
     sections = re.split(r"^(?=## \[)", text, flags=re.MULTILINE)
     wanted = []
     for section in sections:

@@ -40,7 +40,7 @@ from paved._git import git, git_env
 from paved._proc import run
 from paved.checks import check_repo
 from paved.fleet.github import GitHub
-from paved.fleet.sources import RepoRef, clone_shallow, find_repos, has_branch
+from paved.fleet.sources import RepoRef, branch_tip, clone_shallow, find_repos, local_tip
 from paved.fleet.status import update_branch
 from paved.repo import read_answers, require_clean
 from paved.template import identity
@@ -132,6 +132,11 @@ def fleet_update(
         run_ctx = _Run(
             held=credentials,
             release=release,
+            recorded={
+                name: str(past.get("commit") or "")
+                for name, past in record.items()
+                if isinstance(past, dict)
+            },
             dry_run=dry_run,
             lock=lock,
             workspace=workspace,
@@ -170,6 +175,8 @@ def fleet_update(
 class _Run:
     held: Held
     release: str
+    #: Each repo's commit on its update branch, as the record of this release has it.
+    recorded: Mapping[str, str]
     dry_run: bool
     lock: bool
     workspace: Path
@@ -206,16 +213,7 @@ def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
             )
             return outcome
         outcome.stage = "branch"
-        if has_branch(ref, branch, ctx.held):
-            outcome.outcome, outcome.branch = "pending", branch
-            outcome.reason = f"{branch} is already pushed: review and merge it"
-            if ctx.github and ref.github and not ctx.dry_run:
-                # One pull request per branch: found, or opened now if an earlier run was
-                # capped by --max-open-prs (the branch's last commit message is the report).
-                body = _branch_message(ref, work, branch, ctx.held)
-                outcome.pull_request = ctx.prs.open(
-                    ctx.github, ref.github, branch, default, _title(ctx.release), body, keep=True
-                )
+        if _already_made(ref, work, ctx, outcome, branch=branch, default=default):
             return outcome
         if not ctx.dry_run:  # a dry run stays detached: it leaves no branch behind
             git(work, "switch", "--quiet", "-c", branch)
@@ -244,6 +242,45 @@ def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
         if ref.path is not None and created and not outcome.commit:
             git(ref.path, "branch", "-D", branch, check=False)  # nothing of a failed run stays
     return outcome
+
+
+def _already_made(
+    ref: RepoRef, work: Path, ctx: _Run, outcome: Outcome, *, branch: str, default: str
+) -> bool:
+    """Whether `branch` is already made (the repo is then "pending"); refuse one not ours.
+
+    The branch counts only at the commit a fleet run recorded for this release: a branch of
+    that name anyone else pushed (it could hold anything) is reported, and gets no pull
+    request. A local repo's branch that an earlier run made but could not push is pushed.
+    """
+    pushed = branch_tip(ref, branch, ctx.held)
+    tip = pushed or (local_tip(ref.path, branch) if ref.path is not None else "")
+    if not tip:
+        return False
+    recorded = ctx.recorded.get(ref.name, "")
+    if tip != recorded:
+        made = f"the fleet recorded {recorded[:12]}" if recorded else "no fleet run recorded it"
+        raise PavedError(
+            f"{branch} already exists at {tip[:12]}, and {made}: it is left alone and gets no "
+            f"pull request. Rename it if it is someone's work, or delete it, then re-run"
+        )
+    outcome.outcome, outcome.branch, outcome.commit = "pending", branch, tip
+    outcome.reason = f"{branch} is already pushed: review and merge it"
+    if ctx.dry_run:
+        return True
+    if not pushed and ref.path is not None and git(ref.path, "remote", check=False):
+        outcome.stage = "push"
+        _push(ref, ref.path, ctx, branch=branch, default=default)
+        outcome.reason = f"{branch} is pushed now (an earlier push failed): review and merge it"
+    if ctx.github and ref.github:
+        # One pull request per branch: found, or opened now if an earlier run was capped by
+        # --max-open-prs (the branch's last commit message is the report).
+        outcome.stage = "pull request"
+        body = _branch_message(ref, work, branch, tip, ctx.held)
+        outcome.pull_request = ctx.prs.open(
+            ctx.github, ref.github, branch, default, _title(ctx.release), body, keep=True
+        )
+    return True
 
 
 def _reason(exc: BaseException) -> str:
@@ -308,15 +345,15 @@ def _default_branch(repo: Path) -> str:
     return git(repo, "symbolic-ref", "--short", "HEAD")
 
 
-def _branch_message(ref: RepoRef, work: Path, branch: str, held: Held) -> str:
-    """The last commit message on the already pushed `branch` (the report it carries)."""
-    if ref.path is not None:
-        return git(ref.path, "log", "-1", "--format=%B", branch, check=False)
-    spec = f"refs/heads/{branch}"
-    held.git(
-        ["fetch", "--quiet", "--depth", "1", "--", str(ref.url), spec], url=str(ref.url), cwd=work
-    )
-    return git(work, "log", "-1", "--format=%B", "FETCH_HEAD", check=False)
+def _branch_message(ref: RepoRef, work: Path, branch: str, tip: str, held: Held) -> str:
+    """The message of the fleet's commit `tip` on `branch` (the report it carries)."""
+    if ref.path is None:
+        spec = f"refs/heads/{branch}"
+        url = str(ref.url)
+        held.git(["fetch", "--quiet", "--depth", "1", "--", url, spec], url=url, cwd=work)
+        if git(work, "rev-parse", "FETCH_HEAD", check=False) != tip:
+            raise PavedError(f"{branch} moved while it was read: re-run to check it again")
+    return git(ref.path or work, "log", "-1", "--format=%B", tip, check=False)
 
 
 def _paved_update(work: Path, ctx: _Run, env: Mapping[str, str]) -> dict[str, Any]:

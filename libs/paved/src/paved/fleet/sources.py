@@ -19,7 +19,7 @@ from paved._errors import PavedError
 from paved._git import git
 from paved.fleet.github import GitHub
 
-__all__ = ["RepoRef", "clone_shallow", "find_repos", "has_branch"]
+__all__ = ["RepoRef", "branch_tip", "clone_shallow", "find_repos", "local_tip"]
 
 #: Folders never searched for answers files.
 _SKIP = {".git", ".venv", "node_modules", ".tox", ".nox", ".dvc", "mlruns", ".bentoml"}
@@ -129,15 +129,27 @@ def clone_shallow(ref: RepoRef, dest: Path, held: Held = AMBIENT) -> None:
         raise PavedError(f"cannot clone {ref.url}: {detail}")
 
 
-def has_branch(ref: RepoRef, branch: str, held: Held = AMBIENT) -> bool:
-    """Whether `branch` exists: in a local copy (or its origin's refs), or on the remote.
+def branch_tip(ref: RepoRef, branch: str, held: Held = AMBIENT) -> str:
+    """The commit `branch` is at where the fleet pushes it ("" if it is not there).
 
-    On the remote only `refs/heads/<branch>` itself counts (git's pattern would also match
+    That is the remote for a URL; for a local repo, its origin, or the repo itself when it
+    has no origin. Only `refs/heads/<branch>` itself counts (git's pattern would also match
     `refs/heads/wip/<branch>`).
     """
-    if ref.path is not None:
-        names = (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}")
-        return any(git(ref.path, "rev-parse", "--verify", "--quiet", n, check=False) for n in names)
     wanted = f"refs/heads/{branch}"
-    heads = held.git(["ls-remote", "--heads", "--", str(ref.url), wanted], url=str(ref.url))
-    return any(line.split("\t")[-1] == wanted for line in heads.stdout.splitlines())
+    url = str(ref.url or "")
+    if ref.path is not None:
+        url = git(ref.path, "remote", "get-url", "origin", check=False)
+        if not url:
+            return local_tip(ref.path, branch)
+    heads = held.git(["ls-remote", "--heads", "--", url, wanted], url=url)
+    if heads.returncode:
+        raise PavedError(f"cannot list the branches of {url}: {heads.stderr.strip()[-2000:]}")
+    found = [line.split("\t") for line in heads.stdout.splitlines()]
+    return next((sha for sha, name in found if name == wanted), "")
+
+
+def local_tip(repo: Path, branch: str) -> str:
+    """The commit the local `branch` of `repo` is at ("" if it has none)."""
+    name = f"refs/heads/{branch}^{{commit}}"
+    return git(repo, "rev-parse", "--verify", "--quiet", name, check=False)
