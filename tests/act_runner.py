@@ -19,10 +19,11 @@ from snapshot import LOCK_ENV
 ACT = str(Path(sys.executable).parent / "act")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STAND_INS = Path(__file__).parent / "ci" / "stand-ins"
-#: The artifact actions team-release.yml uses, and the stand-ins that serve them here.
+#: The artifact and cache actions the workflows use, and the stand-ins that serve them here.
 ARTIFACT_ACTIONS = {
     "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",
     "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact",
+    "actions/cache@0057852bfaa89a56745cba8c7296529d2fc39830": "cache",
 }
 
 

@@ -8,6 +8,7 @@ job's matrix updates the two, each on paved/update-v0.2.0, and the summary lists
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -75,3 +76,30 @@ def test_the_matrix_rolls_a_release_out_to_bare_remotes(tmp_path: Path) -> None:
         ).stdout
         == ""
     )
+
+    # A re-run finds the branches at the commits the first run recorded (kept in the cache):
+    # pending, nothing pushed.
+    branches = {name: refs(remotes / f"{name}.git") for name in ("churn", "upsell")}
+    code, log = Team(caller, env, platform, b_sha, work).act("rollout.yml")
+    assert code == 0, log[-6000:]
+    assert "fleet churn: pending" in log and "fleet upsell: pending" in log, log[-4000:]
+    assert {name: refs(remotes / f"{name}.git") for name in branches} == branches
+
+    # A shard that dies before its report (here: a record it cannot read) fails the summary.
+    caches = work / "artifacts.caches"
+    broken = caches / "paved-fleet-v0.2.0-9999999999-1"
+    broken.mkdir()
+    (broken / "v0.2.0.json").write_text("{ not json")
+    code, log = Team(caller, env, platform, b_sha, work).act("rollout.yml")
+    assert code != 0
+    assert re.search(r"fleet shard \d \((churn|upsell)\): no report", log), log[-4000:]
+
+
+def refs(bare: Path) -> str:
+    return subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname) %(objectname)"],
+        cwd=bare,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
