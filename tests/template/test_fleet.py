@@ -485,3 +485,29 @@ def test_one_fleet_run_through_hostile_repos(tmp_path: Path) -> None:
         assert len(seen["proc"]) > 2  # ... and read the other processes' environments
         assert TOKEN not in line, [k for k, v in seen["proc"].items() if TOKEN in v]
         assert "x-access-token" not in seen["helper"]  # the helper was not reached
+
+
+def test_a_local_branch_an_earlier_push_left_behind_is_pushed(tmp_path: Path) -> None:
+    # For a local repo, the local branch was checked: after a failed push, every re-run said
+    # "already pushed" while the remote had only main.
+    platform = tmp_path / "paved"
+    two_releases(platform)
+    env = {**tool_env(platform), **GIT_IDENTITY}
+    local = team(env, tmp_path, "local")
+    origin = tmp_path / "remotes" / "local.git"
+    down = origin / "hooks" / "pre-receive"
+    down.write_text(HOOK + 'echo "the remote is down for maintenance" >&2; exit 1\n')
+    (tmp_path / "fleet.yml").write_text(yaml.safe_dump([{"path": "local", "name": "local"}]))
+
+    first = paved(env, "fleet", "update", "fleet.yml", "--no-lock", "--json", cwd=tmp_path)
+    failed = json.loads(first.stdout)["repos"][0]
+    assert failed["outcome"] == "failed" and failed["stage"] == "push", failed
+    assert "the remote is down for maintenance" in failed["reason"]
+    assert "paved/update-v0.2.0" not in refs(origin)
+
+    down.write_text(HOOK)
+    again = paved(env, "fleet", "update", "fleet.yml", "--no-lock", "--json", cwd=tmp_path)
+    pending = json.loads(again.stdout)["repos"][0]
+    assert pending["outcome"] == "pending" and "pushed now" in pending["reason"], pending
+    assert f"refs/heads/paved/update-v0.2.0 {failed['commit']}" in refs(origin)
+    assert run(["git", "status", "--porcelain"], local, env).stdout == ""
