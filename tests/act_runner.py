@@ -8,6 +8,7 @@ GitHub's artifact store, out of reach here, is stood in for by two local actions
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -25,6 +26,10 @@ ARTIFACT_ACTIONS = {
     "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact",
     "actions/cache@0057852bfaa89a56745cba8c7296529d2fc39830": "cache",
 }
+
+
+#: GitHub numbers every workflow run; act calls each one run 1 unless told.
+RUN_IDS = itertools.count(1000)
 
 
 class Team:
@@ -74,6 +79,8 @@ class Team:
                 *stand_ins,
                 "--env",
                 f"PAVED_TEST_ARTIFACTS={artifacts}",
+                "--env",  # each act run is a new workflow run, as on GitHub (caches key on it)
+                f"GITHUB_RUN_ID={next(RUN_IDS)}",
                 *lock,
                 "-e",
                 str(self.event(ref)),
