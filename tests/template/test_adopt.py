@@ -247,3 +247,46 @@ def test_a_plain_repo_and_the_refusals(env: dict[str, str], tmp_path: Path) -> N
     assert_nothing_lost(state[0], repo, conflicts)
     again = paved(env, "adopt", str(repo), "-d", "team=sales", "--defaults")
     assert again.returncode == 1
+
+
+def test_a_failed_adoption_keeps_ignored_files_and_a_detached_head(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # The merge replaced an ignored .python-version with the template's, the clean-up then
+    # deleted it, and a detached HEAD was left on paved/adopt (`git switch <sha>` needs
+    # --detach).
+    repo = tmp_path / "scorer"
+    repo.mkdir()
+    (repo / "notes.md").write_text("first commit\n")
+    git_repo(repo, env)
+    (repo / ".git" / "info" / "exclude").write_text(".python-version\n")
+    (repo / ".python-version").write_text("3.12.7\n")  # this laptop's pyenv
+    (repo / "notes.md").write_text("second commit\n")
+    commit_all(repo, env, "Notes")
+    run(["git", "switch", "--quiet", "--detach", "HEAD~1"], repo, env)
+    head = run(["git", "rev-parse", "HEAD"], repo, env).stdout
+
+    def state() -> tuple[dict[str, bytes], str, str, int]:
+        detached = subprocess.run(["git", "symbolic-ref", "--quiet", "HEAD"], cwd=repo)
+        branches = run(["git", "branch", "--list"], repo, env).stdout
+        return (
+            files_of(repo),
+            branches,
+            run(["git", "rev-parse", "HEAD"], repo, env).stdout,
+            (detached.returncode),
+        )
+
+    before = state()
+    adopt = ("adopt", str(repo), *ADOPT, "team=sales", "-d", "project_name=Scorer")
+    refused = paved(env, *adopt, "--no-lock")
+    assert refused.returncode == 1
+    assert "files this repo ignores (.python-version)" in refused.stderr, refused.stderr
+    assert state() == before
+
+    # A failure after the merge (no package index for the re-lock) puts back the very commit.
+    (repo / ".python-version").unlink()
+    before = state()
+    offline = {**env, "UV_OFFLINE": "1", "UV_CACHE_DIR": str(tmp_path / "empty-cache")}
+    failed = paved(offline, *adopt)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert state() == before and before[2:] == (head, 1)

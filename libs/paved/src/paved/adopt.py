@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import re
 import tempfile
 import tomllib
@@ -26,7 +27,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from paved._errors import PavedError
-from paved._git import git
+from paved._git import git, git_env
+from paved._proc import QUICK_TIMEOUT, run
 from paved.repo import ANSWERS_FILE, read_answers, require_clean, unmerged_paths
 from paved.template import PLATFORM_URL, identity, lock_environment, render
 from paved.update import Conflict, count_markers, pick_release
@@ -327,27 +329,57 @@ def _git_dir(project: Path) -> str:
     return str((project / git(project, "rev-parse", "--git-dir")).resolve())
 
 
-def _merge(project: Path, report: AdoptReport, commit: str, *, lock: bool) -> None:
-    start = git(project, "symbolic-ref", "--quiet", "--short", "HEAD", check=False) or git(
-        project, "rev-parse", "HEAD"
+def _refuse_ignored_collisions(project: Path, commit: str) -> None:
+    """Refuse when the render has a path the repo holds as an ignored file.
+
+    Git takes ignored files as expendable: its merge would replace a team's ignored
+    `.python-version` with the template's (`--no-overwrite-ignore` does not stop a merge
+    of unrelated histories), and the clean-up of a failed adoption would then delete it.
+    """
+    tracked = set(git(project, "ls-files", "-z").split("\0"))
+    rendered = git(project, "ls-tree", "-r", "-z", "--name-only", commit).split("\0")
+    ignored = sorted(
+        path
+        for path in rendered
+        if path and path not in tracked and os.path.lexists(project / path)
     )
+    if ignored:
+        shown = ", ".join(ignored[:8]) + (", ..." if len(ignored) > 8 else "")
+        raise PavedError(
+            f"the template has files this repo ignores ({shown}): the merge would overwrite "
+            "them. Move them aside (or commit them), then run paved adopt again"
+        )
+
+
+def _merge(project: Path, report: AdoptReport, commit: str, *, lock: bool) -> None:
+    # Where a failure puts the repo back: its branch, or the very commit a detached HEAD was at.
+    branch = git(project, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+    start = ["switch", "--quiet", branch] if branch else []
+    start = start or ["switch", "--quiet", "--detach", git(project, "rev-parse", "HEAD")]
+    _refuse_ignored_collisions(project, commit)
     git(project, "switch", "--quiet", "-c", report.branch)
     try:
-        git(
-            project,
-            *identity(project),
-            "merge",
-            "--no-ff",
-            "--no-commit",
-            "--allow-unrelated-histories",
-            "-X",
-            "no-renames",
-            commit,
+        merge = run(
+            [
+                "git",
+                *identity(project),
+                "merge",
+                "--no-ff",
+                "--no-commit",
+                "--allow-unrelated-histories",
+                "-X",
+                "no-renames",
+                commit,
+            ],
+            cwd=project,
+            env=git_env(),
+            timeout=QUICK_TIMEOUT,
             check=False,
         )
         unmerged = unmerged_paths(project)
         if not git(project, "rev-parse", "--verify", "--quiet", "MERGE_HEAD", check=False):
-            raise PavedError("git merge of the template did not start")
+            said = " ".join(merge.stderr.split())
+            raise PavedError(f"git merge of the template did not start: {said}")
         report.added = sorted(
             set(git(project, "diff", "--cached", "--name-only", "--diff-filter=A").splitlines())
             - set(unmerged)
@@ -373,6 +405,6 @@ def _merge(project: Path, report: AdoptReport, commit: str, *, lock: bool) -> No
     except BaseException:
         git(project, "merge", "--abort", check=False)
         git(project, "reset", "--quiet", "--hard", check=False)
-        git(project, "switch", "--quiet", start, check=False)
+        git(project, *start, check=False)
         git(project, "branch", "-D", report.branch, check=False)
         raise
