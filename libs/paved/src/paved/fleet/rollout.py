@@ -11,9 +11,11 @@ and with a GitHub token one pull request whose body is the report.
 The template is fetched once per run: a mirror of each template source is made in the
 workspace and git's `insteadOf` serves it to every clone copier, `paved update` and uv make.
 A record per target release (`<state>/<release>.json`) keeps each repo's outcome, stage,
-reason, branch and pull request; `only=["failed"]` re-runs those. A repo whose branch for
-the target is already pushed is "pending": a re-run makes no commit and no second pull
-request. One repo's failure never stops the others.
+reason, branch, commit and pull request, merged in under a lock; `only=["failed"]` re-runs
+those. A repo whose branch for the target is already pushed at the commit the record holds
+is "pending": a re-run makes no commit and no second pull request. A branch of that name at
+any other commit is someone else's: reported, never given a pull request. One repo's
+failure, whatever it is, never stops the others.
 """
 
 from __future__ import annotations
