@@ -62,3 +62,14 @@ def paved(
         text=True,
         timeout=900,
     )
+
+
+def refs(repo: Path) -> str:
+    """Every ref of `repo` with the commit it points at, one per line (to compare states)."""
+    return subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname) %(objectname)"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from act_runner import Team
 from golden_path import generate, run, tool_env
+from helpers import refs
 from snapshot import GIT_IDENTITY
 from throwaway import two_releases
 
@@ -93,13 +94,3 @@ def test_the_matrix_rolls_a_release_out_to_bare_remotes(tmp_path: Path) -> None:
     code, log = Team(caller, env, platform, b_sha, work).act("rollout.yml")
     assert code != 0
     assert re.search(r"fleet shard \d \((churn|upsell)\): no report", log), log[-4000:]
-
-
-def refs(bare: Path) -> str:
-    return subprocess.run(
-        ["git", "for-each-ref", "--format=%(refname) %(objectname)"],
-        cwd=bare,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 import yaml
 from fake_github import serving
 from golden_path import generate, run, tool_env
-from helpers import ALIAS_BOMB, paved
+from helpers import ALIAS_BOMB, paved, refs
 from paved.template import PLATFORM_URL
 from release import release
 from snapshot import GIT_IDENTITY
@@ -89,16 +88,6 @@ def team(env: dict[str, str], root: Path, name: str, release_tag: str = "v0.1.0"
 def commit(env: dict[str, str], repo: Path, message: str) -> None:
     run(["git", "add", "--all"], repo, env)
     run(["git", "commit", "--quiet", "-m", message], repo, env)
-
-
-def refs(repo: Path) -> str:
-    return subprocess.run(
-        ["git", "for-each-ref", "--format=%(refname) %(objectname)"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
 
 
 FAULTS = {
