@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -84,9 +85,10 @@ def test_settings_come_from_the_environment_and_bad_ones_name_the_variable(
 ) -> None:
     assert LogSettings.from_env({}) is None  # off unless configured
     env = {"PAVED_PREDICTION_LOG": str(tmp_path), "PAVED_PREDICTION_LOG_RATE": "0.25"}
-    settings = LogSettings.from_env(env)
-    assert settings == LogSettings(folder=tmp_path, rate=0.25)
-    for name, value in (("RATE", "often"), ("RATE", "2"), ("ROWS", "0"), ("SECONDS", "-1")):
+    settings = LogSettings.from_env({**env, "PAVED_PREDICTION_LOG_MAX_BYTES": "1000000"})
+    assert settings == LogSettings(folder=tmp_path, rate=0.25, max_bytes=1_000_000)
+    bad = (("RATE", "often"), ("RATE", "2"), ("ROWS", "0"), ("SECONDS", "-1"), ("MAX_BYTES", "0"))
+    for name, value in bad:
         with pytest.raises(PavedMLError, match=f"PAVED_PREDICTION_LOG_{name}="):
             LogSettings.from_env({**env, f"PAVED_PREDICTION_LOG_{name}": value})
 
@@ -96,3 +98,51 @@ def test_reading_a_missing_or_empty_log_says_so(tmp_path: Path) -> None:
         read_prediction_log(tmp_path / "nowhere")
     with pytest.raises(PavedMLError, match="is empty: no requests recorded yet"):
         read_prediction_log(tmp_path)
+
+
+def test_a_folder_that_cannot_be_made_fails_no_request_and_is_tried_again(
+    tmp_path: Path,
+) -> None:
+    # The folder was made at start-up only, raising: the service never answered /livez.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the log's parent folder should be")
+    seen: list[tuple[str, int]] = []
+    log = log_in(blocker / "log")  # no error: the service starts
+    log.on_problem = lambda kind, count: seen.append((kind, count))
+    assert log.record({"a": np.array([1, 2])}, [10, 20])
+    log.flush()
+    assert log.problems == {"unwritable rows": 2} and seen == [("unwritable rows", 2)]
+    blocker.unlink()  # the storage comes back: the next write makes the folder
+    log.record({"a": np.array([3])}, [30])
+    log.close()
+    assert read_prediction_log(blocker / "log")["a"].tolist() == [3]
+
+
+def test_a_folder_deleted_while_serving_is_made_again(tmp_path: Path) -> None:
+    folder = tmp_path / "log"
+    log = log_in(folder)
+    log.record({"a": np.array([1])}, [10])
+    log.flush()
+    shutil.rmtree(folder)
+    log.record({"a": np.array([2])}, [20])
+    log.close()
+    assert read_prediction_log(folder)["a"].tolist() == [2]
+    assert log.problems == {}
+
+
+def test_the_oldest_files_go_first_when_the_log_passes_its_size_cap(tmp_path: Path) -> None:
+    probe = log_in(tmp_path / "probe")
+    probe.record({"a": np.arange(100)}, list(range(100)))
+    probe.close()
+    size = files(tmp_path / "probe")[0].stat().st_size
+    folder = tmp_path / "log"
+    log = log_in(folder, max_bytes=int(size * 2.5))
+    for number in range(5):  # five files of about `size` bytes, oldest first
+        log.record({"a": np.arange(100) + 1000 * number}, list(range(100)))
+        log.flush()
+        time.sleep(0.002)  # file names carry the time of their first row
+    log.close()
+    assert len(files(folder)) == 2
+    assert sorted(set(read_prediction_log(folder)["a"] // 1000)) == [3, 4]  # the newest kept
+    assert log.problems == {"deleted files": 3}
+    assert sum(path.stat().st_size for path in files(folder)) <= size * 2.5

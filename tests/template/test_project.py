@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -323,6 +325,30 @@ def test_stopped_service_leaves_no_process(repo: Repo) -> None:
         assert running.get("/livez") == 200
     with pytest.raises(ProcessLookupError):
         os.killpg(running.pid, 0)  # no process of the service's group is left
+
+
+def test_the_service_serves_whatever_the_prediction_log_storage_does(
+    repo: Repo, tmp_path: Path
+) -> None:
+    # A log folder that could not be made at start-up kept the service from answering /livez.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the log's parent folder should be")
+    env = {
+        **repo.env,
+        "PAVED_PREDICTION_LOG": str(blocker / "log"),
+        "PAVED_PREDICTION_LOG_SECONDS": "0.2",
+    }
+    with serve(repo.path, env) as running:
+        assert running.get("/livez") == 200 and running.get("/readyz") == 200
+        assert running.post("/predict", {"rows": [IRIS_ROW, IRIS_ROW]})[0] == 200
+        wanted = 'paved_prediction_log_problems_total{kind="unwritable rows"} 2.0'
+        deadline, metrics = time.monotonic() + 30, ""
+        while wanted not in metrics and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with urllib.request.urlopen(running.url + "/metrics", timeout=5) as answer:
+                metrics = answer.read().decode()
+        assert wanted in metrics, [m for m in metrics.splitlines() if "paved" in m]
+        assert running.post("/predict", {"rows": [IRIS_ROW]})[0] == 200  # and it still serves
 
 
 def test_a_change_to_the_contract_reaches_prepare_the_service_and_the_drift_check(

@@ -11,6 +11,14 @@ default 1) is the share of requests recorded. When the queue holds more than
 `PAVED_PREDICTION_LOG_MAX_PENDING` rows (default 100000) a request is dropped from the log
 and counted, rather than let memory grow or the request wait.
 
+The log never takes the service down, whatever its storage does. A folder that cannot be
+made at start-up is tried again at each write; one deleted while serving is made again.
+Rows that cannot be written are dropped and counted. The folder is capped: once the log's
+files hold more than `PAVED_PREDICTION_LOG_MAX_BYTES` (default 1 GiB), the oldest files are
+deleted until they fit. Each of these is logged, and counted by kind in `problems`
+("unwritable rows", "dropped rows", "deleted files"), which the service exports as the
+metric `paved_prediction_log_problems_total` (see `on_problem`).
+
 This module never imports the service; `read_prediction_log` reads the folder back.
 """
 
@@ -23,7 +31,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
@@ -53,7 +61,12 @@ TIME, MODEL_NAME, MODEL_VERSION, PREDICTION = (
 )
 _SUFFIX = ".parquet"
 #: The settings above 0, and the variable (after PAVED_PREDICTION_LOG_) that sets each.
-_VARIABLES = {"max_rows": "ROWS", "max_seconds": "SECONDS", "max_pending": "MAX_PENDING"}
+_VARIABLES = {
+    "max_rows": "ROWS",
+    "max_seconds": "SECONDS",
+    "max_pending": "MAX_PENDING",
+    "max_bytes": "MAX_BYTES",
+}
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +80,7 @@ class LogSettings:
     max_rows: int = 10_000
     max_seconds: float = 60.0
     max_pending: int = 100_000
+    max_bytes: int = 1 << 30
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -84,7 +98,7 @@ class LogSettings:
             return None
         numbers: dict[str, Any] = {}
         for name, suffix in {"rate": "RATE", **_VARIABLES}.items():
-            kind = int if name in ("max_rows", "max_pending") else float
+            kind = int if name in ("max_rows", "max_pending", "max_bytes") else float
             raw = env.get(f"{LOG_ENV}_{suffix}", "").strip()
             if raw:
                 try:
@@ -120,6 +134,10 @@ class PredictionLog:
         self.model_name, self.model_version = model_name, model_version
         self.dropped = 0
         self.written_files = 0
+        #: What went wrong, counted by kind (see the module doc); never raised.
+        self.problems: dict[str, int] = {}
+        #: Called with (kind, count) as each problem is counted (the service's metric).
+        self.on_problem: Callable[[str, int], None] | None = None
         self._queue: deque[_Batch] = deque()
         self._counts = threading.Lock()  # guards _pending (held for an addition, no I/O)
         self._pending = 0
@@ -127,7 +145,10 @@ class PredictionLog:
         self._stop = threading.Event()
         self._sequence = 0
         self._random = random.Random()
-        settings.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            settings.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # tried again at each write: the service serves meanwhile
+            logger.warning("prediction log: cannot make %s (%s)", settings.folder, exc)
         self._thread = threading.Thread(target=self._run, name="paved-prediction-log", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -150,13 +171,17 @@ class PredictionLog:
             return False
         batch = _Batch(columns, predictions, time.time())
         with self._counts:
-            if self._pending >= self.settings.max_pending:
+            queued = self._pending < self.settings.max_pending
+            if queued:
+                self._pending += batch.size
+                due = self._pending >= self.settings.max_rows
+            else:
                 self.dropped += 1
-                return False
-            self._pending += batch.size
-            full = self._pending >= self.settings.max_rows
+        if not queued:
+            self._problem("dropped rows", batch.size)
+            return False
         self._queue.append(batch)
-        if full:
+        if due:
             self._wake.set()
         return True
 
@@ -217,8 +242,11 @@ class PredictionLog:
                 return part
             try:
                 self._write_file(part)
-            except Exception:  # a full disk must not take the service down: log it, go on
-                logger.exception("prediction log: %d rows could not be written", rows)
+            except Exception as exc:  # a full disk must not take the service down
+                logger.warning("prediction log: %d rows could not be written (%s)", rows, exc)
+                self._problem("unwritable rows", rows)
+            else:
+                self._cap()
             start = end
         return []
 
@@ -250,9 +278,55 @@ class PredictionLog:
         name = f"predictions-{stamp}-{os.getpid()}-{self._sequence:06d}{_SUFFIX}"
         final = self.settings.folder / name
         partial = final.with_name(f".{name}.partial")
-        write(str(partial), pd.DataFrame(columns), compression="SNAPPY", stats=False)
-        partial.rename(final)
+        self.settings.folder.mkdir(parents=True, exist_ok=True)  # made again if deleted
+        try:
+            write(str(partial), pd.DataFrame(columns), compression="SNAPPY", stats=False)
+            partial.rename(final)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         self.written_files += 1
+
+    def _cap(self) -> None:
+        """Delete the oldest log files until the folder's log files fit in `max_bytes`."""
+        try:
+            files = sorted(
+                (entry.name, entry.stat().st_size)
+                for entry in os.scandir(self.settings.folder)
+                if entry.name.startswith("predictions-") and entry.name.endswith(_SUFFIX)
+            )  # named by their first row's time: oldest first
+        except OSError:
+            return
+        total = sum(size for _, size in files)
+        deleted = 0
+        for name, size in files:
+            if total <= self.settings.max_bytes:
+                break
+            try:
+                (self.settings.folder / name).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logger.warning("prediction log: cannot delete %s (%s)", name, exc)
+                continue
+            total -= size
+            deleted += 1
+        if deleted:
+            logger.warning(
+                "prediction log: %d oldest files deleted to keep it under %d bytes",
+                deleted,
+                self.settings.max_bytes,
+            )
+            self._problem("deleted files", deleted)
+
+    def _problem(self, kind: str, count: int) -> None:
+        with self._counts:
+            self.problems[kind] = self.problems.get(kind, 0) + count
+        if self.on_problem is not None:
+            try:
+                self.on_problem(kind, count)
+            except Exception:  # a metric that fails is not the request's problem
+                logger.debug("prediction log: on_problem failed", exc_info=True)
 
 
 def read_prediction_log(location: str | Path) -> pd.DataFrame:

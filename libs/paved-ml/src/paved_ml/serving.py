@@ -18,7 +18,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -168,6 +168,8 @@ class ChampionModel:
             predictor.warm_up()
         name, version = self.identity
         predictor.log = PredictionLog.from_env(model_name=name, model_version=version)
+        if predictor.log is not None:
+            predictor.log.on_problem = _log_problems_metric()
         return predictor
 
     @cached_property
@@ -422,3 +424,20 @@ class RequestSizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+@cache
+def _log_problems_metric() -> Callable[[str, int], None]:
+    """`paved_prediction_log_problems_total{kind}`, on the service's /metrics.
+
+    prometheus_client is imported here, when the model loads in a worker, not with this
+    module: BentoML sets up its multiprocess metrics only once the worker has started.
+    """
+    from prometheus_client import Counter
+
+    counter = Counter(
+        "paved_prediction_log_problems",
+        "What the prediction log could not do: unwritable rows, dropped rows, deleted files",
+        ["kind"],
+    )
+    return lambda kind, count: counter.labels(kind=kind).inc(count)
