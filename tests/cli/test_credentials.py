@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from paved._credentials import held, is_credential
+from paved._credentials import Held, held, is_credential
 
 pytestmark = pytest.mark.libs
 
@@ -99,6 +99,37 @@ print(json.dumps(seen))
     assert TOKEN not in seen["other"]
     assert seen["git_config"] == "1"
     assert seen["after"] == TOKEN  # given back when the block ends
+
+
+def test_a_remote_calls_git_holds_no_token_in_its_environment() -> None:
+    # Team code runs beside the fleet's own clones and pushes, and any process of the same
+    # user can read theirs in /proc/<pid>/environ: a clone for one repo handed the token to
+    # the build backend of another. Git gets what it reaches a remote with, no more.
+    credentials = Held(
+        {
+            "PAVED_GITHUB_TOKEN": TOKEN,
+            "GITHUB_TOKEN": TOKEN,
+            "AWS_SECRET_ACCESS_KEY": "aws-secret",
+            "SSH_AUTH_SOCK": "/run/agent.sock",
+            "HTTPS_PROXY": "http://user:proxy-secret@proxy.internal:3128",
+        }
+    )
+    show = ["-c", "alias.environment=!env", "environment"]
+    seen = {
+        url: credentials.git(show, url=url).stdout
+        for url in (
+            "https://github.com/acme/churn.git",
+            "git@github.com:acme/churn.git",
+            "file:///srv/git/churn.git",
+            "/srv/git/churn.git",
+        )
+    }
+    for url, environment in seen.items():
+        assert TOKEN not in environment and "aws-secret" not in environment, url
+    for url in ("https://github.com/acme/churn.git", "git@github.com:acme/churn.git"):
+        assert "SSH_AUTH_SOCK=/run/agent.sock" in seen[url] and "proxy-secret" in seen[url]
+    for url in ("file:///srv/git/churn.git", "/srv/git/churn.git"):
+        assert "SSH_AUTH_SOCK" not in seen[url] and "proxy-secret" not in seen[url]
 
 
 def test_held_gives_everything_back(monkeypatch: pytest.MonkeyPatch) -> None:

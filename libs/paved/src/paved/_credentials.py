@@ -63,6 +63,14 @@ _USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", re.IGNORECASE
 _ANY_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 #: git settings (given as GIT_CONFIG_KEY_n) that hand out or carry a credential.
 _SECRET_SETTING = re.compile(r"^(credential\..*|http\..*extraheader|.*sshcommand)$", re.IGNORECASE)
+#: What git itself reads to reach a remote (an agent, a prompt answerer, a proxy): the only
+#: held variables a remote call's git gets back. Its environment can be read by any process
+#: of the same user while it runs (team code runs beside it), so nothing else goes there:
+#: a token goes through the pipe.
+_GIT_TRANSPORT = re.compile(
+    r"^(SSH_AUTH_SOCK|SSH_ASKPASS|GIT_ASKPASS|GIT_SSH|GIT_SSH_COMMAND|GIT_PROXY_COMMAND"
+    r"|(HTTPS?|ALL|NO)_PROXY|(https?|all|no)_proxy)$"
+)
 #: The token the fleet's GitHub calls and pushes use, in the order they are looked for.
 TOKEN_VARIABLES = ("PAVED_GITHUB_TOKEN", "GITHUB_TOKEN")
 
@@ -105,7 +113,11 @@ class Held:
         parts = urllib.parse.urlsplit(url)
         api = os.environ.get("PAVED_GITHUB_API") or GITHUB_API
         host = (urllib.parse.urlsplit(api).hostname or "").removeprefix("api.")
-        env = git_env(self.variables)
+        # A path or file URL (not scp-like `host:path`): git reaches no remote.
+        head = url.partition("/")[0]
+        local = parts.scheme == "file" or (not parts.scheme and ":" not in head)
+        transport = {k: v for k, v in self.variables.items() if _GIT_TRANSPORT.match(k)}
+        env = git_env({} if local else transport)
         if parts.username is not None:
             bare = without_credentials(url)
             args = [bare if arg == url else arg for arg in args]
