@@ -500,3 +500,14 @@ def test_a_local_branch_an_earlier_push_left_behind_is_pushed(tmp_path: Path) ->
     assert pending["outcome"] == "pending" and "pushed now" in pending["reason"], pending
     assert f"refs/heads/paved/update-v0.2.0 {failed['commit']}" in refs(origin)
     assert run(["git", "status", "--porcelain"], local, env).stdout == ""
+
+    # Someone moves the branch: reported, no longer the fleet's; moved back, it is again.
+    moved = ["git", "push", "--quiet", "--force", "origin", "main:paved/update-v0.2.0"]
+    run(moved, local, env)
+    again = paved(env, "fleet", "update", "fleet.yml", "--no-lock", "--json", cwd=tmp_path)
+    refused = json.loads(again.stdout)["repos"][0]
+    assert refused["outcome"] == "failed" and "the fleet recorded" in refused["reason"], refused
+    back = f"{failed['commit']}:refs/heads/paved/update-v0.2.0"
+    run(["git", "push", "--quiet", "--force", "origin", back], local, env)
+    again = paved(env, "fleet", "update", "fleet.yml", "--no-lock", "--json", cwd=tmp_path)
+    assert json.loads(again.stdout)["repos"][0]["outcome"] == "pending", again.stdout

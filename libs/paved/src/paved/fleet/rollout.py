@@ -261,6 +261,7 @@ def _already_made(
         return False
     recorded = ctx.recorded.get(ref.name, "")
     if tip != recorded:
+        outcome.commit = recorded  # still the fleet's: the record keeps it
         made = f"the fleet recorded {recorded[:12]}" if recorded else "no fleet run recorded it"
         raise PavedError(
             f"{branch} already exists at {tip[:12]}, and {made}: it is left alone and gets no "
