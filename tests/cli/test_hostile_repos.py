@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from helpers import ALIAS_BOMB
+from paved._errors import PavedError
 from paved.fleet.sources import RepoRef, branch_tip
+from paved.update import release_commits
 
 pytestmark = pytest.mark.libs
 
@@ -63,7 +65,11 @@ def test_a_template_source_is_never_read_as_a_git_option(tmp_path: Path) -> None
     done = paved(here, "status", str(tmp_path / "fleet"), "--no-check", "--json")
 
     row = json.loads(done.stdout)["repos"][0]
-    assert "cannot list the releases" in row["error"], row
+    assert "is not a template source or release" in row["error"], row  # refused as read
+    assert not marker.exists()
+    # And were it read, git takes it for a URL, not an option.
+    with pytest.raises(PavedError):
+        list(release_commits(f"--upload-pack=touch {marker};git-upload-pack"))
     assert not marker.exists()
 
 
@@ -125,6 +131,9 @@ def test_unsafe_answers_fail_their_own_row_only(tmp_path: Path) -> None:
     fleet = tmp_path / "fleet"
     repo_with_answers(fleet / "bomb", f"{ALIAS_BOMB}_src_path: *i\n_commit: v0.1.0\n")
     repo_with_answers(fleet / "listy", "_src_path: [a, b]\n_commit: v0.1.0\n")
+    # libyaml recursed once per level: 100 kB of brackets crashed the whole run (SIGSEGV).
+    repo_with_answers(fleet / "deep", f"_src_path: {'[' * 50_000}{']' * 50_000}\n")
+    repo_with_answers(fleet / "nul", '_src_path: "x\\0y"\n_commit: v0.1.0\n')
     repo_with_answers(
         fleet / "huge", f"_src_path: {template}\n_commit: v0.1.0\n#{'x' * (2 << 20)}\n"
     )
@@ -149,6 +158,8 @@ def test_unsafe_answers_fail_their_own_row_only(tmp_path: Path) -> None:
 
     assert "anchors and aliases are refused" in by_name["bomb"]["error"]
     assert "_src_path is a list, not a plain value" in by_name["listy"]["error"]
+    assert "nested over 64 levels deep" in by_name["deep"]["error"]
+    assert "is not a template source or release" in by_name["nul"]["error"]
     assert "over 1048576 bytes" in by_name["huge"]["error"]
     assert "'..' is not a repo name" in by_name[".."]["error"]
     for name in ("fine", "ok"):

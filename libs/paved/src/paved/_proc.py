@@ -51,6 +51,8 @@ def run(
         raise CommandError(f"`{command[0]}` is not installed (needed for `{shown}`)") from exc
     except subprocess.TimeoutExpired as exc:
         raise CommandError(f"`{shown}` did not finish within {timeout:.0f} s") from exc
+    except (ValueError, OSError) as exc:  # an argument with a NUL, a folder that is gone
+        raise CommandError(f"`{shown!r}` could not start: {exc}") from exc
     if check and done.returncode:
         lines = (done.stderr.strip() or done.stdout.strip()).splitlines()[-detail_lines:]
         separator = ": " if detail_lines == 1 else ":\n"

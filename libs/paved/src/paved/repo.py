@@ -77,6 +77,18 @@ YAML_BYTES = 1 << 20
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_YAML_DEPTH = 64
+_OPENS = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSES = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+#: Control characters, which no template source or release name holds (a NUL breaks exec).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 class UnsafeYaml(yaml.YAMLError):
     """A team repo's YAML the platform refuses to parse (anchors and aliases, or too big)."""
 
@@ -87,15 +99,28 @@ def load_yaml(text: str) -> Any:
     A team repo is untrusted input: anchors and aliases are refused (an 893-byte alias bomb
     expands to gigabytes), and so is text over `YAML_BYTES`. Raises yaml.YAMLError.
     """
-    if len(text) > YAML_BYTES:
+    if len(text.encode("utf-8", errors="surrogatepass")) > YAML_BYTES:
         raise UnsafeYaml(f"it is over {YAML_BYTES} bytes")
+    depth = 0
     for token in yaml.scan(text, Loader=_YAML_LOADER):
         if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
             raise UnsafeYaml(
                 f"line {token.start_mark.line + 1}: anchors and aliases are refused "
                 "(a team repo's YAML is untrusted input)"
             )
-    return yaml.load(text, Loader=_YAML_LOADER)
+        # libyaml's parser recurses once per level, unbounded: deep nesting crashes it.
+        if isinstance(token, _OPENS):
+            depth += 1
+            if depth > _YAML_DEPTH:
+                raise UnsafeYaml(
+                    f"line {token.start_mark.line + 1}: nested over {_YAML_DEPTH} levels deep"
+                )
+        elif isinstance(token, _CLOSES):
+            depth -= 1
+    try:
+        return yaml.load(text, Loader=_YAML_LOADER)
+    except RecursionError as exc:  # the pure-Python parser, where libyaml is missing
+        raise UnsafeYaml("nested too deep to parse") from exc
 
 
 def read_answers(project: Path) -> dict[str, Any]:
@@ -105,6 +130,8 @@ def read_answers(project: Path) -> dict[str, Any]:
         raise PavedError(f"{project} has no {ANSWERS_FILE}: it was not generated from a template")
     with path.open("rb") as handle:
         raw = handle.read(YAML_BYTES + 1)
+    if len(raw) > YAML_BYTES:
+        raise PavedError(f"{path} is not valid YAML: it is over {YAML_BYTES} bytes")
     return parse_answers(raw.decode("utf-8", errors="replace"), path)
 
 
@@ -120,8 +147,11 @@ def parse_answers(text: str, where: Path | str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PavedError(f"{where} holds no answers")
     for key in ("_src_path", "_commit"):
-        if isinstance(data.get(key), dict | list):
-            raise PavedError(f"{where}: {key} is a {type(data[key]).__name__}, not a plain value")
+        value = data.get(key)
+        if isinstance(value, dict | list):
+            raise PavedError(f"{where}: {key} is a {type(value).__name__}, not a plain value")
+        if value is not None and (_CONTROL.search(str(value)) or str(value).startswith("-")):
+            raise PavedError(f"{where}: {key} {str(value)!r} is not a template source or release")
     return data
 
 

@@ -165,8 +165,8 @@ def _releases(source: str) -> Callable[[], list[str] | str]:
     def fetch() -> list[str] | str:
         try:
             return list(release_commits(source))
-        except PavedError as exc:  # one unreachable template source fails its repos only
-            return f"cannot list the releases of {source}: {str(exc).splitlines()[0]}"
+        except Exception as exc:  # one unreachable template source fails its repos only
+            return f"cannot list the releases of {source}: {_reason(exc)}"
 
     return fetch
 
