@@ -42,6 +42,22 @@ def test_concurrent_runs_keep_each_others_outcomes(tmp_path: Path) -> None:
     assert {row["reason"] for row in kept.values()} == {"round 19"}
 
 
+def test_a_failure_that_knows_no_commit_keeps_the_recorded_one(tmp_path: Path) -> None:
+    # A re-run whose clone did not answer recorded commit "" over the fleet's own: every
+    # run after it refused the fleet's branch as not recorded.
+    record = tmp_path / "v0.2.0.json"
+    _write_record(record, [Outcome(name="churn", outcome="updated", commit="abc123")])
+    _write_record(record, [Outcome(name="churn", outcome="failed", stage="locate")])
+    kept = json.loads(record.read_text())["churn"]
+    assert (kept["outcome"], kept["commit"]) == ("failed", "abc123")
+    assert record.stat().st_mode & 0o777 == 0o644
+    _write_record(record, [Outcome(name="churn", outcome="updated", commit="def456")])
+    assert json.loads(record.read_text())["churn"]["commit"] == "def456"
+    record.write_bytes(b"\xff\xfe not text")
+    with pytest.raises(PavedError, match="is not a fleet record"):
+        _write_record(record, [Outcome(name="churn")])
+
+
 def _small_files() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))  # a disk that fills at 200 bytes
 

@@ -163,10 +163,12 @@ def fleet_update(
         finally:
             run_ctx.workers.close()
     fleet = FleetReport(release, dry_run, outcomes)
-    if done:
-        done(fleet)
-    if not dry_run:
-        _write_record(record_path, outcomes)
+    try:
+        if done:
+            done(fleet)
+    finally:  # what was pushed is recorded, even if the report could not be printed
+        if not dry_run:
+            _write_record(record_path, outcomes)
     return fleet
 
 
@@ -576,7 +578,7 @@ def _read_record(path: Path) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (ValueError, OSError) as exc:  # not JSON, not UTF-8, not readable
         raise PavedError(
             f"{path} is not a fleet record ({exc}): restore it, or delete it to start the "
             "release's record afresh"
@@ -595,9 +597,17 @@ def _write_record(path: Path, outcomes: Sequence[Outcome]) -> None:
         with open(path.with_name(path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             record = _read_record(path)
-            record.update({outcome.name: asdict(outcome) for outcome in outcomes})
+            for outcome in outcomes:
+                entry = asdict(outcome)
+                # A run that failed before it reached the branch (a clone that did not
+                # answer) knows no commit: the one the fleet made stays recorded.
+                past = record.get(outcome.name)
+                if not entry["commit"] and isinstance(past, dict) and past.get("commit"):
+                    entry["commit"] = past["commit"]
+                record[outcome.name] = entry
             fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
             try:
+                os.fchmod(fd, 0o644)  # readable by the platform team, as before (not 0600)
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
                     handle.write(json.dumps(record, indent=2) + "\n")
                     handle.flush()
