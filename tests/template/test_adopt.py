@@ -283,8 +283,17 @@ def test_a_failed_adoption_keeps_ignored_files_and_a_detached_head(
     assert "files this repo ignores (.python-version)" in refused.stderr, refused.stderr
     assert state() == before
 
-    # A failure after the merge (no package index for the re-lock) puts back the very commit.
+    # An ignored file where the template has a folder (docs/) would be replaced by it.
     (repo / ".python-version").unlink()
+    (repo / ".git" / "info" / "exclude").write_text("docs\n")
+    (repo / "docs").write_text("my notes, not a folder\n")
+    before = state()
+    refused = paved(env, *adopt, "--no-lock")
+    assert "files this repo ignores (docs)" in refused.stderr, refused.stderr
+    assert state() == before
+    (repo / "docs").unlink()
+
+    # A failure after the merge (no package index for the re-lock) puts back the very commit.
     before = state()
     offline = {**env, "UV_OFFLINE": "1", "UV_CACHE_DIR": str(tmp_path / "empty-cache")}
     failed = paved(offline, *adopt)

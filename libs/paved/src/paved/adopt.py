@@ -337,11 +337,18 @@ def _refuse_ignored_collisions(project: Path, commit: str) -> None:
     of unrelated histories), and the clean-up of a failed adoption would then delete it.
     """
     tracked = set(git(project, "ls-files", "-z").split("\0"))
-    rendered = git(project, "ls-tree", "-r", "-z", "--name-only", commit).split("\0")
+    listed = git(project, "ls-tree", "-r", "-z", "--name-only", commit).split("\0")
+    rendered = [path for path in listed if path]
+    # A rendered file, or a folder on its way that the repo holds as an untracked file.
+    paths = set(rendered)
+    folders = {str(Path(path).parent) for path in rendered} - {"."}
+    folders |= {str(parent) for folder in folders for parent in Path(folder).parents} - {"."}
     ignored = sorted(
         path
-        for path in rendered
-        if path and path not in tracked and os.path.lexists(project / path)
+        for path in paths | folders
+        if path not in tracked
+        and os.path.lexists(project / path)
+        and (path in paths or not (project / path).is_dir() or (project / path).is_symlink())
     )
     if ignored:
         shown = ", ".join(ignored[:8]) + (", ..." if len(ignored) > 8 else "")
