@@ -164,3 +164,22 @@ def test_unsafe_answers_fail_their_own_row_only(tmp_path: Path) -> None:
     assert "'..' is not a repo name" in by_name[".."]["error"]
     for name in ("fine", "ok"):
         assert by_name[name]["error"] == "" and by_name[name]["latest"] == "v0.1.0", by_name[name]
+
+
+CHECK_JSON = ("--select=PV007,PV009", "--format=json")
+
+
+def test_a_yaml_file_that_is_not_a_mapping_fails_its_check_not_the_run(tmp_path: Path) -> None:
+    repo = tmp_path / "team"
+    repo.mkdir()
+    (repo / "pyproject.toml").write_text('[project]\nname = "team"\n')
+    (repo / "dvc.yaml").write_text("- train\n- evaluate\n")
+    (repo / "bentofile.yaml").write_text("just a string\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "paved", "check", str(repo), *CHECK_JSON],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    checks = json.loads(done.stdout)["checks"]
+    assert checks["PV007"]["result"] is False and checks["PV009"]["result"] is False, checks

@@ -146,3 +146,29 @@ def test_the_oldest_files_go_first_when_the_log_passes_its_size_cap(tmp_path: Pa
     assert sorted(set(read_prediction_log(folder)["a"] // 1000)) == [3, 4]  # the newest kept
     assert log.problems == {"deleted files": 3}
     assert sum(path.stat().st_size for path in files(folder)) <= size * 2.5
+
+
+def test_a_full_disk_still_gets_room_back_from_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cap ran only after a write that succeeded: once the log had filled the disk, every
+    # write failed and the oldest files were never deleted.
+    folder = tmp_path / "log"
+    filler = log_in(folder)
+    for number in range(3):
+        filler.record({"a": np.arange(100) + 1000 * number}, list(range(100)))
+        filler.flush()
+        time.sleep(0.002)
+    filler.close()
+    size = max(path.stat().st_size for path in files(folder))
+    log = log_in(folder, max_bytes=int(size * 1.5))
+
+    def disk_full(batches: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(log, "_write_file", disk_full)
+    log.record({"a": np.array([1])}, [10])
+    log.flush()
+    assert log.problems == {"unwritable rows": 1, "deleted files": 2}
+    assert sorted(set(read_prediction_log(folder)["a"] // 1000)) == [2]  # the newest is kept
+    log.close()

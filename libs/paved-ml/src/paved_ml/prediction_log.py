@@ -245,8 +245,7 @@ class PredictionLog:
             except Exception as exc:  # a full disk must not take the service down
                 logger.warning("prediction log: %d rows could not be written (%s)", rows, exc)
                 self._problem("unwritable rows", rows)
-            else:
-                self._cap()
+            self._cap()  # after a failure too: a disk the log filled gets room back
             start = end
         return []
 
@@ -304,8 +303,9 @@ class PredictionLog:
                 break
             try:
                 (self.settings.folder / name).unlink()
-            except FileNotFoundError:
-                pass
+            except FileNotFoundError:  # another worker's cap took it first
+                total -= size
+                continue
             except OSError as exc:
                 logger.warning("prediction log: cannot delete %s (%s)", name, exc)
                 continue

@@ -264,7 +264,7 @@ class PV007(Paved):
         if not path.is_file():
             return "no dvc.yaml"
         try:
-            stages = (_read_yaml(path) or {}).get("stages", {})
+            stages = _mapping(_read_yaml(path)).get("stages", {})
         except yaml.YAMLError as exc:
             return f"dvc.yaml does not parse: {exc}"
         if not isinstance(stages, dict):
@@ -323,7 +323,7 @@ class PV009(Paved):
         if not path.is_file():
             return "no bentofile.yaml"
         try:
-            service = str((_read_yaml(path) or {})["service"])
+            service = str(_mapping(_read_yaml(path))["service"])
         except (yaml.YAMLError, KeyError, TypeError):
             return "bentofile.yaml names no service"
         module, _, cls = service.partition(":")
@@ -360,7 +360,7 @@ class PV010(Paved):
         if not path.is_file():
             return "no .pre-commit-config.yaml"
         try:
-            repos = (_read_yaml(path) or {}).get("repos", [])
+            repos = _mapping(_read_yaml(path)).get("repos", [])
         except yaml.YAMLError as exc:
             return f".pre-commit-config.yaml does not parse: {exc}"
         if not repos:
@@ -403,6 +403,11 @@ RULES = (PV001, PV002, PV003, PV004, PV005, PV006, PV007, PV008, PV009, PV010, P
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _mapping(data: Any) -> dict[Any, Any]:
+    """`data` if a YAML file held a mapping, else {} (a list or a scalar names nothing)."""
+    return data if isinstance(data, dict) else {}
 
 
 def _read_yaml(path: Traversable) -> Any:
