@@ -511,3 +511,14 @@ def test_a_local_branch_an_earlier_push_left_behind_is_pushed(tmp_path: Path) ->
     run(["git", "push", "--quiet", "--force", "origin", back], local, env)
     again = paved(env, "fleet", "update", "fleet.yml", "--no-lock", "--json", cwd=tmp_path)
     assert json.loads(again.stdout)["repos"][0]["outcome"] == "pending", again.stdout
+
+    # The team resolves on the branch: it builds on the fleet's commit, so it stays pending.
+    run(["git", "switch", "--quiet", "paved/update-v0.2.0"], local, env)
+    (local / "RESOLVED.md").write_text("conflicts resolved\n")
+    commit(env, local, "Resolve")
+    run(["git", "push", "--quiet", "origin", "paved/update-v0.2.0"], local, env)
+    run(["git", "switch", "--quiet", "main"], local, env)
+    again = paved(env, "fleet", "update", "fleet.yml", "--no-lock", "--json", cwd=tmp_path)
+    carried = json.loads(again.stdout)["repos"][0]
+    assert carried["outcome"] == "pending" and "builds on" in carried["reason"], carried
+    assert carried["commit"] == failed["commit"]

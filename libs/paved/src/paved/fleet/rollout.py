@@ -262,6 +262,12 @@ def _already_made(
     if not tip:
         return False
     recorded = ctx.recorded.get(ref.name, "")
+    if tip != recorded and recorded and _builds_on(ref, work, ctx.held, branch, tip, recorded):
+        # The team carried on from the fleet's commit (resolved its conflicts, say): still
+        # the fleet's branch, and the team's to merge; its pull request is left as it is.
+        outcome.outcome, outcome.branch, outcome.commit = "pending", branch, recorded
+        outcome.reason = f"{branch} builds on the fleet's commit with the team's: merge it"
+        return True
     if tip != recorded:
         outcome.commit = recorded  # still the fleet's: the record keeps it
         made = f"the fleet recorded {recorded[:12]}" if recorded else "no fleet run recorded it"
@@ -286,6 +292,26 @@ def _already_made(
             ctx.github, ref.github, branch, default, _title(ctx.release), body, keep=True
         )
     return True
+
+
+def _builds_on(ref: RepoRef, work: Path, held: Held, branch: str, tip: str, commit: str) -> bool:
+    """Whether `tip` of `branch` descends from `commit` (looked for 50 commits deep)."""
+    url = str(ref.url or "")
+    if ref.path is not None:
+        url = git(ref.path, "remote", "get-url", "origin", check=False)
+        if not url:  # the local branch itself
+            return not run(
+                ["git", "merge-base", "--is-ancestor", commit, tip],
+                cwd=ref.path,
+                env=git_env(),
+                check=False,
+            ).returncode
+    spec = f"refs/heads/{branch}"
+    held.git(["fetch", "--quiet", "--depth", "50", "--", url, spec], url=url, cwd=work)
+    if git(work, "rev-parse", "FETCH_HEAD", check=False) != tip:
+        return False  # moved again while it was read: not settled, so not ours
+    merge_base = ["git", "merge-base", "--is-ancestor", commit, tip]
+    return not run(merge_base, cwd=work, env=git_env(), check=False).returncode
 
 
 def _reason(exc: BaseException) -> str:
