@@ -21,7 +21,7 @@ from paved._credentials import redact
 from paved._errors import PavedError
 from paved.checks import check_repo
 from paved.fleet.github import GitHub
-from paved.fleet.sources import RepoRef, branch_tip, clone_shallow, find_repos
+from paved.fleet.sources import RepoRef, branch_tip, clone_shallow, find_repos, local_tip
 from paved.repo import ANSWERS_FILE, parse_answers, read_answers
 from paved.update import base_version, release_commits, release_version
 
@@ -176,7 +176,11 @@ def _pending(ref: RepoRef, branch: str, github: GitHub | None) -> str:
         pull = github.open_pull(ref.github, branch)
         if pull:
             return f"pull request #{pull.get('number')}"
-    return f"branch {branch}" if branch_tip(ref, branch) else ""
+    try:
+        made = branch_tip(ref, branch)
+    except PavedError:  # an origin out of reach: what the local copy knows
+        made = local_tip(ref.path, branch) if ref.path is not None else ""
+    return f"branch {branch}" if made else ""
 
 
 def _parallel(jobs: int, tasks: list[Callable[[], Any]]) -> list[Any]:
