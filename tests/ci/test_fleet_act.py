@@ -91,6 +91,9 @@ def test_the_matrix_rolls_a_release_out_to_bare_remotes(tmp_path: Path) -> None:
     broken = caches / "paved-fleet-v0.2.0-9999999999-1"
     broken.mkdir()
     (broken / "v0.2.0.json").write_text("{ not json")
+    saved = sorted(caches.iterdir())
     code, log = Team(caller, env, platform, b_sha, work).act("rollout.yml")
     assert code != 0
     assert re.search(r"fleet shard \d \((churn|upsell)\): no report", log), log[-4000:]
+    assert "the record restored from the cache does not read" in log
+    assert sorted(caches.iterdir()) == saved  # nothing saved over the record
