@@ -117,6 +117,12 @@ def test_paved_check_follows_no_link_out_of_the_repo_or_round_a_loop(tmp_path: P
     assert "src/team/train.py:2" in found["err_msg"]
     assert "outside" not in found["err_msg"] and "src/a/" not in found["err_msg"]
 
+    # Without it, what the walk left unread still fails the check: a link could hide it.
+    (repo / "src" / "team" / "train.py").write_text("import mlflow\n")
+    again = subprocess.run(done.args, capture_output=True, text=True, timeout=60)
+    found = json.loads(again.stdout)["checks"]["PV008"]
+    assert found["result"] is False and "src/outside.py (a link)" in found["err_msg"], found
+
 
 def _limited_memory() -> None:
     import resource

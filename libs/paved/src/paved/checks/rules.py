@@ -178,7 +178,11 @@ class PV004(Paved):
         for path in sorted(folder.iterdir(), key=lambda entry: entry.name):
             if not path.name.endswith((".yml", ".yaml")):
                 continue
-            for number, line in enumerate((_bounded_text(path) or "").splitlines(), 1):
+            text = _bounded_text(path)
+            if text is None:
+                loose.append(f"{path.name}: over {_FILE_BYTES} bytes or not a file: unread")
+                continue
+            for number, line in enumerate(text.splitlines(), 1):
                 code = line.split(" #", 1)[0].strip()
                 if not code.lstrip("- ").startswith("uses:"):
                     continue
@@ -297,7 +301,8 @@ class PV008(Paved):
         if re.match(r"^[a-z+]+://[^/@]*@", uri):
             return "[tool.paved] tracking-uri holds credentials: move them to the environment"
         found = []
-        for path, text in _python_files(root.joinpath("src")):
+        files, unread = _python_files(root.joinpath("src"))
+        for path, text in files:
             try:
                 tree = ast.parse(text)
             except SyntaxError:
@@ -305,6 +310,10 @@ class PV008(Paved):
             found += [f"{path}:{line}" for line in _uri_settings(tree)]
         if found:
             return "the tracking URI is set in code:\n" + "\n".join(f"- {f}" for f in found)
+        if unread:  # what it could not read could set it: not a pass
+            return "src/ holds code this check does not read:\n" + "\n".join(
+                f"- {item}" for item in unread[:10]
+            )
         return True
 
 
@@ -391,9 +400,11 @@ class PV011(Paved):
         folder = root.joinpath(".github", "workflows")
         if folder.is_dir():
             for path in folder.iterdir():
-                text = _bounded_text(path) or ""
+                text = _bounded_text(path)
+                if text is None and path.name.endswith((".yml", ".yaml")):
+                    return f"{path.name} is over {_FILE_BYTES} bytes or not a file: unread"
                 for name, value in TELEMETRY_OFF.items():
-                    for found in re.findall(rf"{name}\s*:\s*['\"]?([\w-]+)", text):
+                    for found in re.findall(rf"{name}\s*:\s*['\"]?([\w-]+)", text or ""):
                         if found.lower() != value:
                             return f"{path.name} sets {name}={found}"
         return True
@@ -440,34 +451,45 @@ _WALK_DEPTH, _WALK_FILES, _FILE_BYTES = 16, 5000, 1 << 20
 _LOCK_BYTES = 64 << 20
 
 
-def _python_files(folder: Traversable, prefix: str = "src") -> list[tuple[str, str]]:
-    """The `.py` files under `folder` with their text, bounded: no link is followed (a link
-    may point out of the repo or back at its own folder), at most `_WALK_DEPTH` folders deep,
-    `_WALK_FILES` entries, and files over `_FILE_BYTES` are skipped.
+def _python_files(
+    folder: Traversable, prefix: str = "src"
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The `.py` files under `folder` with their text, and what the walk did not read.
+
+    Bounded: no link is followed (a link may point out of the repo or back at its own
+    folder), at most `_WALK_DEPTH` folders deep and `_WALK_FILES` entries; files over
+    `_FILE_BYTES` are not read. Each of those is named in the second list.
     """
     found: list[tuple[str, str]] = []
+    unread: list[str] = []
     pending = [(folder, prefix, 0)]
     seen = 0
     while pending:
         here, name, depth = pending.pop()
-        if not here.is_dir() or _is_link(here) or depth > _WALK_DEPTH:
+        if not here.is_dir():
+            continue
+        if _is_link(here) or depth > _WALK_DEPTH:
+            unread.append(f"{name} (a link)" if _is_link(here) else f"{name} (too deep)")
             continue
         for entry in sorted(here.iterdir(), key=lambda item: item.name):
             seen += 1
-            if seen > _WALK_FILES:
-                return sorted(found)
-            if _is_link(entry):
-                continue
             path = f"{name}/{entry.name}"
+            if seen > _WALK_FILES:
+                unread.append(f"{name} (over {_WALK_FILES} entries)")
+                return sorted(found), unread
+            if _is_link(entry):
+                if entry.name.endswith(".py") or entry.is_dir():
+                    unread.append(f"{path} (a link)")
+                continue
             if entry.is_dir():
                 pending.append((entry, path, depth + 1))
-            elif (
-                entry.name.endswith(".py")
-                and entry.is_file()  # not a FIFO or a device
-                and (text := _bounded_text(entry)) is not None
-            ):
-                found.append((path, text))
-    return sorted(found)
+            elif entry.name.endswith(".py") and entry.is_file():  # not a FIFO or a device
+                text = _bounded_text(entry)
+                if text is None:
+                    unread.append(f"{path} (over {_FILE_BYTES} bytes)")
+                else:
+                    found.append((path, text))
+    return sorted(found), unread
 
 
 def _is_link(entry: Traversable) -> bool:
