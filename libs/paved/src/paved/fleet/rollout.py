@@ -42,7 +42,14 @@ from paved._git import git, git_env
 from paved._proc import run
 from paved.checks import check_repo
 from paved.fleet.github import GitHub
-from paved.fleet.sources import RepoRef, branch_tip, clone_shallow, find_repos, local_tip
+from paved.fleet.sources import (
+    RepoRef,
+    branch_tip,
+    clone_shallow,
+    find_repos,
+    local_tip,
+    push_url,
+)
 from paved.fleet.status import update_branch
 from paved.repo import read_answers, require_clean
 from paved.template import identity
@@ -279,7 +286,7 @@ def _already_made(
     outcome.reason = f"{branch} is already pushed: review and merge it"
     if ctx.dry_run:
         return True
-    if not pushed and ref.path is not None and git(ref.path, "remote", check=False):
+    if not pushed and ref.path is not None and push_url(ref):
         outcome.stage = "push"
         _push(ref, ref.path, ctx, branch=branch, default=default)
         outcome.reason = f"{branch} is pushed now (an earlier push failed): review and merge it"
@@ -296,22 +303,20 @@ def _already_made(
 
 def _builds_on(ref: RepoRef, work: Path, held: Held, branch: str, tip: str, commit: str) -> bool:
     """Whether `tip` of `branch` descends from `commit` (looked for 50 commits deep)."""
-    url = str(ref.url or "")
-    if ref.path is not None:
-        url = git(ref.path, "remote", "get-url", "origin", check=False)
-        if not url:  # the local branch itself
-            return not run(
-                ["git", "merge-base", "--is-ancestor", commit, tip],
-                cwd=ref.path,
-                env=git_env(),
-                check=False,
-            ).returncode
-    spec = f"refs/heads/{branch}"
-    held.git(["fetch", "--quiet", "--depth", "50", "--", url, spec], url=url, cwd=work)
-    if git(work, "rev-parse", "FETCH_HEAD", check=False) != tip:
-        return False  # moved again while it was read: not settled, so not ours
+    url, where = push_url(ref), ref.path
+    if url:
+        where = work
+        if not _fetch_tip(url, branch, tip, work, held, depth=50):
+            return False  # moved again while it was read: not settled, so not ours
     merge_base = ["git", "merge-base", "--is-ancestor", commit, tip]
-    return not run(merge_base, cwd=work, env=git_env(), check=False).returncode
+    return not run(merge_base, cwd=where, env=git_env(), check=False).returncode
+
+
+def _fetch_tip(url: str, branch: str, tip: str, work: Path, held: Held, *, depth: int) -> bool:
+    """Fetch `branch` from `url` into `work` (`depth` commits); whether it is still at `tip`."""
+    spec = f"refs/heads/{branch}"
+    held.git(["fetch", "--quiet", "--depth", str(depth), "--", url, spec], url=url, cwd=work)
+    return git(work, "rev-parse", "FETCH_HEAD", check=False) == tip
 
 
 def _reason(exc: BaseException) -> str:
@@ -378,12 +383,8 @@ def _default_branch(repo: Path) -> str:
 
 def _branch_message(ref: RepoRef, work: Path, branch: str, tip: str, held: Held) -> str:
     """The message of the fleet's commit `tip` on `branch` (the report it carries)."""
-    if ref.path is None:
-        spec = f"refs/heads/{branch}"
-        url = str(ref.url)
-        held.git(["fetch", "--quiet", "--depth", "1", "--", url, spec], url=url, cwd=work)
-        if git(work, "rev-parse", "FETCH_HEAD", check=False) != tip:
-            raise PavedError(f"{branch} moved while it was read: re-run to check it again")
+    if ref.path is None and not _fetch_tip(str(ref.url), branch, tip, work, held, depth=1):
+        raise PavedError(f"{branch} moved while it was read: re-run to check it again")
     return git(ref.path or work, "log", "-1", "--format=%B", tip, check=False)
 
 
@@ -402,11 +403,9 @@ def _push(ref: RepoRef, work: Path, ctx: _Run, *, branch: str, default: str) -> 
     """
     if branch == default:
         raise PavedError(f"refusing to push to the default branch {default}")
-    url = str(ref.url or "")
-    if ref.path is not None:
-        url = git(ref.path, "remote", "get-url", "origin", check=False)
-        if not url:
-            return
+    url = push_url(ref)
+    if not url:  # a local repo without an origin: the branch is in it already
+        return
     spec = f"refs/heads/{branch}:refs/heads/{branch}"
     clean = Path(tempfile.mkdtemp(prefix="push-", dir=ctx.workspace))
     try:

@@ -19,7 +19,7 @@ from paved._errors import PavedError
 from paved._git import git
 from paved.fleet.github import GitHub
 
-__all__ = ["RepoRef", "branch_tip", "clone_shallow", "find_repos", "local_tip"]
+__all__ = ["RepoRef", "branch_tip", "clone_shallow", "find_repos", "local_tip", "push_url"]
 
 #: Folders never searched for answers files.
 _SKIP = {".git", ".venv", "node_modules", ".tox", ".nox", ".dvc", "mlruns", ".bentoml"}
@@ -137,16 +137,24 @@ def branch_tip(ref: RepoRef, branch: str, held: Held = AMBIENT) -> str:
     `refs/heads/wip/<branch>`).
     """
     wanted = f"refs/heads/{branch}"
-    url = str(ref.url or "")
-    if ref.path is not None:
-        url = git(ref.path, "remote", "get-url", "origin", check=False)
-        if not url:
-            return local_tip(ref.path, branch)
+    url = push_url(ref)
+    if not url and ref.path is not None:
+        return local_tip(ref.path, branch)
     heads = held.git(["ls-remote", "--heads", "--", url, wanted], url=url)
     if heads.returncode:
         raise PavedError(f"cannot list the branches of {url}: {heads.stderr.strip()[-2000:]}")
     found = [line.split("\t") for line in heads.stdout.splitlines()]
     return next((sha for sha, name in found if name == wanted), "")
+
+
+def push_url(ref: RepoRef) -> str:
+    """Where the fleet pushes `ref`'s update branch: its URL, or a local repo's origin.
+
+    "" for a local repo without an origin: its branch stays in it.
+    """
+    if ref.path is None:
+        return str(ref.url or "")
+    return git(ref.path, "remote", "get-url", "origin", check=False)
 
 
 def local_tip(repo: Path, branch: str) -> str:
