@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CommandError", "PavedError"]
+__all__ = ["CommandError", "PavedError", "one_line"]
 
 
 class PavedError(Exception):
@@ -16,3 +16,14 @@ class CommandError(PavedError):
         super().__init__(message)
         self.returncode = returncode
         self.output = output
+
+
+def one_line(exc: BaseException, *, whole: bool = True) -> str:
+    """`exc` said on one line, for a report row.
+
+    Its lines joined by " | " (at most 2000 characters), or unless `whole` the first only.
+    Any other error than a PavedError (a bug, or input no check foresaw) says its type too.
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = " | ".join(lines)[:2000] if whole else "".join(lines[:1])
+    return text if isinstance(exc, PavedError) and text else f"{type(exc).__name__}: {text}"

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from paved._credentials import Held, held, redact
-from paved._errors import PavedError
+from paved._errors import PavedError, one_line
 from paved._git import git, git_env
 from paved._proc import run
 from paved.checks import check_repo
@@ -159,7 +159,7 @@ def fleet_update(
             try:
                 outcome = _roll(ref, run_ctx)
             except Exception as exc:  # even its clean-up failing fails this repo only
-                outcome = Outcome(ref.name, reason=redact(_reason(exc)), to_release=release)
+                outcome = Outcome(ref.name, reason=redact(one_line(exc)), to_release=release)
             if report:
                 report(outcome)
             return outcome
@@ -244,7 +244,7 @@ def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
         _deliver(ref, work, ctx, outcome, update, branch=branch, default=default)
     except Exception as exc:  # whatever a repo or its template holds fails that repo only
         outcome.outcome = "failed"
-        outcome.reason = _reason(exc)
+        outcome.reason = one_line(exc)
     finally:
         outcome.reason = redact(outcome.reason)  # a URL's user and password are never shown
         outcome.seconds = round(time.perf_counter() - started, 2)
@@ -317,16 +317,6 @@ def _fetch_tip(url: str, branch: str, tip: str, work: Path, held: Held, *, depth
     spec = f"refs/heads/{branch}"
     held.git(["fetch", "--quiet", "--depth", str(depth), "--", url, spec], url=url, cwd=work)
     return git(work, "rev-parse", "FETCH_HEAD", check=False) == tip
-
-
-def _reason(exc: BaseException) -> str:
-    """The whole reason, git's own error text included, on one line.
-
-    Any other error than a PavedError (a bug, or a template copier cannot read) says its type.
-    """
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    text = " | ".join(lines)[:2000]
-    return text if isinstance(exc, PavedError) and text else f"{type(exc).__name__}: {text}"
 
 
 def _deliver(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from paved._credentials import redact
-from paved._errors import PavedError
+from paved._errors import PavedError, one_line
 from paved.checks import check_repo
 from paved.fleet.github import GitHub
 from paved.fleet.sources import RepoRef, branch_tip, clone_shallow, find_repos, local_tip
@@ -124,7 +124,7 @@ def _read(
             raise PavedError(f"{ANSWERS_FILE} names no _src_path or _commit")
         return row, path
     except Exception as exc:  # a repo, whatever it holds, fails its own row only
-        row.error = _reason(exc)
+        row.error = one_line(exc, whole=False)
         return row, None
 
 
@@ -152,13 +152,7 @@ def _finish(
         if check and path is not None:
             row.score = round(check_repo(path).score, 1)
     except Exception as exc:  # a repo, whatever it holds, fails its own row only
-        row.error = _reason(exc)
-
-
-def _reason(exc: Exception) -> str:
-    """The first line of a PavedError; any other error with its type (a bug to report)."""
-    text = (str(exc).strip().splitlines() or [""])[0]
-    return text if isinstance(exc, PavedError) else f"{type(exc).__name__}: {text}"
+        row.error = one_line(exc, whole=False)
 
 
 def _releases(source: str) -> Callable[[], list[str] | str]:
@@ -166,7 +160,7 @@ def _releases(source: str) -> Callable[[], list[str] | str]:
         try:
             return list(release_commits(source))
         except Exception as exc:  # one unreachable template source fails its repos only
-            return f"cannot list the releases of {source}: {_reason(exc)}"
+            return f"cannot list the releases of {source}: {one_line(exc, whole=False)}"
 
     return fetch
 
