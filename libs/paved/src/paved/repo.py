@@ -30,6 +30,7 @@ __all__ = [
     "YAML_BYTES",
     "Pin",
     "UnsafeYaml",
+    "bounded_text",
     "load_yaml",
     "parse_answers",
     "platform_pins",
@@ -72,7 +73,7 @@ class Pin:
     release: str | None  # the tag written beside the SHA, if any
 
 
-#: The largest YAML file of a team repo the platform parses (answers, workflows, dvc.yaml).
+#: The largest file of a team repo the platform reads whole (answers, workflows, code).
 YAML_BYTES = 1 << 20
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -128,11 +129,22 @@ def read_answers(project: Path) -> dict[str, Any]:
     path = project / ANSWERS_FILE
     if not path.is_file():  # a link to a device or a folder is no answers file either
         raise PavedError(f"{project} has no {ANSWERS_FILE}: it was not generated from a template")
-    with path.open("rb") as handle:
-        raw = handle.read(YAML_BYTES + 1)
-    if len(raw) > YAML_BYTES:
+    text = bounded_text(path)
+    if text is None:
         raise PavedError(f"{path} is not valid YAML: it is over {YAML_BYTES} bytes")
-    return parse_answers(raw.decode("utf-8", errors="replace"), path)
+    return parse_answers(text, path)
+
+
+def bounded_text(entry: Traversable, limit: int = YAML_BYTES) -> str | None:
+    """The text of a regular file of at most `limit` bytes, else None (a FIFO, a device).
+
+    `entry` is a Path, or any Traversable (repo-review passes one).
+    """
+    if not entry.is_file():
+        return None
+    with entry.open("rb") as handle:
+        data = handle.read(limit + 1)
+    return None if len(data) > limit else data.decode("utf-8", errors="replace")
 
 
 def parse_answers(text: str, where: Path | str) -> dict[str, Any]:

@@ -17,7 +17,15 @@ import yaml
 
 from paved._errors import PavedError
 from paved.checks.lock import lock_drift
-from paved.repo import ANSWERS_FILE, UnsafeYaml, load_yaml, parse_answers, platform_pins
+from paved.repo import (
+    ANSWERS_FILE,
+    YAML_BYTES,
+    UnsafeYaml,
+    bounded_text,
+    load_yaml,
+    parse_answers,
+    platform_pins,
+)
 from paved.template import PLATFORM_URL
 
 if TYPE_CHECKING:
@@ -50,7 +58,7 @@ def paved_answers(root: Traversable) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return parse_answers(_bounded_text(path) or "", ANSWERS_FILE)
+        return parse_answers(bounded_text(path) or "", ANSWERS_FILE)
     except PavedError:
         return None
 
@@ -155,7 +163,7 @@ class PV003(Paved):
         lock = root.joinpath("uv.lock")
         if not lock.is_file():
             return False
-        drift = lock_drift(pyproject, _bounded_text(lock, _LOCK_BYTES) or "")
+        drift = lock_drift(pyproject, bounded_text(lock, _LOCK_BYTES) or "")
         if drift:
             return "uv.lock is stale; run `uv lock`:\n" + "\n".join(f"- {d}" for d in drift)
         return True
@@ -178,7 +186,7 @@ class PV004(Paved):
         for path in sorted(folder.iterdir(), key=lambda entry: entry.name):
             if not path.name.endswith((".yml", ".yaml")):
                 continue
-            text = _bounded_text(path)
+            text = bounded_text(path)
             if text is None:
                 loose.append(f"{path.name}: over {_FILE_BYTES} bytes or not a file: unread")
                 continue
@@ -340,7 +348,7 @@ class PV009(Paved):
         if not cls or not source.is_file():
             return f"bentofile.yaml's service {service!r} has no module src/{module}.py"
         try:
-            tree = ast.parse(_bounded_text(source) or "")
+            tree = ast.parse(bounded_text(source) or "")
         except SyntaxError as exc:
             return f"src/{module}.py does not parse: {exc}"
         if not any(
@@ -400,7 +408,7 @@ class PV011(Paved):
         folder = root.joinpath(".github", "workflows")
         if folder.is_dir():
             for path in folder.iterdir():
-                text = _bounded_text(path)
+                text = bounded_text(path)
                 if text is None and path.name.endswith((".yml", ".yaml")):
                     return f"{path.name} is over {_FILE_BYTES} bytes or not a file: unread"
                 for name, value in TELEMETRY_OFF.items():
@@ -423,7 +431,7 @@ def _mapping(data: Any) -> dict[Any, Any]:
 
 def _read_yaml(path: Traversable) -> Any:
     """A YAML file of the repo, parsed safely (`paved.repo.load_yaml`); too big is an error."""
-    text = _bounded_text(path)
+    text = bounded_text(path)
     if text is None:
         raise UnsafeYaml(f"{path.name} is over {_FILE_BYTES} bytes")
     return load_yaml(text)
@@ -435,7 +443,7 @@ def _dvc_config(root: Traversable) -> configparser.ConfigParser | None:
         return None
     config = configparser.ConfigParser()
     try:
-        config.read_string(_bounded_text(path) or "")
+        config.read_string(bounded_text(path) or "")
     except configparser.Error:
         return None
     # DVC writes sections as ['remote "storage"']; configparser keeps the quotes.
@@ -446,7 +454,7 @@ def _dvc_config(root: Traversable) -> configparser.ConfigParser | None:
 
 
 #: How far a walk of a team repo goes: it is untrusted input (links, loops, huge files).
-_WALK_DEPTH, _WALK_FILES, _FILE_BYTES = 16, 5000, 1 << 20
+_WALK_DEPTH, _WALK_FILES, _FILE_BYTES = 16, 5000, YAML_BYTES
 #: uv.lock is the one large file a check reads (300 kB for a team repo's few hundred packages).
 _LOCK_BYTES = 64 << 20
 
@@ -484,7 +492,7 @@ def _python_files(
             if entry.is_dir():
                 pending.append((entry, path, depth + 1))
             elif entry.name.endswith(".py") and entry.is_file():  # not a FIFO or a device
-                text = _bounded_text(entry)
+                text = bounded_text(entry)
                 if text is None:
                     unread.append(f"{path} (over {_FILE_BYTES} bytes)")
                 else:
@@ -495,15 +503,6 @@ def _python_files(
 def _is_link(entry: Traversable) -> bool:
     is_symlink = getattr(entry, "is_symlink", None)  # a remote tree has no links
     return bool(is_symlink and is_symlink())
-
-
-def _bounded_text(entry: Traversable, limit: int = _FILE_BYTES) -> str | None:
-    """The text of a regular file of at most `limit` bytes, else None (a FIFO, a device)."""
-    if not entry.is_file():
-        return None
-    with entry.open("rb") as handle:
-        data = handle.read(limit + 1)
-    return None if len(data) > limit else data.decode("utf-8", errors="replace")
 
 
 def _uri_settings(tree: ast.AST) -> list[int]:
