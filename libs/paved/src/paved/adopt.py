@@ -361,8 +361,10 @@ def _refuse_ignored_collisions(project: Path, commit: str) -> None:
 def _merge(project: Path, report: AdoptReport, commit: str, *, lock: bool) -> None:
     # Where a failure puts the repo back: its branch, or the very commit a detached HEAD was at.
     branch = git(project, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
-    start = ["switch", "--quiet", branch] if branch else []
-    start = start or ["switch", "--quiet", "--detach", git(project, "rev-parse", "HEAD")]
+    if branch:
+        start = ["switch", "--quiet", branch]
+    else:
+        start = ["switch", "--quiet", "--detach", git(project, "rev-parse", "HEAD")]
     _refuse_ignored_collisions(project, commit)
     git(project, "switch", "--quiet", "-c", report.branch)
     try:
