@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from act_runner import Team
-from base_image import ensure_base_image
+from base_image import DISTROLESS_IMAGE, ensure_base_image
 from golden_path import IRIS_ROW, generate, run, serve_image, tool_env
 from helpers import BASE_ANSWERS
 from registry import Registry, local_registry
@@ -94,7 +94,7 @@ def registry() -> Iterator[Registry]:
 
 def release(team: Team, registry: Registry, *extra: str, ref: str = "refs/heads/main") -> str:
     """Run the generated release.yml against the registry; return act's output (any code)."""
-    base = ensure_base_image()
+    base = ensure_base_image(DISTROLESS_IMAGE)
     _, output = team.act(
         "release.yml",
         "--var",

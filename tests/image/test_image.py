@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from base_image import ensure_base_image
+from base_image import DISTROLESS_IMAGE, ensure_base_image
 from golden_path import IRIS_ROW, Service, generate, run, serve_image, tool_env
 from helpers import BASE_ANSWERS, RELEASE
 from paved._errors import PavedError
@@ -93,7 +93,7 @@ def paved_ci_image(
 def pushed(team: tuple[Path, dict[str, str]], registry: Registry) -> Iterator[tuple[str, str]]:
     """(image, digest) of the image built from the team repo and pushed to the registry."""
     repo, env = team
-    base = ensure_base_image()
+    base = ensure_base_image(DISTROLESS_IMAGE)
     commit_all(repo, env)  # a push labels the image with the commit: commit the trained repo
     image, digest, refs = paved_ci_image(
         repo,
@@ -177,6 +177,22 @@ def test_no_layer_holds_a_secret(layers: list[Path]) -> None:
     assert offenders == []
 
 
+def test_the_image_holds_no_shell_or_package_manager(layers: list[Path]) -> None:
+    """Built on the distroless Python (decision 0023): Python, and nothing to run a script."""
+    tools = {"sh", "bash", "dash", "busybox", "apt", "apt-get", "dpkg", "pip", "pip3"}
+    found, pythons = [], []
+    for layer in layers:
+        with tarfile.open(layer) as archive:
+            for member in archive:
+                folder, _, name = member.name.removeprefix("./").rpartition("/")
+                if folder in {"bin", "usr/bin", "sbin", "usr/sbin"} and name in tools:
+                    found.append(member.name)
+                if folder == "usr/bin" and name.startswith("python3"):
+                    pythons.append(name)
+    assert found == []
+    assert "python3" in pythons and "python3.11" in pythons
+
+
 def elf_sections(data: bytes) -> set[str]:
     """The section names of a 64-bit little-endian ELF file."""
     assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1
@@ -256,7 +272,7 @@ def test_an_xgboost_repo_builds_an_image_that_serves_labels(
     run(["uv", "run", "--frozen", "paved", "ci", "check", *checks], repo, env)
     commit_all(repo, env)
     image, digest, refs = paved_ci_image(
-        repo, env, f"{registry.host}/acme", "--base-image", ensure_base_image(),
+        repo, env, f"{registry.host}/acme", "--base-image", ensure_base_image(DISTROLESS_IMAGE),
         "--no-tls-verify", "--builder", "buildah",
     )  # fmt: skip
     try:
