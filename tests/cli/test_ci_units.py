@@ -150,6 +150,28 @@ def test_image_build_from_a_repo_and_its_ci_context(tmp_path: Path) -> None:
     assert other.image == "127.0.0.1:5000/ml/svc" and other.base_image == "local/base:1"
 
 
+@pytest.mark.parametrize(
+    ("python", "base"),
+    [
+        ("3.11", "gcr.io/distroless/python3-debian12"),  # Debian 12's Python
+        ("3.11.9", "python:3.11.9-slim"),  # a patch pin distroless cannot honour
+        ("3.12", "python:3.12-slim"),  # no distroless image has 3.12
+    ],
+)
+def test_the_default_base_is_distroless_where_one_has_the_repos_python(
+    tmp_path: Path, python: str, base: str
+) -> None:
+    from paved._ci import image_build_from_repo
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "churn"\n\n[tool.paved]\nimage = "ghcr.io/acme/churn"\n'
+    )
+    (tmp_path / ".python-version").write_text(f"{python}\n")
+    build = image_build_from_repo(tmp_path, env={"GITHUB_SHA": SHA, "GITHUB_REF": "refs/heads/x"})
+    assert build.base_image == base
+    assert build.labels["org.opencontainers.image.base.name"] == base
+
+
 def test_a_repo_without_tool_paved_is_refused(tmp_path: Path) -> None:
     from paved._ci import image_build_from_repo
 

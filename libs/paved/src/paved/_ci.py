@@ -24,12 +24,18 @@ from paved.repo import platform_version, python_version, read_pyproject, tool_pa
 
 __all__ = [
     "CHECK_STEPS",
+    "DISTROLESS_BASES",
     "DRIFT_INPUTS",
     "StepResult",
+    "default_base_image",
     "drift_check",
     "image_build_from_repo",
     "run_checks",
 ]
+
+#: The distroless Python image for each Python a distroless image has (Debian 12's is 3.11;
+#: Debian 13's, 3.13, is not a Python a team repo can choose).
+DISTROLESS_BASES = {"3.11": "gcr.io/distroless/python3-debian12"}
 
 #: The checks of `paved ci check`, in the order they are reported: name and command (run
 #: with this interpreter). `types` is reported last because it runs beside the others.
@@ -206,6 +212,16 @@ def _drift_summary(project: Path, result: DriftRun) -> str:
     return "\n".join(lines) + "\n"
 
 
+def default_base_image(python: str) -> str:
+    """The image's base when none is named: distroless Python where one has the repo's Python.
+
+    A distroless image holds Python and the libraries it links, and no shell, package manager
+    or core utilities (decision 0023); a pin to a patch release, or a Python no distroless
+    image has, takes Docker's slim Python of that version.
+    """
+    return DISTROLESS_BASES.get(python, f"python:{python}-slim")
+
+
 def image_build_from_repo(
     project: Path,
     *,
@@ -231,7 +247,7 @@ def image_build_from_repo(
     ref = env.get("GITHUB_REF") or f"refs/heads/{git(project, 'branch', '--show-current')}"
     version = str(pyproject.get("project", {}).get("version", "0"))
     python = python_version(project)
-    base_image = base_image or f"python:{python}-slim"  # the repo's Python, slim Debian
+    base_image = base_image or default_base_image(python)
     source = env.get("GITHUB_REPOSITORY") and (
         f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env['GITHUB_REPOSITORY']}"
     )

@@ -447,7 +447,10 @@ def ci_image(
     image_name: ImageName = None,
     base_image: Annotated[
         str | None,
-        typer.Option(help="Base image with the repo's Python (default: python:<version>-slim)."),
+        typer.Option(
+            help="Base image with the repo's Python (default: distroless Python for 3.11, "
+            "else python:<version>-slim)."
+        ),
     ] = None,
     push: Annotated[bool, typer.Option(help="Push every tag and print the digest.")] = False,
     tls_verify: TlsVerify = True,
