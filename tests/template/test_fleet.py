@@ -27,6 +27,7 @@ from throwaway import TEMPLATE, two_releases
 pytestmark = pytest.mark.update
 
 FORK = "https://github.com/acme-fork/paved.git"
+ELSEWHERE = "https://github.com/elsewhere/paved.git"
 HOOK = """#!/bin/sh
 while read old new ref; do
   if [ "$ref" = "refs/heads/main" ]; then echo "main is protected" >&2; exit 1; fi
@@ -522,3 +523,38 @@ def test_a_local_branch_an_earlier_push_left_behind_is_pushed(tmp_path: Path) ->
     carried = json.loads(again.stdout)["repos"][0]
     assert carried["outcome"] == "pending" and "builds on" in carried["reason"], carried
     assert carried["commit"] == failed["commit"]
+
+
+def test_without_to_the_release_is_the_platforms_latest_not_a_team_repos(tmp_path: Path) -> None:
+    # The release came from the first repo's answers: a team whose answers named a source
+    # tagged v9.0.0 failed every other repo of the run.
+    platform = tmp_path / "paved"
+    two_releases(platform)
+    env = {**tool_env(platform), **GIT_IDENTITY}
+    elsewhere = tmp_path / "elsewhere"
+    run(["git", "clone", "--quiet", str(platform), str(elsewhere)], tmp_path, env)
+    run(["git", "tag", "v9.0.0"], elsewhere, env)
+    count = int(env["GIT_CONFIG_COUNT"])
+    env.update(
+        {
+            "GIT_CONFIG_COUNT": str(count + 1),
+            f"GIT_CONFIG_KEY_{count}": f"url.{elsewhere.resolve().as_uri()}.insteadOf",
+            f"GIT_CONFIG_VALUE_{count}": ELSEWHERE,
+        }
+    )
+    first = team(env, tmp_path, "first")
+    answers = first / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace(PLATFORM_URL, ELSEWHERE))
+    commit(env, first, "Take the template from elsewhere")
+    team(env, tmp_path, "second")
+    manifest = [{"path": "first", "name": "first"}, {"path": "second", "name": "second"}]
+    (tmp_path / "fleet.yml").write_text(yaml.safe_dump(manifest))
+
+    done = paved(
+        env, "fleet", "update", "fleet.yml", "--dry-run", "--no-lock", "--json", cwd=tmp_path
+    )
+
+    report = json.loads(done.stdout)
+    assert report["release"] == "v0.2.0", report
+    second = next(repo for repo in report["repos"] if repo["name"] == "second")
+    assert second["outcome"] == "updated" and second["to_release"] == "v0.2.0", second

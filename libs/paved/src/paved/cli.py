@@ -148,8 +148,11 @@ def fleet_update_command(
         str, typer.Argument(help="A folder of team repos, a manifest file, or github:ORG.")
     ],
     to: Annotated[
-        str | None, typer.Option(help="Release to roll out (default: the latest).")
+        str | None, typer.Option(help="Release to roll out (default: the latest of --src).")
     ] = None,
+    src: Annotated[
+        str, typer.Option(help="The platform repo whose latest release is the default.")
+    ] = PLATFORM_URL,
     dry_run: Annotated[
         bool, typer.Option(help="Report what each repo would get; commit and push nothing.")
     ] = False,
@@ -188,6 +191,7 @@ def fleet_update_command(
             lock=lock,
             max_open_prs=max_open_prs,
             state=state,
+            platform_url=src,
             report=advance,
             done=_print_fleet_report if not as_json else _print_json,
         )

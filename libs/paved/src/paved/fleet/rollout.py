@@ -52,7 +52,7 @@ from paved.fleet.sources import (
 )
 from paved.fleet.status import update_branch
 from paved.repo import read_answers, require_clean
-from paved.template import identity
+from paved.template import PLATFORM_URL, identity
 from paved.update import base_version, release_commits, release_version, update_project
 
 __all__ = ["FleetReport", "Outcome", "fleet_update"]
@@ -118,10 +118,11 @@ def fleet_update(
     lock: bool = True,
     max_open_prs: int | None = None,
     state: Path = Path(".paved-fleet"),
+    platform_url: str = PLATFORM_URL,
     report: Callable[[Outcome], None] | None = None,
     done: Callable[[FleetReport], None] | None = None,
 ) -> FleetReport:
-    """Roll release `to` (default: the latest of the repos' template) out to `target`'s repos.
+    """Roll release `to` (default: the latest of `platform_url`) out to `target`'s repos.
 
     `report` is called with each repo's outcome as it is known; `done` with the whole report
     before the record is written, so a record that cannot be written loses no report.
@@ -132,7 +133,8 @@ def fleet_update(
     with held() as credentials, tempfile.TemporaryDirectory(prefix="paved-fleet-") as scratch:
         workspace = Path(scratch)
         mirrors = _Mirrors(workspace, credentials)
-        release = to or _latest(_first_source(repos, workspace, credentials), mirrors)
+        # Never a team repo's idea of the latest: its answers could name any source.
+        release = to or _latest(platform_url, mirrors)
         record_path = state / f"{release}.json"
         record = _read_record(record_path)
         chosen = _select(repos, only, record)
@@ -541,24 +543,6 @@ class _Mirrors:
                 if done.returncode == 0:  # else the update itself says why it cannot fetch
                     self.mirrors[source] = mirror
             return _mirror_env(self.mirrors)
-
-
-def _first_source(repos: Sequence[RepoRef], workspace: Path, held: Held) -> str:
-    """The template source of the first repo that has one (a shallow clone if remote)."""
-    for ref in repos:
-        path = ref.path
-        try:
-            if path is None:
-                path = workspace / "probe"
-                shutil.rmtree(path, ignore_errors=True)
-                _checkout(ref, path, held)
-            return str(read_answers(path).get("_src_path", ""))
-        except Exception:  # this repo's answers are unreadable: its own update will say so
-            continue
-        finally:
-            if ref.path is None:
-                _cleanup(ref, workspace / "probe")
-    raise PavedError("no repo of the fleet names its template source: pass --to vX.Y.Z")
 
 
 def _latest(source: str, mirrors: _Mirrors) -> str:
