@@ -558,3 +558,97 @@ def test_without_to_the_release_is_the_platforms_latest_not_a_team_repos(tmp_pat
     assert report["release"] == "v0.2.0", report
     second = next(repo for repo in report["repos"] if repo["name"] == "second")
     assert second["outcome"] == "updated" and second["to_release"] == "v0.2.0", second
+
+
+def test_a_rollout_in_three_steps_runs_team_code_only_where_no_token_is(tmp_path: Path) -> None:
+    """fetch (the token, no team code), update (team code, no token, no push), deliver (the
+    token, no team code): only a branch that is one commit on the fetched default branch is
+    pushed, whatever the update step's copies and report say."""
+    platform = tmp_path / "paved"
+    two_releases(platform)
+    env = {**tool_env(platform), **GIT_IDENTITY}
+    remotes = tmp_path / "remotes"
+    hostile = team(env, tmp_path, "hostile")
+    evidence = tmp_path / "evidence.jsonl"
+    pyproject = hostile / "pyproject.toml"
+    text = pyproject.read_text().replace('version = "0.1.0"\n', 'dynamic = ["version"]\n', 1)
+    text = text.replace(
+        'requires = ["hatchling>=1.25"]\nbuild-backend = "hatchling.build"\n',
+        'requires = []\nbuild-backend = "hostile_backend"\nbackend-path = ["."]\n',
+    )
+    pyproject.write_text(text)
+    backend = f"EVIDENCE = {str(evidence)!r}\nNAME = 'hostile'\n" + HOSTILE_BACKEND
+    (hostile / "hostile_backend.py").write_text(backend)
+    run(["uv", "lock", "--quiet"], hostile, env)
+    pushed_to_main(env, hostile, "Version from our own build backend")
+    evidence.unlink()
+    for name in ("healthy", "tampered"):
+        repo = team(env, tmp_path, name)
+        run(["uv", "lock", "--quiet"], repo, env)
+        pushed_to_main(env, repo, "Lock")
+    spoofed = team(env, tmp_path, "spoofed")
+    (spoofed / "exfil.py").write_text("print('anything')\n")
+    commit(env, spoofed, "Not from the fleet")
+    run(["git", "push", "--quiet", "origin", "HEAD:refs/heads/paved/update-v0.2.0"], spoofed, env)
+    names = ("hostile", "healthy", "tampered", "spoofed")
+    manifest = [{"url": (remotes / f"{name}.git").as_uri(), "name": name} for name in names]
+    (tmp_path / "fleet.yml").write_text(yaml.safe_dump(manifest))
+    before = {name: refs(remotes / f"{name}.git") for name in names}
+    secrets = {"PAVED_GITHUB_TOKEN": TOKEN, "GITHUB_TOKEN": TOKEN}
+    handoff = tmp_path / "handoff"
+
+    fetched = paved(
+        {**env, **secrets}, "fleet", "fetch", "fleet.yml", "--to", "v0.2.0", "--out", "handoff",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    assert "spoofed: " in fetched.stdout and "already pushed" in fetched.stdout
+    assert not evidence.exists()  # step 1 ran no team code
+    step2 = ["fleet", "update", "handoff/fleet.yml", "--to", "v0.2.0", "--json"]
+    updated = paved(env, *step2, "--state", "handoff/.state", cwd=tmp_path)  # no token at all
+    report = json.loads(updated.stdout)
+    assert {repo["name"]: repo["outcome"] for repo in report["repos"]} == dict.fromkeys(
+        ("hostile", "healthy", "tampered"), "updated"
+    ), updated.stdout + updated.stderr
+    assert evidence.is_file()  # the team's backend ran in step 2 (its re-lock) ...
+    for line in evidence.read_text().splitlines():
+        assert TOKEN not in line  # ... where no process held the token
+    assert {name: refs(remotes / f"{name}.git") for name in names} == before  # nothing pushed
+    # Team code in step 2 could rewrite its copy and the report: a second commit on the
+    # branch, reported as the update's, is refused.
+    index = json.loads((handoff / "fetched.json").read_text())
+    copy = handoff / next(e["copy"] for e in index["repos"] if e["name"] == "tampered")
+    run(["git", "switch", "--quiet", "paved/update-v0.2.0"], copy, env)
+    (copy / "exfil.py").write_text("print('anything')\n")
+    commit(env, copy, "Slipped in")
+    for repo in report["repos"]:
+        if repo["name"] == "tampered":
+            repo["commit"] = run(["git", "rev-parse", "HEAD"], copy, env).stdout.strip()
+    (handoff / "report.json").write_text(json.dumps(report))
+
+    delivered = paved(
+        {**env, **secrets}, "fleet", "deliver", "fleet.yml", "--from", "handoff", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+
+    assert delivered.returncode == 1, delivered.stdout + delivered.stderr
+    outcomes = {repo["name"]: repo for repo in json.loads(delivered.stdout)["repos"]}
+    for name in ("hostile", "healthy"):
+        assert outcomes[name]["outcome"] == "updated", outcomes[name]
+        bare = remotes / f"{name}.git"
+        tip = run(["git", "rev-parse", "paved/update-v0.2.0"], bare, env).stdout.strip()
+        assert tip == outcomes[name]["commit"]
+        message = run(["git", "log", "-1", "--format=%B", tip], bare, env).stdout
+        assert "Update to the Paved platform v0.2.0" in message
+    tampered = outcomes["tampered"]
+    assert (
+        tampered["outcome"] == "failed"
+        and "not one commit on the default branch" in (tampered["reason"])
+    ), tampered
+    assert outcomes["spoofed"]["outcome"] == "failed", outcomes["spoofed"]
+    assert "no fleet run recorded it" in outcomes["spoofed"]["reason"]
+    for name in ("tampered", "spoofed"):
+        assert refs(remotes / f"{name}.git") == before[name]
+    record = json.loads((tmp_path / ".paved-fleet" / "v0.2.0.json").read_text())
+    assert record["hostile"]["commit"] == outcomes["hostile"]["commit"]
+    assert TOKEN not in fetched.stdout + delivered.stdout + json.dumps(record)

@@ -27,7 +27,7 @@ from paved._image import login, push_archive, push_image
 from paved.adopt import adopt_project
 from paved.checks import CheckReport, check_repo
 from paved.fleet import fleet_status
-from paved.fleet.rollout import FleetReport, Outcome, fleet_update
+from paved.fleet.rollout import FleetReport, Outcome, fleet_deliver, fleet_fetch, fleet_update
 from paved.template import PLATFORM_URL, new_project
 from paved.update import UpdateReport, update_project
 
@@ -195,6 +195,94 @@ def fleet_update_command(
             report=advance,
             done=_print_fleet_report if not as_json else _print_json,
         )
+    raise typer.Exit(report.exit_code)
+
+
+@fleet_app.command("fetch")
+def fleet_fetch_command(
+    target: Annotated[
+        str, typer.Argument(help="A folder of team repos, a manifest file, or github:ORG.")
+    ],
+    out: Annotated[Path, typer.Option(help="A new folder for the copies and their index.")],
+    to: Annotated[
+        str | None, typer.Option(help="Release to roll out (default: the latest of --src).")
+    ] = None,
+    src: Annotated[
+        str, typer.Option(help="The platform repo whose latest release is the default.")
+    ] = PLATFORM_URL,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this repo, or the last run's failed, conflicts or pending."),
+    ] = None,
+    state: Annotated[Path, typer.Option(help="Where each run's per-repo record is kept.")] = Path(
+        ".paved-fleet"
+    ),
+) -> None:
+    """Step 1 of a rollout in three: copy each repo's default branch into --out.
+
+    Runs no repo's code. Step 2, `paved fleet update OUT/fleet.yml --to vX.Y.Z --state
+    OUT/.state --json > OUT/report.json`, needs no credential and pushes nothing; step 3,
+    `paved fleet deliver`, pushes the branches and opens the pull requests.
+    """
+    index = fleet_fetch(
+        target, out=out, to=to, only=sorted(_ids(only)), state=state, platform_url=src
+    )
+    for entry in index["repos"]:
+        said = entry.get("problem") or (
+            f"{entry['tip'][:12]} already pushed"
+            if entry.get("tip")
+            else f"copied to {entry['copy']}"
+        )
+        typer.echo(f"{entry['name']}: {said}")
+    step2 = (
+        f"paved fleet update {out / 'fleet.yml'} --to {index['release']} "
+        f"--state {out / '.state'} --json"
+    )
+    typer.echo(f"next, with no credential: {step2} > {out / 'report.json'}")
+
+
+@fleet_app.command("deliver")
+def fleet_deliver_command(
+    target: Annotated[str, typer.Argument(help="The fleet, as step 1 was given it.")],
+    handed: Annotated[Path, typer.Option("--from", help="The folder steps 1 and 2 worked in.")],
+    update_report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Step 2's JSON report (default: FROM/report.json)."),
+    ] = None,
+    fetched: Annotated[
+        Path | None, typer.Option(help="Step 1's index (default: FROM/fetched.json).")
+    ] = None,
+    jobs: Annotated[int, typer.Option(help="Repos delivered at once.")] = 2,
+    max_open_prs: Annotated[
+        int | None, typer.Option(help="Open at most this many update pull requests at once.")
+    ] = None,
+    state: Annotated[Path, typer.Option(help="Where each run's per-repo record is kept.")] = Path(
+        ".paved-fleet"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Step 3 of 3: push each update branch of step 2, open its pull request, record it.
+
+    A branch is pushed only if it is one commit on the default branch as step 1 fetched it.
+    Exit code 1 when any repo failed.
+    """
+    path = update_report or handed / "report.json"
+    try:
+        updated = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PavedError(f"{path} is not the JSON report of paved fleet update: {exc}") from exc
+    if not isinstance(updated, dict):
+        raise PavedError(f"{path} is not the JSON report of paved fleet update")
+    report = fleet_deliver(
+        target,
+        handed=handed,
+        update_report=updated,
+        fetched=fetched,
+        jobs=jobs,
+        max_open_prs=max_open_prs,
+        state=state,
+        done=_print_fleet_report if not as_json else _print_json,
+    )
     raise typer.Exit(report.exit_code)
 
 

@@ -16,6 +16,12 @@ those. A repo whose branch for the target is already pushed at the commit the re
 is "pending": a re-run makes no commit and no second pull request. A branch of that name at
 any other commit is someone else's: reported, never given a pull request. One repo's
 failure, whatever it is, never stops the others.
+
+The same run also comes in three steps, for machines where team code could read this
+process's memory (a CI runner with sudo): `fleet_fetch` (the credentials; clones only),
+`fleet_update` over the fetched copies (no credential; it commits in the copies and pushes
+nothing, since they have no remote) and `fleet_deliver` (the credentials; runs no team
+code; pushes only a branch that is one commit on the default branch as fetched).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import yaml
+
 from paved._credentials import Held, held, redact
 from paved._errors import PavedError, one_line
 from paved._git import git, git_env
@@ -55,7 +63,7 @@ from paved.repo import read_answers, require_clean
 from paved.template import PLATFORM_URL, identity
 from paved.update import base_version, release_commits, release_version, update_project
 
-__all__ = ["FleetReport", "Outcome", "fleet_update"]
+__all__ = ["FleetReport", "Outcome", "fleet_deliver", "fleet_fetch", "fleet_update"]
 
 Result = Literal["updated", "current", "conflicts", "failed", "skipped", "pending"]
 #: What `--only` can name besides a repo: outcomes recorded by the last run.
@@ -179,6 +187,260 @@ def fleet_update(
         if not dry_run:
             _write_record(record_path, outcomes)
     return fleet
+
+
+# ------------------------------------------------------------------ a run in three steps
+
+#: What `fleet_fetch` writes into its folder: its index of the repos (only it writes this
+#: one), and the manifest of the copies `paved fleet update` updates without credentials.
+FETCHED = "fetched.json"
+FETCHED_MANIFEST = "fleet.yml"
+
+
+def fleet_fetch(
+    target: str,
+    *,
+    out: Path,
+    to: str | None = None,
+    only: Sequence[str] = (),
+    state: Path = Path(".paved-fleet"),
+    platform_url: str = PLATFORM_URL,
+) -> dict[str, Any]:
+    """Step 1 of 3: a copy of each repo's default branch in `out`; no team code runs.
+
+    The split keeps the credentials out of every process, and every job, that runs team
+    code: this step holds them and runs `git clone` and `git ls-remote` only. Step 2 is
+    `paved fleet update out/fleet.yml --to <release>` with no credential at all: it commits
+    each update on its branch in the copy, which has no remote, so nothing is pushed.
+    Step 3, `fleet_deliver`, holds the credentials again and pushes each branch that is one
+    commit on the default branch as fetched, and opens the pull requests. A repo whose update
+    branch is already pushed is not copied: step 3 settles it against the record.
+    """
+    repos, out = find_repos(target), out.absolute()
+    if out.exists() and any(out.iterdir()):
+        raise PavedError(f"{out} is not empty: fetch into a new folder")
+    with held() as credentials, tempfile.TemporaryDirectory(prefix="paved-fleet-") as scratch:
+        release = to or _latest(platform_url, _Mirrors(Path(scratch), credentials))
+        chosen = _select(repos, only, _read_record(state / f"{release}.json"))
+        branch = update_branch(release)
+        entries = [
+            _fetch_one(ref, out, f"repos/{number:04d}", branch, credentials)
+            for number, ref in enumerate(chosen)
+        ]
+    manifest = [
+        {"path": entry["copy"], "name": entry["name"]}
+        for entry in entries
+        if entry.get("copy") and not entry.get("tip")
+    ]
+    index = {"release": release, "repos": entries}
+    (out / FETCHED).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    (out / FETCHED_MANIFEST).write_text(yaml.safe_dump(manifest), encoding="utf-8")
+    return index
+
+
+def _fetch_one(ref: RepoRef, out: Path, copy: str, branch: str, held: Held) -> dict[str, Any]:
+    """`ref`'s entry in the index: its copy, default branch and commit, or why not."""
+    entry: dict[str, Any] = {"name": ref.name}
+    try:
+        if ref.problem:
+            raise PavedError(ref.problem)
+        tip = branch_tip(ref, branch, held)
+        if ref.path is not None and not tip:
+            tip = local_tip(ref.path, branch)
+        dest = out / copy
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if ref.path is not None:
+            require_clean(ref.path)
+            default = ref.branch or _default_branch(ref.path)
+            clone = ["clone", "--quiet", "--no-tags", "--branch", default, "--", str(ref.path)]
+            git(dest.parent, *clone, str(dest))
+        else:
+            clone_shallow(ref, dest, held)
+            default = ref.branch or git(dest, "symbolic-ref", "--short", "HEAD")
+        git(dest, "remote", "remove", "origin")
+        entry.update(copy=copy, default=default, base=git(dest, "rev-parse", "HEAD"), tip=tip)
+    except Exception as exc:  # this repo fails alone, in step 3's report
+        entry["problem"] = redact(one_line(exc))
+    return entry
+
+
+def fleet_deliver(
+    target: str,
+    *,
+    handed: Path,
+    update_report: Mapping[str, Any],
+    fetched: Path | None = None,
+    jobs: int = 2,
+    max_open_prs: int | None = None,
+    state: Path = Path(".paved-fleet"),
+    report: Callable[[Outcome], None] | None = None,
+    done: Callable[[FleetReport], None] | None = None,
+) -> FleetReport:
+    """Step 3 of 3 (see `fleet_fetch`): push each update branch step 2 made, open its PR.
+
+    `handed` is the folder step 1 fetched into and step 2 updated in; `update_report` is
+    step 2's `--json` report; `fetched` is step 1's own index (default: the one in `handed`:
+    in CI, pass the copy step 1 uploaded, which step 2's job could not have changed). A
+    branch is pushed only if it is the update branch, at the commit step 2 reported, one
+    commit on the default branch exactly as step 1 fetched it. Nothing of a repo's code runs.
+    """
+    handed = handed.absolute()
+    index = _read_index(fetched or handed / FETCHED)
+    release = str(index["release"])
+    if update_report.get("release") != release:
+        raise PavedError(
+            f"the update report is for {update_report.get('release')!r}, the fetch for {release}"
+        )
+    updates = {
+        str(item.get("name")): item
+        for item in update_report.get("repos") or []
+        if isinstance(item, dict)
+    }
+    refs = {ref.name: ref for ref in find_repos(target)}
+    record_path = state / f"{release}.json"
+    record = _read_record(record_path)
+    with held() as credentials, tempfile.TemporaryDirectory(prefix="paved-fleet-") as scratch:
+        workspace = Path(scratch)
+        api_env = {**os.environ, **credentials.variables}
+        entries = [entry for entry in index["repos"] if isinstance(entry, dict)]
+        chosen = [refs[str(entry.get("name"))] for entry in entries if entry.get("name") in refs]
+        run_ctx = _Run(
+            held=credentials,
+            release=release,
+            recorded={
+                name: str(past.get("commit") or "")
+                for name, past in record.items()
+                if isinstance(past, dict)
+            },
+            dry_run=False,
+            lock=False,
+            workspace=workspace,
+            mirrors=_Mirrors(workspace, credentials),
+            github=GitHub(api_env) if any(ref.github for ref in chosen) else None,
+            prs=_PullRequests(max_open_prs),
+            workers=_Workers(1, workspace / "copier-cache"),  # never started: no update here
+        )
+
+        def settle(entry: Mapping[str, Any]) -> Outcome:
+            name = str(entry.get("name"))
+            try:
+                outcome = _deliver_one(refs.get(name), entry, updates.get(name), handed, run_ctx)
+            except Exception as exc:
+                outcome = Outcome(name, reason=redact(one_line(exc)), to_release=release)
+            if report:
+                report(outcome)
+            return outcome
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            outcomes = list(pool.map(settle, entries))
+    fleet = FleetReport(release, False, outcomes)
+    try:
+        if done:
+            done(fleet)
+    finally:
+        _write_record(record_path, outcomes)
+    return fleet
+
+
+def _read_index(path: Path) -> dict[str, Any]:
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PavedError(f"{path} is not a fetch's index: {one_line(exc)}") from exc
+    if not isinstance(index, dict) or not isinstance(index.get("repos"), list):
+        raise PavedError(f"{path} is not a fetch's index (no release and repos)")
+    release_version(str(index.get("release")))  # a release name, or a PavedError
+    return index
+
+
+def _deliver_one(
+    ref: RepoRef | None,
+    entry: Mapping[str, Any],
+    update: Mapping[str, Any] | None,
+    handed: Path,
+    ctx: _Run,
+) -> Outcome:
+    name = str(entry.get("name"))
+    outcome = Outcome(name=name, to_release=ctx.release)
+    branch = update_branch(ctx.release)
+    holder = Path(tempfile.mkdtemp(prefix="repo-", dir=ctx.workspace))
+    try:
+        if ref is None:
+            raise PavedError(f"{name} is not in the fleet any more")
+        if entry.get("problem"):
+            raise PavedError(str(entry["problem"]))
+        default, base = str(entry["default"]), str(entry["base"])
+        if entry.get("tip"):
+            outcome.stage = "branch"
+            run(["git", "init", "--quiet", str(holder / "work")], env=git_env(), timeout=120)
+            if not _already_made(
+                ref, holder / "work", ctx, outcome, branch=branch, default=default
+            ):
+                raise PavedError(f"{branch} was deleted since the fetch: re-run to update")
+            return outcome
+        if update is None:
+            raise PavedError("the update report has no outcome for it")
+        for key in ("outcome", "stage", "reason", "from_release", "changed", "conflicts", "score"):
+            if key in update:
+                setattr(outcome, key, update[key])
+        if outcome.outcome not in {"updated", "conflicts"}:
+            return outcome
+        outcome.stage = "verify"
+        commit = _one_commit(
+            handed / str(entry["copy"]), holder / "clean.git", branch, update, base
+        )
+        outcome.branch, outcome.commit = branch, commit
+        _hand_over(ref, holder / "clean.git", ctx, outcome, default=default)
+        outcome.stage = "done"
+    except Exception as exc:  # whatever a repo or its copy holds fails that repo only
+        outcome.outcome = "failed"
+        outcome.reason = one_line(exc)
+    finally:
+        outcome.reason = redact(str(outcome.reason))
+        shutil.rmtree(holder, ignore_errors=True)
+    return outcome
+
+
+def _hand_over(ref: RepoRef, clean: Path, ctx: _Run, outcome: Outcome, *, default: str) -> None:
+    """Push the verified branch from the bare repo `clean`, and open its pull request."""
+    branch = outcome.branch
+    outcome.stage = "push"
+    if ref.path is not None and not push_url(ref):
+        # A local repo without an origin: the branch goes into the repo itself.
+        spec = f"refs/heads/{branch}:refs/heads/{branch}"
+        git(ref.path, "fetch", "--quiet", "--", str(clean), spec)
+    else:
+        _push(ref, clean, ctx, branch=branch, default=default)
+    if ctx.github and ref.github:
+        outcome.stage = "pull request"
+        message = git(clean, "log", "-1", "--format=%B", outcome.commit)
+        outcome.pull_request = ctx.prs.open(
+            ctx.github, ref.github, branch, default, _title(ctx.release), message
+        )
+
+
+def _one_commit(copy: Path, clean: Path, branch: str, update: Mapping[str, Any], base: str) -> str:
+    """The update's commit, fetched from the copy into the bare repo `clean`.
+
+    Only if it is the tip of `branch`, one commit on `base`; else a PavedError saying what
+    it is instead.
+    """
+    commit = str(update.get("commit") or "")
+    if update.get("branch") != branch or not commit:
+        raise PavedError(f"the update reported no commit on {branch}")
+    run(["git", "init", "--quiet", "--bare", str(clean)], env=git_env(), timeout=120)
+    spec = f"refs/heads/{branch}:refs/heads/{branch}"
+    git(clean, "fetch", "--quiet", "--no-tags", "--update-shallow", "--", str(copy), spec)
+    tip = local_tip(clean, branch)
+    if tip != commit:
+        raise PavedError(f"{branch} is at {tip[:12]} in the copy, not {commit[:12]} as reported")
+    parents = git(clean, "rev-list", "--parents", "-n", "1", commit).split()[1:]
+    if parents != [base]:
+        raise PavedError(
+            f"{branch} is not one commit on the default branch as fetched ({base[:12]}): "
+            f"its commit's parents are {', '.join(p[:12] for p in parents) or 'none'}"
+        )
+    return commit
 
 
 # ------------------------------------------------------------------ one repo
