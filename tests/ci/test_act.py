@@ -275,7 +275,7 @@ def test_the_drift_workflow_fails_on_a_shifted_log_and_keeps_the_report(team: Te
     assert code != 0, output[-6000:]
     assert "DRIFTED  petal_length_cm" in output and "DRIFTED  petal_width_cm" in output
     assert re.search(r"^.*drift: \d+ of 5 columns drifted", output, re.MULTILINE), output[-4000:]
-    kept = team.work / "artifacts" / "drift-report" / "reports"
+    kept = team.work / "artifacts" / "drift-report"  # the folder's files, at the root
     summary = json.loads((kept / "drift.json").read_text())
     assert summary["drifted"] is True
     assert {"petal_length_cm", "petal_width_cm"} <= set(summary["drifted_columns"])

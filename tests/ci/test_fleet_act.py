@@ -3,7 +3,8 @@
 A caller repo holds a manifest of three team repos (local bare remotes whose pre-receive
 hook refuses pushes to main) and calls fleet-rollout.yml, served from a throwaway platform
 with releases v0.1.0 and v0.2.0. Two repos are at v0.1.0, one already at v0.2.0: the plan
-job's matrix updates the two, each on paved/update-v0.2.0, and the summary lists them.
+job copies the two, the update matrix updates the copies without the token, and the deliver
+job pushes each on paved/update-v0.2.0 and lists them.
 """
 
 from __future__ import annotations

@@ -212,3 +212,23 @@ def test_no_job_that_can_write_runs_the_repos_code() -> None:
         for job in builders:
             text = yaml.safe_dump(job)
             assert "secrets." not in text and "id-token" not in text, path.name
+
+
+def test_the_fleet_rollout_runs_team_code_only_in_a_job_without_secrets() -> None:
+    """fleet-rollout.yml: the update jobs (copier, uv, paved check: the teams' code) get no
+    secret, no permission and no checkout; only plan and deliver, which run none, hold the
+    fleet token, and they run no `paved fleet update`."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "fleet-rollout.yml").read_text())
+    jobs = workflow["jobs"]
+    update = jobs["update"]
+    assert update["permissions"] == {}
+    assert "secrets." not in yaml.safe_dump(update)
+    assert not any(
+        str(step.get("uses", "")).startswith("actions/checkout") for step in update["steps"]
+    )
+    assert any("paved fleet update" in step.get("run", "") for step in update["steps"])
+    holders = {name for name, job in jobs.items() if "secrets.fleet-token" in yaml.safe_dump(job)}
+    assert holders == {"plan", "deliver"}
+    for name in holders:
+        runs = " ".join(step.get("run", "") for step in jobs[name]["steps"])
+        assert "paved fleet update" not in runs and "uv run" not in runs
