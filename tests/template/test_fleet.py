@@ -360,20 +360,13 @@ def pushed_to_main(env: dict[str, str], repo: Path, message: str) -> None:
     hook.with_suffix(".off").rename(hook)
 
 
-def test_one_fleet_run_through_hostile_repos(tmp_path: Path) -> None:
-    """Each fault fails its own repo, says why, and leaves it as it was; the healthy repos
-    next to them update; team code never reaches the token."""
-    platform = tmp_path / "paved"
-    two_releases(platform)
-    env = {**tool_env(platform), **GIT_IDENTITY}
-    remotes = tmp_path / "remotes"
-
-    # A build backend of the team's own, which uv runs when it locks.
-    hostile = team(env, tmp_path, "hostile")
-    evidence = tmp_path / "evidence.jsonl"
+def hostile_repo(env: dict[str, str], root: Path) -> Path:
+    """The team repo `hostile`, whose own build backend uv runs when it locks the repo; the
+    backend writes what it can reach to the returned file (absent until then)."""
+    hostile = team(env, root, "hostile")
+    evidence = root / "evidence.jsonl"
     pyproject = hostile / "pyproject.toml"
-    text = pyproject.read_text()
-    text = text.replace('version = "0.1.0"\n', 'dynamic = ["version"]\n', 1)
+    text = pyproject.read_text().replace('version = "0.1.0"\n', 'dynamic = ["version"]\n', 1)
     text = text.replace(
         'requires = ["hatchling>=1.25"]\nbuild-backend = "hatchling.build"\n',
         'requires = []\nbuild-backend = "hostile_backend"\nbackend-path = ["."]\n',
@@ -385,6 +378,18 @@ def test_one_fleet_run_through_hostile_repos(tmp_path: Path) -> None:
     pushed_to_main(env, hostile, "Version from our own build backend")
     assert evidence.is_file()  # the backend runs whenever uv locks the repo
     evidence.unlink()
+    return evidence
+
+
+def test_one_fleet_run_through_hostile_repos(tmp_path: Path) -> None:
+    """Each fault fails its own repo, says why, and leaves it as it was; the healthy repos
+    next to them update; team code never reaches the token."""
+    platform = tmp_path / "paved"
+    two_releases(platform)
+    env = {**tool_env(platform), **GIT_IDENTITY}
+    remotes = tmp_path / "remotes"
+
+    evidence = hostile_repo(env, tmp_path)
 
     healthy = team(env, tmp_path, "healthy")
     run(["uv", "lock", "--quiet"], healthy, env)
@@ -568,20 +573,7 @@ def test_a_rollout_in_three_steps_runs_team_code_only_where_no_token_is(tmp_path
     two_releases(platform)
     env = {**tool_env(platform), **GIT_IDENTITY}
     remotes = tmp_path / "remotes"
-    hostile = team(env, tmp_path, "hostile")
-    evidence = tmp_path / "evidence.jsonl"
-    pyproject = hostile / "pyproject.toml"
-    text = pyproject.read_text().replace('version = "0.1.0"\n', 'dynamic = ["version"]\n', 1)
-    text = text.replace(
-        'requires = ["hatchling>=1.25"]\nbuild-backend = "hatchling.build"\n',
-        'requires = []\nbuild-backend = "hostile_backend"\nbackend-path = ["."]\n',
-    )
-    pyproject.write_text(text)
-    backend = f"EVIDENCE = {str(evidence)!r}\nNAME = 'hostile'\n" + HOSTILE_BACKEND
-    (hostile / "hostile_backend.py").write_text(backend)
-    run(["uv", "lock", "--quiet"], hostile, env)
-    pushed_to_main(env, hostile, "Version from our own build backend")
-    evidence.unlink()
+    evidence = hostile_repo(env, tmp_path)
     for name in ("healthy", "tampered"):
         repo = team(env, tmp_path, name)
         run(["uv", "lock", "--quiet"], repo, env)
@@ -624,6 +616,8 @@ def test_a_rollout_in_three_steps_runs_team_code_only_where_no_token_is(tmp_path
     for repo in report["repos"]:
         if repo["name"] == "tampered":
             repo["commit"] = run(["git", "rev-parse", "HEAD"], copy, env).stdout.strip()
+        if repo["name"] == "healthy":  # and what it says is taken as plain, bounded values
+            repo.update(conflicts={"not": "a list"}, reason="x" * 100_000, score="100")
     (handoff / "report.json").write_text(json.dumps(report))
 
     delivered = paved(
@@ -651,4 +645,7 @@ def test_a_rollout_in_three_steps_runs_team_code_only_where_no_token_is(tmp_path
         assert refs(remotes / f"{name}.git") == before[name]
     record = json.loads((tmp_path / ".paved-fleet" / "v0.2.0.json").read_text())
     assert record["hostile"]["commit"] == outcomes["hostile"]["commit"]
+    healthy = record["healthy"]
+    assert healthy["conflicts"] == [] and len(healthy["reason"]) == 4000
+    assert healthy["score"] is None
     assert TOKEN not in fetched.stdout + delivered.stdout + json.dumps(record)

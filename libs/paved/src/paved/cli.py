@@ -52,6 +52,25 @@ fleet_app = typer.Typer(
 app.add_typer(fleet_app, name="fleet")
 _err = Console(stderr=True)
 
+# Options shared by the `paved fleet` commands.
+FleetTarget = Annotated[
+    str, typer.Argument(help="A folder of team repos, a manifest file, or github:ORG.")
+]
+FleetTo = Annotated[
+    str | None, typer.Option(help="Release to roll out (default: the latest of --src).")
+]
+FleetSrc = Annotated[
+    str, typer.Option(help="The platform repo whose latest release is the default.")
+]
+FleetOnly = Annotated[
+    list[str] | None,
+    typer.Option(help="Only this repo, or the last run's failed, conflicts or pending."),
+]
+FleetState = Annotated[Path, typer.Option(help="Where each run's per-repo record is kept.")]
+MaxOpenPrs = Annotated[
+    int | None, typer.Option(help="Open at most this many update pull requests at once.")
+]
+
 # Options shared by the `paved ci` commands.
 Project = Annotated[Path, typer.Option(help="The team repo.")]
 Registry = Annotated[
@@ -144,30 +163,17 @@ def status(
 
 @fleet_app.command("update")
 def fleet_update_command(
-    target: Annotated[
-        str, typer.Argument(help="A folder of team repos, a manifest file, or github:ORG.")
-    ],
-    to: Annotated[
-        str | None, typer.Option(help="Release to roll out (default: the latest of --src).")
-    ] = None,
-    src: Annotated[
-        str, typer.Option(help="The platform repo whose latest release is the default.")
-    ] = PLATFORM_URL,
+    target: FleetTarget,
+    to: FleetTo = None,
+    src: FleetSrc = PLATFORM_URL,
     dry_run: Annotated[
         bool, typer.Option(help="Report what each repo would get; commit and push nothing.")
     ] = False,
     jobs: Annotated[int, typer.Option(help="Repos updated at once.")] = 2,
-    only: Annotated[
-        list[str] | None,
-        typer.Option(help="Only this repo, or the last run's failed, conflicts or pending."),
-    ] = None,
+    only: FleetOnly = None,
     lock: Annotated[bool, typer.Option(help="Re-lock each repo (paved update).")] = True,
-    max_open_prs: Annotated[
-        int | None, typer.Option(help="Open at most this many update pull requests at once.")
-    ] = None,
-    state: Annotated[Path, typer.Option(help="Where each run's per-repo record is kept.")] = Path(
-        ".paved-fleet"
-    ),
+    max_open_prs: MaxOpenPrs = None,
+    state: FleetState = Path(".paved-fleet"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Update every team repo on a branch paved/update-vX.Y.Z, push it, open a pull request.
@@ -200,23 +206,12 @@ def fleet_update_command(
 
 @fleet_app.command("fetch")
 def fleet_fetch_command(
-    target: Annotated[
-        str, typer.Argument(help="A folder of team repos, a manifest file, or github:ORG.")
-    ],
+    target: FleetTarget,
     out: Annotated[Path, typer.Option(help="A new folder for the copies and their index.")],
-    to: Annotated[
-        str | None, typer.Option(help="Release to roll out (default: the latest of --src).")
-    ] = None,
-    src: Annotated[
-        str, typer.Option(help="The platform repo whose latest release is the default.")
-    ] = PLATFORM_URL,
-    only: Annotated[
-        list[str] | None,
-        typer.Option(help="Only this repo, or the last run's failed, conflicts or pending."),
-    ] = None,
-    state: Annotated[Path, typer.Option(help="Where each run's per-repo record is kept.")] = Path(
-        ".paved-fleet"
-    ),
+    to: FleetTo = None,
+    src: FleetSrc = PLATFORM_URL,
+    only: FleetOnly = None,
+    state: FleetState = Path(".paved-fleet"),
 ) -> None:
     """Step 1 of a rollout in three: copy each repo's default branch into --out.
 
@@ -253,12 +248,8 @@ def fleet_deliver_command(
         Path | None, typer.Option(help="Step 1's index (default: FROM/fetched.json).")
     ] = None,
     jobs: Annotated[int, typer.Option(help="Repos delivered at once.")] = 2,
-    max_open_prs: Annotated[
-        int | None, typer.Option(help="Open at most this many update pull requests at once.")
-    ] = None,
-    state: Annotated[Path, typer.Option(help="Where each run's per-repo record is kept.")] = Path(
-        ".paved-fleet"
-    ),
+    max_open_prs: MaxOpenPrs = None,
+    state: FleetState = Path(".paved-fleet"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Step 3 of 3: push each update branch of step 2, open its pull request, record it.

@@ -40,7 +40,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 
@@ -146,46 +146,97 @@ def fleet_update(
         record_path = state / f"{release}.json"
         record = _read_record(record_path)
         chosen = _select(repos, only, record)
-        api_env = {**os.environ, **credentials.variables}
-        github = GitHub(api_env) if any(ref.github for ref in chosen) else None
-        run_ctx = _Run(
-            held=credentials,
-            release=release,
-            recorded={
-                name: str(past.get("commit") or "")
-                for name, past in record.items()
-                if isinstance(past, dict)
-            },
+        run_ctx = _context(
+            credentials,
+            workspace,
+            release,
+            record,
+            chosen,
             dry_run=dry_run,
             lock=lock,
-            workspace=workspace,
+            max_open_prs=max_open_prs,
             mirrors=mirrors,
-            github=github,
-            prs=_PullRequests(max_open_prs),
-            workers=_Workers(min(max(1, jobs), len(chosen) or 1), workspace / "copier-cache"),
+            workers=min(max(1, jobs), len(chosen) or 1),
         )
 
-        def roll(ref: RepoRef) -> Outcome:
-            try:
-                outcome = _roll(ref, run_ctx)
-            except Exception as exc:  # even its clean-up failing fails this repo only
-                outcome = Outcome(ref.name, reason=redact(one_line(exc)), to_release=release)
-            if report:
-                report(outcome)
-            return outcome
+        outcomes = _each(
+            chosen, lambda ref: ref.name, lambda ref: _roll(ref, run_ctx), run_ctx, jobs, report
+        )
+    return _finish(FleetReport(release, dry_run, outcomes), done, record_path)
 
+
+def _context(
+    credentials: Held,
+    workspace: Path,
+    release: str,
+    record: Mapping[str, Any],
+    chosen: Sequence[RepoRef],
+    *,
+    dry_run: bool = False,
+    lock: bool = False,
+    max_open_prs: int | None = None,
+    mirrors: _Mirrors | None = None,
+    workers: int = 1,
+) -> _Run:
+    """What every repo's part of a run shares (see `_Run`)."""
+    api_env = {**os.environ, **credentials.variables}
+    return _Run(
+        held=credentials,
+        release=release,
+        recorded={
+            name: str(past.get("commit") or "")
+            for name, past in record.items()
+            if isinstance(past, dict)
+        },
+        dry_run=dry_run,
+        lock=lock,
+        workspace=workspace,
+        mirrors=mirrors or _Mirrors(workspace, credentials),
+        github=GitHub(api_env) if any(ref.github for ref in chosen) else None,
+        prs=_PullRequests(max_open_prs),
+        workers=_Workers(workers, workspace / "copier-cache"),
+    )
+
+
+_Item = TypeVar("_Item")
+
+
+def _each(
+    items: Sequence[_Item],
+    name: Callable[[_Item], str],
+    work: Callable[[_Item], Outcome],
+    ctx: _Run,
+    jobs: int,
+    report: Callable[[Outcome], None] | None,
+) -> list[Outcome]:
+    """`work` on every item, `jobs` at a time; an exception fails that item's repo only."""
+
+    def one(item: _Item) -> Outcome:
         try:
-            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-                outcomes = list(pool.map(roll, chosen))
-        finally:
-            run_ctx.workers.close()
-    fleet = FleetReport(release, dry_run, outcomes)
+            outcome = work(item)
+        except Exception as exc:  # even its clean-up failing fails this repo only
+            outcome = Outcome(name(item), reason=redact(one_line(exc)), to_release=ctx.release)
+        if report:
+            report(outcome)
+        return outcome
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            return list(pool.map(one, items))
+    finally:
+        ctx.workers.close()
+
+
+def _finish(
+    fleet: FleetReport, done: Callable[[FleetReport], None] | None, record: Path
+) -> FleetReport:
+    """Hand the report to `done`, then record what was pushed (even if `done` failed)."""
     try:
         if done:
             done(fleet)
-    finally:  # what was pushed is recorded, even if the report could not be printed
-        if not dry_run:
-            _write_record(record_path, outcomes)
+    finally:
+        if not fleet.dry_run:
+            _write_record(record, fleet.repos)
     return fleet
 
 
@@ -301,45 +352,21 @@ def fleet_deliver(
     record = _read_record(record_path)
     with held() as credentials, tempfile.TemporaryDirectory(prefix="paved-fleet-") as scratch:
         workspace = Path(scratch)
-        api_env = {**os.environ, **credentials.variables}
         entries = [entry for entry in index["repos"] if isinstance(entry, dict)]
         chosen = [refs[str(entry.get("name"))] for entry in entries if entry.get("name") in refs]
-        run_ctx = _Run(
-            held=credentials,
-            release=release,
-            recorded={
-                name: str(past.get("commit") or "")
-                for name, past in record.items()
-                if isinstance(past, dict)
-            },
-            dry_run=False,
-            lock=False,
-            workspace=workspace,
-            mirrors=_Mirrors(workspace, credentials),
-            github=GitHub(api_env) if any(ref.github for ref in chosen) else None,
-            prs=_PullRequests(max_open_prs),
-            workers=_Workers(1, workspace / "copier-cache"),  # never started: no update here
+        # No update runs here: the workers are never started.
+        run_ctx = _context(
+            credentials, workspace, release, record, chosen, max_open_prs=max_open_prs
         )
 
         def settle(entry: Mapping[str, Any]) -> Outcome:
             name = str(entry.get("name"))
-            try:
-                outcome = _deliver_one(refs.get(name), entry, updates.get(name), handed, run_ctx)
-            except Exception as exc:
-                outcome = Outcome(name, reason=redact(one_line(exc)), to_release=release)
-            if report:
-                report(outcome)
-            return outcome
+            return _deliver_one(refs.get(name), entry, updates.get(name), handed, run_ctx)
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            outcomes = list(pool.map(settle, entries))
-    fleet = FleetReport(release, False, outcomes)
-    try:
-        if done:
-            done(fleet)
-    finally:
-        _write_record(record_path, outcomes)
-    return fleet
+        outcomes = _each(
+            entries, lambda entry: str(entry.get("name")), settle, run_ctx, jobs, report
+        )
+    return _finish(FleetReport(release, False, outcomes), done, record_path)
 
 
 def _read_index(path: Path) -> dict[str, Any]:
@@ -380,9 +407,7 @@ def _deliver_one(
             return outcome
         if update is None:
             raise PavedError("the update report has no outcome for it")
-        for key in ("outcome", "stage", "reason", "from_release", "changed", "conflicts", "score"):
-            if key in update:
-                setattr(outcome, key, update[key])
+        _take_update(outcome, update)
         if outcome.outcome not in {"updated", "conflicts"}:
             return outcome
         outcome.stage = "verify"
@@ -399,6 +424,25 @@ def _deliver_one(
         outcome.reason = redact(str(outcome.reason))
         shutil.rmtree(holder, ignore_errors=True)
     return outcome
+
+
+def _take_update(outcome: Outcome, update: Mapping[str, Any]) -> None:
+    """Step 2's outcome for the repo, as plain bounded values.
+
+    Step 2's job ran team code, which could have written anything into the report.
+    """
+    if update.get("outcome") not in get_args(Result):
+        raise PavedError(f"the update report gives it no outcome a run gives: {update!r:.200}")
+    outcome.outcome = update["outcome"]
+    outcome.stage, outcome.reason, outcome.from_release = (
+        str(update.get(key) or "")[:4000] for key in ("stage", "reason", "from_release")
+    )
+    outcome.changed, outcome.conflicts = (
+        [str(v)[:500] for v in values[:1000]] if isinstance(values, list) else []
+        for values in (update.get("changed"), update.get("conflicts"))
+    )
+    score = update.get("score")
+    outcome.score = float(score) if isinstance(score, (int, float)) and 0 <= score <= 100 else None
 
 
 def _hand_over(ref: RepoRef, clean: Path, ctx: _Run, outcome: Outcome, *, default: str) -> None:
