@@ -27,7 +27,15 @@ from paved._image import login, push_archive, push_image
 from paved.adopt import adopt_project
 from paved.checks import CheckReport, check_repo
 from paved.fleet import fleet_status
-from paved.fleet.rollout import FleetReport, Outcome, fleet_deliver, fleet_fetch, fleet_update
+from paved.fleet.rollout import (
+    FETCHED_MANIFEST,
+    UPDATE_REPORT,
+    FleetReport,
+    Outcome,
+    fleet_deliver,
+    fleet_fetch,
+    fleet_update,
+)
 from paved.template import PLATFORM_URL, new_project
 from paved.update import UpdateReport, update_project
 
@@ -230,10 +238,10 @@ def fleet_fetch_command(
         )
         typer.echo(f"{entry['name']}: {said}")
     step2 = (
-        f"paved fleet update {out / 'fleet.yml'} --to {index['release']} "
+        f"paved fleet update {out / FETCHED_MANIFEST} --to {index['release']} "
         f"--state {out / '.state'} --json"
     )
-    typer.echo(f"next, with no credential: {step2} > {out / 'report.json'}")
+    typer.echo(f"next, with no credential: {step2} > {out / UPDATE_REPORT}")
 
 
 @fleet_app.command("deliver")
@@ -257,17 +265,10 @@ def fleet_deliver_command(
     A branch is pushed only if it is one commit on the default branch as step 1 fetched it.
     Exit code 1 when any repo failed.
     """
-    path = update_report or handed / "report.json"
-    try:
-        updated = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PavedError(f"{path} is not the JSON report of paved fleet update: {exc}") from exc
-    if not isinstance(updated, dict):
-        raise PavedError(f"{path} is not the JSON report of paved fleet update")
     report = fleet_deliver(
         target,
         handed=handed,
-        update_report=updated,
+        update_report=update_report,
         fetched=fetched,
         jobs=jobs,
         max_open_prs=max_open_prs,

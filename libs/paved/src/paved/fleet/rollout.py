@@ -63,7 +63,15 @@ from paved.repo import read_answers, require_clean
 from paved.template import PLATFORM_URL, identity
 from paved.update import base_version, release_commits, release_version, update_project
 
-__all__ = ["FleetReport", "Outcome", "fleet_deliver", "fleet_fetch", "fleet_update"]
+__all__ = [
+    "FETCHED_MANIFEST",
+    "UPDATE_REPORT",
+    "FleetReport",
+    "Outcome",
+    "fleet_deliver",
+    "fleet_fetch",
+    "fleet_update",
+]
 
 Result = Literal["updated", "current", "conflicts", "failed", "skipped", "pending"]
 #: What `--only` can name besides a repo: outcomes recorded by the last run.
@@ -243,9 +251,11 @@ def _finish(
 # ------------------------------------------------------------------ a run in three steps
 
 #: What `fleet_fetch` writes into its folder: its index of the repos (only it writes this
-#: one), and the manifest of the copies `paved fleet update` updates without credentials.
+#: one), and the manifest of the copies `paved fleet update` updates without credentials;
+#: and where `fleet_deliver` looks for that update's JSON report by default.
 FETCHED = "fetched.json"
 FETCHED_MANIFEST = "fleet.yml"
+UPDATE_REPORT = "report.json"
 
 
 def fleet_fetch(
@@ -295,9 +305,7 @@ def _fetch_one(ref: RepoRef, out: Path, copy: str, branch: str, held: Held) -> d
     try:
         if ref.problem:
             raise PavedError(ref.problem)
-        tip = branch_tip(ref, branch, held)
-        if ref.path is not None and not tip:
-            tip = local_tip(ref.path, branch)
+        _, tip = _tips(ref, branch, held)
         dest = out / copy
         dest.parent.mkdir(parents=True, exist_ok=True)
         if ref.path is not None:
@@ -319,7 +327,7 @@ def fleet_deliver(
     target: str,
     *,
     handed: Path,
-    update_report: Mapping[str, Any],
+    update_report: Path | None = None,
     fetched: Path | None = None,
     jobs: int = 2,
     max_open_prs: int | None = None,
@@ -330,21 +338,24 @@ def fleet_deliver(
     """Step 3 of 3 (see `fleet_fetch`): push each update branch step 2 made, open its PR.
 
     `handed` is the folder step 1 fetched into and step 2 updated in; `update_report` is
-    step 2's `--json` report; `fetched` is step 1's own index (default: the one in `handed`:
-    in CI, pass the copy step 1 uploaded, which step 2's job could not have changed). A
-    branch is pushed only if it is the update branch, at the commit step 2 reported, one
-    commit on the default branch exactly as step 1 fetched it. Nothing of a repo's code runs.
+    step 2's `--json` report (default: `handed/report.json`); `fetched` is step 1's own
+    index (default: the one in `handed`: in CI, pass the copy step 1 uploaded, which step
+    2's job could not have changed). A branch is pushed only if it is the update branch, at
+    the commit step 2 reported, one commit on the default branch exactly as step 1 fetched
+    it. Nothing of a repo's code runs.
     """
     handed = handed.absolute()
     index = _read_index(fetched or handed / FETCHED)
     release = str(index["release"])
-    if update_report.get("release") != release:
+    updated = _read_json(update_report or handed / UPDATE_REPORT, "a paved fleet update report")
+    if updated.get("release") != release:
         raise PavedError(
-            f"the update report is for {update_report.get('release')!r}, the fetch for {release}"
+            f"the update report is for {updated.get('release')!r}, the fetch for {release}"
         )
+    repos = updated.get("repos")
     updates = {
         str(item.get("name")): item
-        for item in update_report.get("repos") or []
+        for item in (repos if isinstance(repos, list) else [])
         if isinstance(item, dict)
     }
     refs = {ref.name: ref for ref in find_repos(target)}
@@ -369,12 +380,20 @@ def fleet_deliver(
     return _finish(FleetReport(release, False, outcomes), done, record_path)
 
 
-def _read_index(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in `path`, or a PavedError saying it is not `what`."""
     try:
-        index = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise PavedError(f"{path} is not a fetch's index: {one_line(exc)}") from exc
-    if not isinstance(index, dict) or not isinstance(index.get("repos"), list):
+        raise PavedError(f"{path} is not {what}: {one_line(exc)}") from exc
+    if not isinstance(data, dict):
+        raise PavedError(f"{path} is not {what}: not a JSON object")
+    return data
+
+
+def _read_index(path: Path) -> dict[str, Any]:
+    index = _read_json(path, "a fetch's index")
+    if not isinstance(index.get("repos"), list):
         raise PavedError(f"{path} is not a fetch's index (no release and repos)")
     release_version(str(index.get("release")))  # a release name, or a PavedError
     return index
@@ -415,7 +434,8 @@ def _deliver_one(
             handed / str(entry["copy"]), holder / "clean.git", branch, update, base
         )
         outcome.branch, outcome.commit = branch, commit
-        _hand_over(ref, holder / "clean.git", ctx, outcome, default=default)
+        message = git(holder / "clean.git", "log", "-1", "--format=%B", commit)
+        _hand_over(ref, holder / "clean.git", ctx, outcome, default=default, message=message)
         outcome.stage = "done"
     except Exception as exc:  # whatever a repo or its copy holds fails that repo only
         outcome.outcome = "failed"
@@ -445,19 +465,26 @@ def _take_update(outcome: Outcome, update: Mapping[str, Any]) -> None:
     outcome.score = float(score) if isinstance(score, (int, float)) and 0 <= score <= 100 else None
 
 
-def _hand_over(ref: RepoRef, clean: Path, ctx: _Run, outcome: Outcome, *, default: str) -> None:
-    """Push the verified branch from the bare repo `clean`, and open its pull request."""
+def _hand_over(
+    ref: RepoRef, source: Path, ctx: _Run, outcome: Outcome, *, default: str, message: str
+) -> None:
+    """Push `outcome.branch` (at `outcome.commit`) from `source`; open its pull request.
+
+    A local repo without an origin keeps the branch itself: fetched into it, unless it is
+    there already (a worktree of the repo made it).
+    """
     branch = outcome.branch
+    if branch == default:  # neither pushed nor fetched over the default branch
+        raise PavedError(f"refusing to push to the default branch {default}")
     outcome.stage = "push"
-    if ref.path is not None and not push_url(ref):
-        # A local repo without an origin: the branch goes into the repo itself.
+    url = push_url(ref)
+    if url:
+        _push(url, source, ctx, branch=branch, default=default)
+    elif ref.path is not None and local_tip(ref.path, branch) != outcome.commit:
         spec = f"refs/heads/{branch}:refs/heads/{branch}"
-        git(ref.path, "fetch", "--quiet", "--", str(clean), spec)
-    else:
-        _push(ref, clean, ctx, branch=branch, default=default)
+        git(ref.path, "fetch", "--quiet", "--", str(source), spec)
     if ctx.github and ref.github:
         outcome.stage = "pull request"
-        message = git(clean, "log", "-1", "--format=%B", outcome.commit)
         outcome.pull_request = ctx.prs.open(
             ctx.github, ref.github, branch, default, _title(ctx.release), message
         )
@@ -472,9 +499,7 @@ def _one_commit(copy: Path, clean: Path, branch: str, update: Mapping[str, Any],
     commit = str(update.get("commit") or "")
     if update.get("branch") != branch or not commit:
         raise PavedError(f"the update reported no commit on {branch}")
-    run(["git", "init", "--quiet", "--bare", str(clean)], env=git_env(), timeout=120)
-    spec = f"refs/heads/{branch}:refs/heads/{branch}"
-    git(clean, "fetch", "--quiet", "--no-tags", "--update-shallow", "--", str(copy), spec)
+    _bare_copy(copy, branch, clean)
     tip = local_tip(clean, branch)
     if tip != commit:
         raise PavedError(f"{branch} is at {tip[:12]} in the copy, not {commit[:12]} as reported")
@@ -572,8 +597,7 @@ def _already_made(
     that name anyone else pushed (it could hold anything) is reported, and gets no pull
     request. A local repo's branch that an earlier run made but could not push is pushed.
     """
-    pushed = branch_tip(ref, branch, ctx.held)
-    tip = pushed or (local_tip(ref.path, branch) if ref.path is not None else "")
+    pushed, tip = _tips(ref, branch, ctx.held)
     if not tip:
         return False
     recorded = ctx.recorded.get(ref.name, "")
@@ -594,9 +618,10 @@ def _already_made(
     outcome.reason = f"{branch} is already pushed: review and merge it"
     if ctx.dry_run:
         return True
-    if not pushed and ref.path is not None and push_url(ref):
+    url = push_url(ref)
+    if not pushed and ref.path is not None and url:
         outcome.stage = "push"
-        _push(ref, ref.path, ctx, branch=branch, default=default)
+        _push(url, ref.path, ctx, branch=branch, default=default)
         outcome.reason = f"{branch} is pushed now (an earlier push failed): review and merge it"
     if ctx.github and ref.github:
         # One pull request per branch: found, or opened now if an earlier run was capped by
@@ -607,6 +632,16 @@ def _already_made(
             ctx.github, ref.github, branch, default, _title(ctx.release), body, keep=True
         )
     return True
+
+
+def _tips(ref: RepoRef, branch: str, held: Held) -> tuple[str, str]:
+    """Where `branch` is, as (pushed, tip).
+
+    `pushed` is its commit where the fleet pushes it; `tip` is that, or for a local repo the
+    local branch an earlier push left behind.
+    """
+    pushed = branch_tip(ref, branch, held)
+    return pushed, pushed or (local_tip(ref.path, branch) if ref.path is not None else "")
 
 
 def _builds_on(ref: RepoRef, work: Path, held: Held, branch: str, tip: str, commit: str) -> bool:
@@ -648,13 +683,7 @@ def _deliver(
     git(work, *identity(work), "commit", "--quiet", "--no-verify", "-m", message)
     outcome.commit = git(work, "rev-parse", "HEAD")
     outcome.branch = branch
-    outcome.stage = "push"
-    _push(ref, work, ctx, branch=branch, default=default)
-    if ctx.github and ref.github:
-        outcome.stage = "pull request"
-        outcome.pull_request = ctx.prs.open(
-            ctx.github, ref.github, branch, default, _title(ctx.release), message
-        )
+    _hand_over(ref, work, ctx, outcome, default=default, message=message)
     outcome.stage = "done"
 
 
@@ -691,29 +720,34 @@ def _paved_update(work: Path, ctx: _Run, env: Mapping[str, str]) -> dict[str, An
     return ctx.workers.run(_update_in_worker, str(work), ctx.release, ctx.lock, dict(env))
 
 
-def _push(ref: RepoRef, work: Path, ctx: _Run, *, branch: str, default: str) -> None:
-    """Push `branch`, and only it; refuse a branch that is the default one.
+def _push(url: str, work: Path, ctx: _Run, *, branch: str, default: str) -> None:
+    """Push `branch` to `url`, and only it; refuse a branch that is the default one.
 
     The push, which holds the credentials, is made from a bare repository this process has
-    just made, never from the working copy: the team's code ran there, and may have written
-    hooks or settings (a credential helper, a proxy, a URL rewrite) into its `.git`. A local
-    repo's branch (its worktree's) is pushed to its origin, if it has one.
+    just made, never from `work`: the team's code ran there, and may have written hooks or
+    settings (a credential helper, a proxy, a URL rewrite) into its `.git`.
     """
     if branch == default:
         raise PavedError(f"refusing to push to the default branch {default}")
-    url = push_url(ref)
-    if not url:  # a local repo without an origin: the branch is in it already
-        return
-    spec = f"refs/heads/{branch}:refs/heads/{branch}"
     clean = Path(tempfile.mkdtemp(prefix="push-", dir=ctx.workspace))
     try:
-        run(["git", "init", "--quiet", "--bare", str(clean)], env=git_env(), timeout=120)
-        git(clean, "fetch", "--quiet", "--no-tags", "--update-shallow", "--", str(work), spec)
+        _bare_copy(work, branch, clean)
+        spec = f"refs/heads/{branch}:refs/heads/{branch}"
         done = ctx.held.git(["push", "--quiet", "--", url, spec], url=url, cwd=clean)
         if done.returncode:
             raise PavedError(f"cannot push {branch} to {url}: {done.stderr.strip()[-2000:]}")
     finally:
         shutil.rmtree(clean, ignore_errors=True)
+
+
+def _bare_copy(source: Path, branch: str, clean: Path) -> None:
+    """A new bare repository at `clean` holding `branch` of `source` (shallow or not).
+
+    Nothing else of `source` comes with it: no hooks, settings or other refs.
+    """
+    run(["git", "init", "--quiet", "--bare", str(clean)], env=git_env(), timeout=120)
+    spec = f"refs/heads/{branch}:refs/heads/{branch}"
+    git(clean, "fetch", "--quiet", "--no-tags", "--update-shallow", "--", str(source), spec)
 
 
 def _cleanup(ref: RepoRef, work: Path) -> None:
