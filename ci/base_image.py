@@ -168,19 +168,18 @@ def _package_files(rootfs: Path, package: str) -> set[str]:
     )  # fmt: skip
     if listing is None:
         raise RuntimeError(f"{package} is not installed in the debootstrapped root filesystem")
-    files = set()
+    root, files = rootfs.resolve(), set()
     for line in listing.read_text(encoding="utf-8").splitlines():
-        path = rootfs / line.strip().lstrip("/")
-        if not line.strip() or line.strip() == "/." or not (path.exists() or path.is_symlink()):
+        listed = line.strip().lstrip("/")
+        path = rootfs / listed
+        if not listed or listed == "." or not (path.exists() or path.is_symlink()):
             continue
         parent = path.parent.resolve()
-        if parent.is_relative_to(rootfs.resolve()):
-            real = (parent / path.name).relative_to(rootfs.resolve())
-            for part in range(1, len(path.relative_to(rootfs).parts)):
-                step = Path(*path.relative_to(rootfs).parts[:part])
-                if (rootfs / step).is_symlink():
-                    files.add(str(step))
-            files.add(str(real))
+        if parent.is_relative_to(root):
+            parts = Path(listed).parts
+            links = (Path(*parts[:end]) for end in range(1, len(parts)))
+            files.update(str(link) for link in links if (rootfs / link).is_symlink())
+            files.add(str((parent / path.name).relative_to(root)))
     return files
 
 
