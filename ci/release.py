@@ -22,6 +22,7 @@ from packaging.version import Version
 from paved._errors import PavedError
 from paved._git import git
 from paved._proc import run
+from paved.releases import TAG, changelog_section
 from paved.repo import require_clean
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,6 @@ VERSIONED = (
     Path("libs") / "paved-ml" / "pyproject.toml",
 )
 UNRELEASED = "## [Unreleased]"
-TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 _VERSION_LINE = re.compile(r'^version = "([^"]+)"$', re.MULTILINE)
 
 
@@ -45,17 +45,6 @@ def current_version(repo: Path) -> Version:
     if len(set(versions.values())) != 1 or not all(versions.values()):
         raise PavedError(f"the packages' versions disagree: {versions}: set them with this command")
     return Version(next(iter(versions.values())))
-
-
-def changelog_entry(text: str, version: str) -> str:
-    """The body of the changelog section of `version` ('Unreleased' for the next one)."""
-    heading = UNRELEASED if version == "Unreleased" else f"## [{version}]"
-    start = text.find(heading)
-    if start < 0:
-        return ""
-    body = text[text.index("\n", start) + 1 :]
-    following = re.search(r"^## \[", body, re.MULTILINE)
-    return (body[: following.start()] if following else body).strip()
 
 
 def bump(version: Version, part: str) -> Version:
@@ -83,7 +72,7 @@ def release(
         raise PavedError(f"tag {tag} exists already: releases are never moved")
     changelog = repo / CHANGELOG
     text = changelog.read_text(encoding="utf-8")
-    entry = changelog_entry(text, "Unreleased")
+    entry = changelog_section(text, "Unreleased")
     if not entry:
         raise PavedError(
             f"{CHANGELOG} has nothing under {UNRELEASED}: say what the release changes"

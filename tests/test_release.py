@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from paved._errors import PavedError
-from release import CHANGELOG, VERSIONED, changelog_entry, check, current_version, release
+from paved.releases import changelog_section
+from release import CHANGELOG, VERSIONED, check, current_version, release
 from snapshot import ROOT, git, snapshot
 
 pytestmark = pytest.mark.libs
@@ -31,7 +32,7 @@ def test_the_packages_carry_one_version() -> None:
 
 
 def test_a_release_bumps_moves_the_changelog_commits_and_tags(platform_repo: Path) -> None:
-    entry = changelog_entry((platform_repo / CHANGELOG).read_text(), "Unreleased")
+    entry = changelog_section((platform_repo / CHANGELOG).read_text(), "Unreleased")
     assert entry
     before = git(platform_repo, "rev-parse", "HEAD")
     assert release(platform_repo, "0.2.0", today=DAY) == "v0.2.0"
@@ -43,8 +44,8 @@ def test_a_release_bumps_moves_the_changelog_commits_and_tags(platform_repo: Pat
     assert entry in git(platform_repo, "tag", "-l", "--format=%(contents)", "v0.2.0")
     assert str(current_version(platform_repo)) == "0.2.0"
     text = (platform_repo / CHANGELOG).read_text()
-    assert changelog_entry(text, "0.2.0") == entry
-    assert changelog_entry(text, "Unreleased") == ""
+    assert changelog_section(text, "0.2.0") == entry
+    assert changelog_section(text, "Unreleased") == ""
     assert "## [0.2.0] - 2026-12-01" in text
     lock = (platform_repo / "uv.lock").read_text()
     assert re.search(r'name = "paved"\nversion = "0.2.0"', lock)

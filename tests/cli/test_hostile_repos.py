@@ -12,7 +12,7 @@ import pytest
 from helpers import ALIAS_BOMB
 from paved._errors import PavedError
 from paved.fleet.sources import RepoRef, branch_tip
-from paved.update import release_commits
+from paved.releases import release_commits
 
 pytestmark = pytest.mark.libs
 

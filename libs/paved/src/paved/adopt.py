@@ -29,9 +29,10 @@ from packaging.version import Version
 from paved._errors import PavedError
 from paved._git import git, git_env
 from paved._proc import QUICK_TIMEOUT, run
+from paved.releases import pick_release
 from paved.repo import ANSWERS_FILE, read_answers, require_clean, unmerged_paths
 from paved.template import PLATFORM_URL, identity, lock_environment, render
-from paved.update import Conflict, count_markers, pick_release
+from paved.update import Conflict, count_markers
 
 __all__ = ["AdoptReport", "adopt_project", "map_answers"]
 

@@ -22,15 +22,10 @@ from paved._errors import PavedError, one_line
 from paved.checks import check_repo
 from paved.fleet.github import GitHub
 from paved.fleet.sources import RepoRef, branch_tip, clone_shallow, find_repos, local_tip
+from paved.releases import base_version, latest, release_commits, release_version, update_branch
 from paved.repo import ANSWERS_FILE, parse_answers, read_answers
-from paved.update import base_version, release_commits, release_version
 
-__all__ = ["RepoStatus", "StatusReport", "fleet_status", "update_branch"]
-
-
-def update_branch(release: str) -> str:
-    """The branch a fleet update to `release` goes on (never the default branch)."""
-    return f"paved/update-{release}"
+__all__ = ["RepoStatus", "StatusReport", "fleet_status"]
 
 
 @dataclass
@@ -142,9 +137,7 @@ def _finish(
         known = releases[row.source]
         if isinstance(known, str):
             raise PavedError(known)
-        if not known:
-            raise PavedError(f"{row.source} has no release tags")
-        row.latest = known[-1]
+        row.latest = latest(known, row.source)
         base = base_version(row.current)
         row.behind = sum(1 for tag in known if release_version(tag) > base)
         if row.behind:
