@@ -6,8 +6,9 @@ Two throwaway releases (ci/throwaway.py), and for each round two team repos gene
 the first: one gets `paved update` (update, conflict report, re-lock, lock check), the
 other `copier update --defaults --skip-answered` followed by `uv lock --upgrade-package
 paved --upgrade-package paved-ml` (the anchor). Where the time goes comes from paved's own
-step timings and from git's trace2 events (every git process, and how many clones).
-Target: `paved update` no slower than the anchor.
+step timings and from git's trace2 events (every git process, and the fetches that reach the
+template source). Targets: `paved update` no slower than the anchor, one template fetch per
+update, and no more git processes than the anchor's copier update and uv lock.
 """
 
 from __future__ import annotations
@@ -23,25 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "ci"))
 
+from git_trace import git_trace  # noqa: E402
 from golden_path import DEMO_ANSWERS, generate, run, tool_env  # noqa: E402
 from snapshot import GIT_IDENTITY  # noqa: E402
 from targets import Target, report  # noqa: E402
 from throwaway import two_releases  # noqa: E402
-
-
-def git_trace(trace: Path) -> tuple[int, int, float]:
-    """(git processes, clones and fetches, seconds in top-level git) from a trace2 file."""
-    processes = clones = 0
-    seconds = 0.0
-    for line in trace.read_text().splitlines():
-        event = json.loads(line)
-        if event.get("event") == "start":
-            processes += 1
-            argv = event.get("argv", [])
-            clones += int("clone" in argv or "fetch" in argv)
-        elif event.get("event") == "exit" and "/" not in event.get("sid", "/"):
-            seconds += float(event.get("t_abs", 0.0))  # a git started by a tool, not by git
-    return processes, clones, seconds
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
@@ -62,7 +49,7 @@ def main() -> int:
         paved: list[float] = []
         anchor: list[float] = []
         steps: dict[str, list[float]] = {}
-        traces: dict[str, list[tuple[int, int, float]]] = {"paved": [], "anchor": []}
+        traces: dict[str, list[tuple[int, int, int, float]]] = {"paved": [], "anchor": []}
         for round_ in range(args.rounds):
             repos = {}
             for kind in ("paved", "anchor"):
@@ -81,7 +68,7 @@ def main() -> int:
             paved.append(seconds)
             for step, value in answer["seconds"].items():
                 steps.setdefault(step, []).append(value)
-            traces["paved"].append(git_trace(trace))
+            traces["paved"].append(git_trace(trace, platform))
 
             trace = scratch / f"trace-anchor-{round_}.json"
             traced = {**env, "GIT_TRACE2_EVENT": str(trace)}
@@ -92,7 +79,7 @@ def main() -> int:
             steps.setdefault("anchor: copier update", []).append(first)
             steps.setdefault("anchor: uv lock", []).append(second)
             anchor.append(first + second)
-            traces["anchor"].append(git_trace(trace))
+            traces["anchor"].append(git_trace(trace, platform))
 
     print(f"\n{'what':<44}{'median s':>10}")
     for step, values in steps.items():
@@ -101,15 +88,28 @@ def main() -> int:
     print(f"{'paved update (whole command)':<44}{p:>10.2f}")
     print(f"{'anchor: copier update + uv lock':<44}{a:>10.2f}")
     print(f"\npaved update / anchor: {p / a:.2f}x (target <= 1.00), {args.rounds} rounds")
-    for kind, found in traces.items():
-        processes, clones, seconds = (
-            statistics.median(values) for values in zip(*found, strict=True)
-        )
+    medians = {
+        kind: [statistics.median(values) for values in zip(*found, strict=True)]
+        for kind, found in traces.items()
+    }
+    for kind, (processes, template, uv, seconds) in medians.items():
         print(
-            f"{kind}: {processes:.0f} git processes, {clones:.0f} clones or fetches, "
-            f"{seconds:.2f} s in git"
+            f"{kind}: {processes:.0f} git processes, {template:.0f} template fetches "
+            f"(+ {uv:.0f} by uv), {seconds:.2f} s in git"
         )
-    return report([Target("paved update / anchor", f"{p / a:.2f}x", "<= 1.00x", p <= a)])
+    fetches, processes = medians["paved"][1], medians["paved"][0]
+    return report(
+        [
+            Target("paved update / anchor", f"{p / a:.2f}x", "<= 1.00x", p <= a),
+            Target("template fetches per update", f"{fetches:.0f}", "<= 1", fetches <= 1),
+            Target(
+                "git processes per update",
+                f"{processes:.0f}",
+                f"<= {medians['anchor'][0]:.0f} (the anchor's)",
+                processes <= medians["anchor"][0],
+            ),
+        ]
+    )
 
 
 if __name__ == "__main__":

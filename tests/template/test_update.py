@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from git_trace import git_trace
 from golden_path import generate, run, tool_env
 from helpers import BASE_ANSWERS
 from release import release
@@ -54,10 +55,13 @@ def commit(repo: Path, platform: Platform, message: str) -> None:
     run(["git", "commit", "--quiet", "-m", message], repo, platform.env)
 
 
-def paved_update(repo: Path, platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
+def paved_update(
+    repo: Path, platform: Platform, *args: str, trace: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    traced = {"GIT_TRACE2_EVENT": str(trace)} if trace else {}
     return subprocess.run(
         [sys.executable, "-m", "paved", "update", str(repo), *args],
-        env=platform.env,
+        env={**platform.env, **traced},
         capture_output=True,
         text=True,
         timeout=600,
@@ -93,13 +97,16 @@ def test_update_merges_the_release_keeps_the_teams_work_and_relocks(
     commit(repo, platform_ab, "Team: test size, features, no pre-commit, ignore scratch")
     lock_before = (repo / "uv.lock").read_text()
 
-    done = paved_update(repo, platform_ab, "--json")
+    trace = tmp_path / "trace.json"
+    done = paved_update(repo, platform_ab, "--json", trace=trace)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     assert report["status"] == "updated" and report["exit_code"] == 0
     assert (report["from_release"], report["to_release"]) == ("v0.1.0", "v0.2.0")
     assert report["conflicts"] == []
     assert report["removed_edited"] == [".dvcignore"]
+    # The notes, the old release's .dvcignore and copier's renders all came from one clone.
+    assert git_trace(trace, platform_ab.repo)[1] == 1
     assert CHANGELOG_LINE in report["changelog"]
     assert sorted(report["locked"]) == ["paved", "paved-ml"]
     assert report["locked_ahead"] is True  # locked during the merge, then checked below

@@ -297,9 +297,10 @@ def _lock_pins(text: str) -> list[Pin]:
 
 def uncommitted(project: Path) -> list[str]:
     """Paths with uncommitted changes (staged, unstaged or untracked, not ignored)."""
-    if git(project, "rev-parse", "--is-inside-work-tree", check=False) != "true":
-        raise PavedError(f"{project} is not a git repository")
-    out = git(project, "status", "--porcelain", "--untracked-files=all")
+    try:
+        out = git(project, "status", "--porcelain", "--untracked-files=all")
+    except PavedError as exc:  # one process, not a check first: update runs this thrice
+        raise PavedError(f"{project} is not a git repository") from exc
     return [line.split(maxsplit=1)[-1] for line in out.splitlines() if line.strip()]
 
 

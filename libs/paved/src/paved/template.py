@@ -8,17 +8,27 @@ update through the functions here too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from paved._errors import PavedError
-from paved._git import git
+from paved._git import git, git_env
 from paved._proc import run
 
-__all__ = ["PLATFORM_URL", "copier_update", "identity", "lock_environment", "new_project", "render"]
+__all__ = [
+    "PLATFORM_URL",
+    "TemplateClone",
+    "copier_update",
+    "identity",
+    "lock_environment",
+    "new_project",
+    "render",
+    "require_uv",
+]
 
 #: The canonical URL of the platform repository. Generated repos record it as their
 #: template source and pin paved-ml and the reusable workflows to it.
@@ -75,44 +85,125 @@ def _check_source(src: str) -> None:
 
 
 def render(
-    src: str, dest: Path, data: dict[str, Any], *, vcs_ref: str | None, defaults: bool
+    src: str,
+    dest: Path,
+    data: Mapping[str, Any],
+    *,
+    vcs_ref: str | None,
+    defaults: bool,
+    clone: TemplateClone | None = None,
 ) -> None:
-    """Render release `vcs_ref` of `src` into `dest`; a refused answer is a PavedError."""
+    """Render release `vcs_ref` of `src` into `dest`; a refused answer is a PavedError.
+
+    With `clone` (of `src`), copier reads the template from it rather than fetching it.
+    """
     from copier import run_copy
     from copier.errors import CopierError
 
     try:
-        run_copy(
-            src,
-            dest,
-            data=data,
-            vcs_ref=vcs_ref,
-            defaults=defaults,
-            quiet=True,
-            unsafe=False,
-        )
+        with clone.copier() if clone else contextlib.nullcontext():
+            run_copy(
+                src,
+                dest,
+                data=dict(data),
+                vcs_ref=vcs_ref,
+                defaults=defaults,
+                quiet=True,
+                unsafe=False,
+            )
     except (CopierError, ValueError) as exc:
         raise PavedError(str(exc)) from exc
 
 
-def copier_update(project: Path, target: str, *, trusted: bool) -> None:
-    """`copier update` of `project` to `target`, merging inline; trust only the platform's URL."""
+class TemplateClone:
+    """One clone of a template source, made once per update and used by every step of it.
+
+    A mirror clone (every release tag) at the place copier looks for its cached mirror of
+    `source`, inside `folder`, with its remote removed: while `copier()` is entered, copier
+    finds it there (COPIER_CACHE_DIR), and its refresh of the mirror (`git remote update`)
+    fetches nothing. So the notes, the old release's files, the old render and copier's own
+    three renders all read this one clone, and the source is fetched once.
+    """
+
+    def __init__(self, source: str, folder: Path) -> None:
+        self.source, self.cache = source, folder
+        url, self.path = _copier_mirror(source, folder)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # copier's refresh of the mirror will fetch nothing: no upkeep after it either.
+        clone = ["git", "clone", "--quiet", "--mirror", "-c", "maintenance.auto=false"]
+        clone += ["--", url, str(self.path)]
+        done = run(clone, env=git_env(), timeout=300, check=False)
+        if done.returncode:
+            raise PavedError(f"cannot clone the template {source}: {done.stderr.strip()[-500:]}")
+        git(self.path, "remote", "remove", "origin")
+
+    def show(self, ref: str, path: str) -> str | None:
+        """The text of `path` at `ref` of the template, or None if it has none there."""
+        done = run(
+            ["git", "--git-dir", str(self.path), "show", f"{ref}:{path}", "--"],
+            env=git_env(),
+            check=False,
+        )
+        return None if done.returncode else done.stdout
+
+    def copier(self) -> contextlib.AbstractContextManager[None]:
+        """While entered, copier takes its clones of the source from this one."""
+        return _copier_cache(self.cache)
+
+
+def _copier_mirror(source: str, folder: Path) -> tuple[str, Path]:
+    """The URL copier fetches `source` from, and where its mirror is with its cache in `folder`.
+
+    copier's own rules (its cache layout is private: the update's fetch count test fails if
+    it changes); a source copier does not mirror (a local folder) gets a path of our own.
+    """
+    from copier import _vcs
+
+    url = _vcs.get_repo(source) or source
+    with _copier_cache(folder):
+        if _vcs._is_remote(url):
+            return url, Path(_vcs._get_mirror_path(url))
+    return url, folder / "template.git"
+
+
+@contextlib.contextmanager
+def _copier_cache(folder: Path) -> Iterator[None]:
+    """Keep copier's cache of template mirrors in `folder` while entered (COPIER_CACHE_DIR)."""
+    saved = os.environ.get("COPIER_CACHE_DIR")
+    os.environ["COPIER_CACHE_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("COPIER_CACHE_DIR", None)
+        else:
+            os.environ["COPIER_CACHE_DIR"] = saved
+
+
+def copier_update(
+    project: Path, target: str, *, trusted: bool, clone: TemplateClone | None = None
+) -> None:
+    """`copier update` of `project` to `target`, merging inline; trust only the platform's URL.
+
+    With `clone`, copier reads the template from it rather than fetching it again.
+    """
     from copier import run_update
     from copier.errors import CopierError
 
     try:
-        run_update(
-            project,
-            vcs_ref=target,
-            defaults=True,
-            overwrite=True,
-            # Not skip_answered: with it copier would not re-read answers that a migration
-            # moved (a renamed question); `defaults` already keeps it from asking.
-            quiet=True,
-            # Migrations and tasks run code from the template: only the platform's own.
-            unsafe=trusted,
-            conflict="inline",
-        )
+        with clone.copier() if clone else contextlib.nullcontext():
+            run_update(
+                project,
+                vcs_ref=target,
+                defaults=True,
+                overwrite=True,
+                # Not skip_answered: with it copier would not re-read answers that a
+                # migration moved (a renamed question); `defaults` keeps it from asking.
+                quiet=True,
+                # Migrations and tasks run code from the template: only the platform's own.
+                unsafe=trusted,
+                conflict="inline",
+            )
     except CopierError as exc:
         hint = "" if trusted else " (only the platform's own URL is trusted with migrations)"
         raise PavedError(f"copier update failed: {exc}{hint}") from exc
@@ -120,10 +211,15 @@ def copier_update(project: Path, target: str, *, trusted: bool) -> None:
 
 def lock_environment(dest: Path) -> None:
     """`uv lock` in `dest`."""
+    run([require_uv(), "lock", "--quiet"], cwd=dest)
+
+
+def require_uv() -> str:
+    """The path of uv; a PavedError saying what to do when it is not on PATH."""
     uv = shutil.which("uv")
     if uv is None:
         raise PavedError("uv is not on PATH: install it, or pass --no-lock and run `uv lock` later")
-    run([uv, "lock", "--quiet"], cwd=dest)
+    return uv
 
 
 def identity(dest: Path) -> list[str]:

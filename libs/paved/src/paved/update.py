@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from packaging.version import InvalidVersion, Version
 
 from paved._errors import PavedError
 from paved._git import git
 from paved._proc import run
+from paved.releases import base_version, compare, migrations, pick_release, release_notes
 from paved.repo import (
     ANSWERS_FILE,
     PLATFORM_PACKAGES,
@@ -38,18 +38,14 @@ from paved.repo import (
     uncommitted,
     unmerged_paths,
 )
-from paved.template import PLATFORM_URL, copier_update
+from paved.template import PLATFORM_URL, TemplateClone, copier_update, render, require_uv
 
 __all__ = [
     "EXIT_CODES",
     "PLATFORM_PACKAGES",
     "Conflict",
     "UpdateReport",
-    "base_version",
     "count_markers",
-    "pick_release",
-    "release_commits",
-    "release_version",
     "update_project",
 ]
 
@@ -59,7 +55,6 @@ EXIT_CODES: dict[str, int] = {"updated": 0, "current": 0, "failed": 1, "conflict
 #: The packages a platform release moves in a team repo's lock; nothing else may move.
 
 _UPGRADE = tuple(arg for name in PLATFORM_PACKAGES for arg in ("--upgrade-package", name))
-_RELEASE = re.compile(r"^v(\d+\.\d+\.\d+)$")
 _MARKER = re.compile(r"^<<<<<<< ", re.MULTILINE)
 #: Folders no update writes to, never scanned for leftovers.
 _SKIP = {".git", ".venv", ".dvc", "node_modules", "mlruns", ".bentoml"}
@@ -112,41 +107,6 @@ class UpdateReport:
         return {**asdict(self), "exit_code": self.exit_code}
 
 
-def release_commits(source: str, *, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The platform's release tags (`vX.Y.Z`), oldest first, and the commit each names.
-
-    One `git ls-remote`, no clone; an annotated tag's commit is its peeled (`^{}`) entry.
-    """
-    out = run(["git", "ls-remote", "--tags", "--", source], env=env, timeout=120).stdout
-    commits: dict[str, str] = {}
-    for line in out.splitlines():
-        sha, _, ref = line.partition("\t")
-        name = ref.removeprefix("refs/tags/")
-        if name.endswith("^{}"):
-            commits[name.removesuffix("^{}")] = sha
-        else:
-            commits.setdefault(name, sha)
-    releases = sorted((tag for tag in commits if _RELEASE.match(tag)), key=release_version)
-    return {tag: commits[tag] for tag in releases}
-
-
-def pick_release(source: str, to: str | None) -> tuple[str, dict[str, str]]:
-    """Release `to` of `source` (default: the latest), with every release's commit.
-
-    A source without release tags, or a `to` that is not one of them, is a PavedError.
-    """
-    commits = release_commits(source)
-    releases = list(commits)
-    if not releases:
-        raise PavedError(f"{source} has no release tags (vX.Y.Z)")
-    target = to or releases[-1]
-    if target not in releases:
-        raise PavedError(
-            f"{target} is not a release of {source}: choose from {', '.join(releases)}"
-        )
-    return target, commits
-
-
 def update_project(
     project: Path,
     *,
@@ -168,19 +128,18 @@ def update_project(
     require_clean(project)
     target, commits = pick_release(source, to)
     report = UpdateReport(str(project), source, current, target, "current")
-    base = base_version(current)
-    if release_version(target) < base:
+    step = compare(current, target)
+    if step == "older":
         raise PavedError(
             f"{project.name} is at {current}; {target} is older: paved update never downgrades"
         )
-    if current == target:
+    if step == "current":
         return report
     with tempfile.TemporaryDirectory(prefix="paved-update-") as scratch:
         return _update(
             project,
             report,
             answers,
-            base=base,
             trusted=source == platform_url,
             platform_url=platform_url,
             target_commit=commits[target] if lock else None,
@@ -193,7 +152,6 @@ def _update(
     report: UpdateReport,
     answers: Mapping[str, Any],
     *,
-    base: Version,
     trusted: bool,
     platform_url: str,
     target_commit: str | None,
@@ -208,9 +166,9 @@ def _update(
     """
     source, current, target = report.source, report.from_release, report.to_release
     clock = _Clock(report.seconds)
-    clone = scratch / "platform"
-    with clock("release notes"):
-        report.changelog, report.migrations = _release_notes(source, target, base, clone)
+    with clock("template clone and release notes"):
+        clone = TemplateClone(source, scratch / "template")
+        report.changelog, report.migrations = _release_notes(clone, current, target)
     if report.migrations and not trusted:
         raise PavedError(
             f"{target} runs migrations ({', '.join(report.migrations)}), which run code from "
@@ -230,20 +188,19 @@ def _update(
         early = pool.submit(lock_ahead, target_commit) if target_commit else None
         try:
             with clock("copier update"):
-                copier_update(project, target, trusted=trusted)
+                copier_update(project, target, trusted=trusted, clone=clone)
             # The re-lock (uv, mostly waiting on I/O) runs while the outcome is classified;
             # a lock file left with conflict markers is not re-locked (uv would refuse it).
-            lock_conflicted = bool(count_markers(project / "uv.lock")) or bool(
-                git(project, "ls-files", "-u", "--", "uv.lock")
-            )
+            unmerged = unmerged_paths(project)
+            lock_conflicted = bool(count_markers(project / "uv.lock")) or "uv.lock" in unmerged
             with clock("classify and re-lock"):
                 relock = target_commit and not lock_conflicted
                 locking = pool.submit(_relock, project, early) if relock else None
                 report.replaced_answers = _replaced_answers(answers, read_answers(project))
-                report.conflicts = _conflicts(project, before_rejects)
-                report.removed_edited = _removed_edited(project, current, answers, clone)
+                report.removed_edited = _removed_edited(project, answers, clone, scratch)
                 report.locked, report.locked_ahead = locking.result() if locking else ([], False)
-            report.changed = uncommitted(project)
+                report.changed = uncommitted(project)
+                report.conflicts = _conflicts(project, before_rejects, unmerged, report.changed)
         except (PavedError, OSError, ValueError, RuntimeError) as exc:
             failure = exc
     if failure is not None:
@@ -269,10 +226,11 @@ class _Clock:
             self.into[name] = round(time.perf_counter() - started, 3)
 
 
-def _conflicts(project: Path, before_rejects: set[str]) -> list[Conflict]:
-    unmerged = unmerged_paths(project)
+def _conflicts(
+    project: Path, before_rejects: set[str], unmerged: list[str], changed: list[str]
+) -> list[Conflict]:
     found = [Conflict(path, "unmerged", count_markers(project / path)) for path in unmerged]
-    for path in uncommitted(project):
+    for path in changed:
         if path in unmerged or not (project / path).is_file():
             continue
         count = count_markers(project / path)
@@ -306,61 +264,35 @@ def _rejects(project: Path) -> list[str]:
 
 
 def _removed_edited(
-    project: Path, current: str, answers: Mapping[str, Any], clone: Path
+    project: Path, answers: Mapping[str, Any], clone: TemplateClone, scratch: Path
 ) -> list[str]:
     """Files the update deleted whose committed content is not the old release's.
 
-    The old release's file is read from the template clone (`clone`, fetching the old tag)
-    where it is a plain file at the same path; a templated one (`.jinja`, or under a
-    templated folder name) is rendered: the old release with the repo's answers.
+    The old release's file is read from the template clone where it is a plain file at the
+    same path; a templated one (`.jinja`, or under a templated folder name) is rendered:
+    the old release with the repo's answers, from the same clone.
     """
     deleted = git(project, "diff", "--name-only", "--diff-filter=D", "HEAD").splitlines()
     if not deleted:
         return []
-    old_files: dict[str, str | None] = dict.fromkeys(deleted)
-    kind = str(answers.get("project_kind", ""))
-    fetched = (
-        kind
-        and (clone / ".git").exists()
-        and not run(
-            [
-                *("git", "-C", str(clone), "fetch", "--quiet", "--depth", "1", "--", "origin"),
-                f"refs/tags/{current}:refs/tags/{current}",
-            ],
-            timeout=300,
-            check=False,
-        ).returncode
-    )
-    for path in deleted if fetched else []:
-        shown = run(
-            ["git", "-C", str(clone), "show", f"refs/tags/{current}:templates/{kind}/{path}"],
-            check=False,
-        )
-        if not shown.returncode:
-            old_files[path] = shown.stdout
+    current, kind = str(answers["_commit"]), str(answers.get("project_kind", ""))
+    old_files = {
+        path: clone.show(current, f"templates/{kind}/{path}") if kind else None for path in deleted
+    }
     rendered = [path for path, text in old_files.items() if text is None]
     if rendered:
-        old_files.update(_old_render(clone.parent / "old-render", rendered, current, answers))
+        data = {key: value for key, value in answers.items() if not key.startswith("_")}
+        dest = scratch / "old-render"
+        render(clone.source, dest, data, vcs_ref=current, defaults=True, clone=clone)
+        for path in rendered:
+            file = dest / path
+            old_files[path] = file.read_text(encoding="utf-8") if file.is_file() else None
     edited = []
     for path, old in old_files.items():
         committed = run(["git", "show", f"HEAD:{path}"], cwd=project).stdout
         if committed != old:
             edited.append(path)
     return edited
-
-
-def _old_render(
-    dest: Path, paths: list[str], current: str, answers: Mapping[str, Any]
-) -> dict[str, str | None]:
-    """`paths` as the release `current` renders them with `answers` (None: not rendered)."""
-    from copier import run_copy
-
-    data = {key: value for key, value in answers.items() if not key.startswith("_")}
-    run_copy(str(answers["_src_path"]), dest, data=data, vcs_ref=current, defaults=True, quiet=True)
-    return {
-        path: (dest / path).read_text(encoding="utf-8") if (dest / path).is_file() else None
-        for path in paths
-    }
 
 
 def _lock_ahead(project: Path, target_commit: str, folder: Path) -> tuple[str, Path] | None:
@@ -400,9 +332,7 @@ def _relock(
     """
     if not (project / "uv.lock").is_file():
         raise PavedError(f"{project} has no uv.lock to update: run `uv lock` and commit it")
-    uv = shutil.which("uv")
-    if uv is None:
-        raise PavedError("uv is not on PATH: install it, or pass --no-lock and run `uv lock`")
+    uv = require_uv()
     before = _locked_versions(project / "uv.lock")
     ahead = early.result() if early else None
     merged = (project / "pyproject.toml").read_text(encoding="utf-8")
@@ -484,40 +414,18 @@ def _restore(project: Path, head: str, before_rejects: set[str]) -> None:
         (project / path).unlink(missing_ok=True)
 
 
-def _release_notes(source: str, target: str, base: Version, clone: Path) -> tuple[str, list[str]]:
-    """The changelog and the migrating releases after `base` up to `target`.
-
-    Both come from one shallow clone of the target, made at `clone`: the changelog entries
-    newest first, and the releases in that range whose migrations the update will run.
-    """
-    command = ["git", "clone", "--quiet", "--depth", "1", "--branch", target, "--no-checkout"]
-    if run([*command, "--", source, str(clone)], timeout=300, check=False).returncode:
-        return "", []
-    text = git(clone, "show", "HEAD:docs/changelog.md", check=False)
+def _release_notes(clone: TemplateClone, current: str, target: str) -> tuple[str, list[str]]:
+    """The changelog and the migrating releases after `current` up to `target`."""
+    base = base_version(current)
     try:
-        config = yaml.safe_load(git(clone, "show", "HEAD:copier.yml", check=False) or "{}")
+        config = yaml.safe_load(clone.show(target, "copier.yml") or "{}")
     except yaml.YAMLError as exc:
         raise PavedError(
-            f"the copier.yml of {source} at {target} is not plain YAML, which paved reads for "
-            f"its _migrations ({' '.join(str(exc).split())[:300]})"
+            f"the copier.yml of {clone.source} at {target} is not plain YAML, which paved reads "
+            f"for its _migrations ({' '.join(str(exc).split())[:300]})"
         ) from exc
-    sections = re.split(r"^(?=## \[)", text, flags=re.MULTILINE)
-    wanted = []
-    for section in sections:
-        match = re.match(r"## \[(\d+\.\d+\.\d+)\]", section)
-        if match and base < Version(match[1]) <= release_version(target):
-            wanted.append(section.strip())
-    migrations = sorted(
-        {
-            str(entry["version"])
-            for entry in (config or {}).get("_migrations") or []
-            if isinstance(entry, dict)
-            and "version" in entry
-            and base < release_version(str(entry["version"])) <= release_version(target)
-        },
-        key=release_version,
-    )
-    return "\n\n".join(wanted), migrations
+    notes = release_notes(clone.show(target, "docs/changelog.md") or "", base, target)
+    return notes, migrations(config if isinstance(config, dict) else {}, base, target)
 
 
 def _replaced_answers(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -531,19 +439,6 @@ def _replaced_answers(before: Mapping[str, Any], after: Mapping[str, Any]) -> di
         for key in before.keys() & after.keys()
         if not key.startswith("_") and before[key] != after[key]
     }
-
-
-def release_version(tag: str) -> Version:
-    """The version a release tag names (`v1.2.0` -> 1.2.0)."""
-    return Version(tag.removeprefix("v"))
-
-
-def base_version(release: str) -> Version:
-    """The release a `_commit` stands on: `v1.2.0` and `v1.2.0-3-gabc1234` are 1.2.0."""
-    try:
-        return Version(release.removeprefix("v").split("-", 1)[0])
-    except InvalidVersion as exc:
-        raise PavedError(f"_commit {release!r} names no release: update it with copier") from exc
 
 
 def _reason(exc: BaseException) -> str:

@@ -58,10 +58,10 @@ from paved.fleet.sources import (
     local_tip,
     push_url,
 )
-from paved.fleet.status import update_branch
+from paved.releases import compare, latest, release_commits, release_version, update_branch
 from paved.repo import read_answers, require_clean
 from paved.template import PLATFORM_URL, identity
-from paved.update import base_version, release_commits, release_version, update_project
+from paved.update import UpdateReport, update_project
 
 __all__ = [
     "FETCHED_MANIFEST",
@@ -202,7 +202,7 @@ def _context(
         mirrors=mirrors or _Mirrors(workspace, credentials),
         github=GitHub(api_env) if any(ref.github for ref in chosen) else None,
         prs=_PullRequests(max_open_prs),
-        workers=_Workers(workers, workspace / "copier-cache"),
+        workers=_Workers(workers),
     )
 
 
@@ -547,10 +547,11 @@ def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
         answers = read_answers(work)
         outcome.from_release = str(answers.get("_commit", ""))
         env = ctx.mirrors.serve(str(answers.get("_src_path", "")))
-        if outcome.from_release == ctx.release:
+        step = compare(outcome.from_release, ctx.release)
+        if step == "current":
             outcome.outcome = "current"
             return outcome
-        if base_version(outcome.from_release) > release_version(ctx.release):
+        if step == "older":
             outcome.outcome, outcome.reason = (
                 "skipped",
                 (f"on {outcome.from_release}, newer than {ctx.release}: never downgraded"),
@@ -564,16 +565,14 @@ def _roll(ref: RepoRef, ctx: _Run) -> Outcome:
             created = True
         outcome.stage = "update"
         update = _paved_update(work, ctx, env)
-        outcome.changed = list(update.get("changed", []))
-        outcome.conflicts = [
-            f"{c['path']} ({c['kind']}, {c['markers']} markers)" for c in update["conflicts"]
-        ]
-        if update["status"] == "failed":
-            raise PavedError(update.get("reason") or "paved update failed")
-        if update["status"] == "current":
+        outcome.changed = list(update.changed)
+        outcome.conflicts = [f"{c.path} ({c.kind}, {c.markers} markers)" for c in update.conflicts]
+        if update.status == "failed":
+            raise PavedError(update.reason or "paved update failed")
+        if update.status == "current":
             outcome.outcome = "current"
             return outcome
-        outcome.outcome = "conflicts" if update["status"] == "conflicts" else "updated"
+        outcome.outcome = "conflicts" if update.status == "conflicts" else "updated"
         _deliver(ref, work, ctx, outcome, update, branch=branch, default=default)
     except Exception as exc:  # whatever a repo or its template holds fails that repo only
         outcome.outcome = "failed"
@@ -667,7 +666,7 @@ def _deliver(
     work: Path,
     ctx: _Run,
     outcome: Outcome,
-    update: Mapping[str, Any],
+    update: UpdateReport,
     *,
     branch: str,
     default: str,
@@ -715,8 +714,8 @@ def _branch_message(ref: RepoRef, work: Path, branch: str, tip: str, held: Held)
     return git(ref.path or work, "log", "-1", "--format=%B", tip, check=False)
 
 
-def _paved_update(work: Path, ctx: _Run, env: Mapping[str, str]) -> dict[str, Any]:
-    """`paved update` of `work` in a worker process: its report, as `paved update --json`."""
+def _paved_update(work: Path, ctx: _Run, env: Mapping[str, str]) -> UpdateReport:
+    """`paved update` of `work` in a worker process: its report."""
     return ctx.workers.run(_update_in_worker, str(work), ctx.release, ctx.lock, dict(env))
 
 
@@ -760,11 +759,11 @@ def _title(release: str) -> str:
     return f"Update to the Paved platform {release}"
 
 
-def _message(release: str, update: Mapping[str, Any], outcome: Outcome) -> str:
+def _message(release: str, update: UpdateReport, outcome: Outcome) -> str:
     lines = [_title(release), ""]
     lines.append(f"From {outcome.from_release} by `paved fleet update`.")
-    if update.get("changelog"):
-        lines += ["", str(update["changelog"]).strip()]
+    if update.changelog:
+        lines += ["", update.changelog.strip()]
     if outcome.conflicts:
         lines += ["", "Conflicts to resolve before merging:"]
         lines += [f"- {conflict}" for conflict in outcome.conflicts]
@@ -776,8 +775,6 @@ def _message(release: str, update: Mapping[str, Any], outcome: Outcome) -> str:
 # ------------------------------------------------------------------ the workers
 
 _T = TypeVar("_T")
-#: This worker process's own copier cache (set when the worker starts).
-_WORKER: dict[str, str] = {"copier_cache": ""}
 
 
 class _Workers:
@@ -787,8 +784,8 @@ class _Workers:
     after it get new workers.
     """
 
-    def __init__(self, count: int, cache: Path) -> None:
-        self.count, self.cache = count, cache
+    def __init__(self, count: int) -> None:
+        self.count = count
         self.lock = threading.Lock()
         self.pool = self._start()
 
@@ -798,7 +795,6 @@ class _Workers:
             # Not fork: the parent has threads (one per job), which fork does not copy safely.
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(str(self.cache),),
         )
 
     def run(self, function: Callable[..., _T], *args: Any) -> _T:
@@ -817,25 +813,22 @@ class _Workers:
         self.pool.shutdown()
 
 
-def _start_worker(cache: str) -> None:
-    """A worker's start: its own copier cache, copier imported (once, not once per repo).
-
-    copier keeps one mirror per template in its cache and refreshes it on every run (`git
-    remote update`, `git worktree prune`): two updates sharing a cache race and one fails.
-    A worker runs one update at a time, so a cache per worker never races, and each worker's
-    updates after its first reuse the mirror it made from the run's mirror.
-    """
-    _WORKER["copier_cache"] = str(Path(cache) / str(os.getpid()))
+def _start_worker() -> None:
+    """A worker's start: copier imported once, not once per repo."""
     import copier  # noqa: F401
 
 
-def _update_in_worker(work: str, release: str, lock: bool, env: dict[str, str]) -> dict[str, Any]:
-    """`paved update --json` of `work`, in this worker, with `env` as its environment."""
-    with _environment({**env, "COPIER_CACHE_DIR": _WORKER["copier_cache"]}):
+def _update_in_worker(work: str, release: str, lock: bool, env: dict[str, str]) -> UpdateReport:
+    """`paved update` of `work`, in this worker, with `env` as its environment.
+
+    Each update clones the template into its own folder (`paved.template.TemplateClone`),
+    from the run's mirror, so two workers never share a copier cache.
+    """
+    with _environment(env):
         try:
-            return update_project(Path(work), to=release, lock=lock).as_json()
+            return update_project(Path(work), to=release, lock=lock)
         except PavedError as exc:  # a refusal is a report too, as the CLI prints it
-            return {"project": work, "status": "failed", "reason": str(exc), "conflicts": []}
+            return UpdateReport(work, "", "", release, "failed", reason=str(exc))
 
 
 @contextlib.contextmanager
@@ -888,10 +881,7 @@ class _Mirrors:
 def _latest(source: str, mirrors: _Mirrors) -> str:
     mirrors.serve(source)
     mirror = mirrors.mirrors.get(source)
-    releases = list(release_commits(str(mirror or source)))
-    if not releases:
-        raise PavedError(f"{source} has no release tags (vX.Y.Z)")
-    return releases[-1]
+    return latest(release_commits(str(mirror or source)), source)
 
 
 def _mirror_env(mirrors: Mapping[str, Path]) -> dict[str, str]:
