@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from paved._errors import PavedError
@@ -11,8 +12,10 @@ from paved.fleet.rollout import _Workers
 pytestmark = pytest.mark.libs
 
 
-def test_a_worker_that_dies_fails_its_task_and_the_next_task_gets_a_new_worker() -> None:
-    workers = _Workers(1)
+def test_a_worker_that_dies_fails_its_task_and_the_next_task_gets_a_new_worker(
+    tmp_path: Path,
+) -> None:
+    workers = _Workers(1, tmp_path / "templates")
     try:
         first = workers.run(os.getpid)
         assert workers.run(os.getpid) == first  # the same process serves one task after another

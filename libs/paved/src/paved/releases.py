@@ -16,6 +16,7 @@ from typing import Any, Literal
 from packaging.version import InvalidVersion, Version
 
 from paved._errors import PavedError
+from paved._git import git_env
 from paved._proc import run
 
 __all__ = [
@@ -50,12 +51,13 @@ def base_version(release: str) -> Version:
         raise PavedError(f"_commit {release!r} names no release: update it with copier") from exc
 
 
-def release_commits(source: str, *, env: Mapping[str, str] | None = None) -> dict[str, str]:
+def release_commits(source: str) -> dict[str, str]:
     """The release tags of `source`, oldest first, and the commit each names.
 
     One `git ls-remote`, no clone; an annotated tag's commit is its peeled (`^{}`) entry.
     """
-    out = run(["git", "ls-remote", "--tags", "--", source], env=env, timeout=120).stdout
+    command = ["git", "ls-remote", "--tags", "--", source]
+    out = run(command, env=git_env(), timeout=120).stdout
     commits: dict[str, str] = {}
     for line in out.splitlines():
         sha, _, ref = line.partition("\t")

@@ -22,6 +22,7 @@ from paved._proc import run
 __all__ = [
     "PLATFORM_URL",
     "TemplateClone",
+    "TemplateClones",
     "copier_update",
     "identity",
     "lock_environment",
@@ -149,6 +150,25 @@ class TemplateClone:
     def copier(self) -> contextlib.AbstractContextManager[None]:
         """While entered, copier takes its clones of the source from this one."""
         return _copier_cache(self.cache)
+
+
+class TemplateClones:
+    """Template clones in `folder`, one per source, each made the first time it is asked for.
+
+    `paved update` makes one for each update; a fleet worker keeps one for all its updates,
+    so a run clones each template once per worker, not once per repo.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.clones: dict[str, TemplateClone] = {}
+
+    def get(self, source: str) -> TemplateClone:
+        """The clone of `source` (made now, if this is the first time)."""
+        if source not in self.clones:
+            folder = self.folder / f"template-{len(self.clones)}"
+            self.clones[source] = TemplateClone(source, folder)
+        return self.clones[source]
 
 
 def _copier_mirror(source: str, folder: Path) -> tuple[str, Path]:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 
 from paved._errors import PavedError
-from paved._git import git
+from paved._git import git, git_env
 from paved._proc import run
 from paved.releases import base_version, compare, migrations, pick_release, release_notes
 from paved.repo import (
@@ -38,7 +38,14 @@ from paved.repo import (
     uncommitted,
     unmerged_paths,
 )
-from paved.template import PLATFORM_URL, TemplateClone, copier_update, render, require_uv
+from paved.template import (
+    PLATFORM_URL,
+    TemplateClone,
+    TemplateClones,
+    copier_update,
+    render,
+    require_uv,
+)
 
 __all__ = [
     "EXIT_CODES",
@@ -113,12 +120,14 @@ def update_project(
     to: str | None = None,
     platform_url: str = PLATFORM_URL,
     lock: bool = True,
+    clones: TemplateClones | None = None,
 ) -> UpdateReport:
     """Update `project` to release `to` (default: the latest); see the module's docstring.
 
     Refusals (a dirty tree, a downgrade, an unknown release, no answers file) raise a
     PavedError before anything is touched; a failure during the update is reported with
-    status "failed" after the repo is put back.
+    status "failed" after the repo is put back. The template is read from its clone in
+    `clones` (made there if missing; by default a clone for this update only).
     """
     project = project.absolute()
     answers = read_answers(project)
@@ -144,6 +153,7 @@ def update_project(
             platform_url=platform_url,
             target_commit=commits[target] if lock else None,
             scratch=Path(scratch),
+            clones=clones or TemplateClones(Path(scratch)),
         )
 
 
@@ -156,6 +166,7 @@ def _update(
     platform_url: str,
     target_commit: str | None,
     scratch: Path,
+    clones: TemplateClones,
 ) -> UpdateReport:
     """The update proper, once the refusals are behind (see update_project).
 
@@ -167,7 +178,7 @@ def _update(
     source, current, target = report.source, report.from_release, report.to_release
     clock = _Clock(report.seconds)
     with clock("template clone and release notes"):
-        clone = TemplateClone(source, scratch / "template")
+        clone = clones.get(source)
         report.changelog, report.migrations = _release_notes(clone, current, target)
     if report.migrations and not trusted:
         raise PavedError(
@@ -289,7 +300,7 @@ def _removed_edited(
             old_files[path] = file.read_text(encoding="utf-8") if file.is_file() else None
     edited = []
     for path, old in old_files.items():
-        committed = run(["git", "show", f"HEAD:{path}"], cwd=project).stdout
+        committed = run(["git", "show", f"HEAD:{path}"], cwd=project, env=git_env()).stdout
         if committed != old:
             edited.append(path)
     return edited

@@ -60,7 +60,7 @@ from paved.fleet.sources import (
 )
 from paved.releases import compare, latest, release_commits, release_version, update_branch
 from paved.repo import read_answers, require_clean
-from paved.template import PLATFORM_URL, identity
+from paved.template import PLATFORM_URL, TemplateClones, identity
 from paved.update import UpdateReport, update_project
 
 __all__ = [
@@ -202,7 +202,7 @@ def _context(
         mirrors=mirrors or _Mirrors(workspace, credentials),
         github=GitHub(api_env) if any(ref.github for ref in chosen) else None,
         prs=_PullRequests(max_open_prs),
-        workers=_Workers(workers),
+        workers=_Workers(workers, workspace / "templates"),
     )
 
 
@@ -784,8 +784,8 @@ class _Workers:
     after it get new workers.
     """
 
-    def __init__(self, count: int) -> None:
-        self.count = count
+    def __init__(self, count: int, templates: Path) -> None:
+        self.count, self.templates = count, templates
         self.lock = threading.Lock()
         self.pool = self._start()
 
@@ -795,6 +795,7 @@ class _Workers:
             # Not fork: the parent has threads (one per job), which fork does not copy safely.
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
+            initargs=(str(self.templates),),
         )
 
     def run(self, function: Callable[..., _T], *args: Any) -> _T:
@@ -813,20 +814,26 @@ class _Workers:
         self.pool.shutdown()
 
 
-def _start_worker() -> None:
-    """A worker's start: copier imported once, not once per repo."""
+#: This worker's template clones, one per source, made at its first update from each.
+_WORKER: dict[str, TemplateClones] = {}
+
+
+def _start_worker(templates: str) -> None:
+    """A worker's start: its own template clones, and copier imported once, not per repo.
+
+    copier refreshes and prunes the mirror it reads a template from on every run: two
+    updates sharing one would race. A worker runs one update at a time, so clones per
+    worker never race, and each worker clones a template (from the run's mirror) once.
+    """
+    _WORKER["clones"] = TemplateClones(Path(templates) / str(os.getpid()))
     import copier  # noqa: F401
 
 
 def _update_in_worker(work: str, release: str, lock: bool, env: dict[str, str]) -> UpdateReport:
-    """`paved update` of `work`, in this worker, with `env` as its environment.
-
-    Each update clones the template into its own folder (`paved.template.TemplateClone`),
-    from the run's mirror, so two workers never share a copier cache.
-    """
+    """`paved update` of `work`, in this worker, with `env` as its environment."""
     with _environment(env):
         try:
-            return update_project(Path(work), to=release, lock=lock)
+            return update_project(Path(work), to=release, lock=lock, clones=_WORKER["clones"])
         except PavedError as exc:  # a refusal is a report too, as the CLI prints it
             return UpdateReport(work, "", "", release, "failed", reason=str(exc))
 
@@ -893,7 +900,8 @@ def _mirror_env(mirrors: Mapping[str, Path]) -> dict[str, str]:
     ]
     # A mirror replaces any other rewrite of the same URL (two would be ambiguous).
     pairs = [(k, v) for k, v in pairs if not (k.lower().endswith(".insteadof") and v in mirrors)]
-    pairs += [(f"url.{path.as_uri()}.insteadOf", source) for source, path in mirrors.items()]
+    # A path, not a file:// URL: git clones a local path with hard links, not a pack.
+    pairs += [(f"url.{path}.insteadOf", source) for source, path in mirrors.items()]
     for key in [k for k in env if k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))]:
         del env[key]
     env["GIT_CONFIG_COUNT"] = str(len(pairs))
