@@ -14,9 +14,10 @@ import tomllib
 from pathlib import Path
 
 from paved._git import git_env
+from paved.constants import TELEMETRY_OFF
+from paved.template import PLATFORM_URL
 
 ROOT = Path(__file__).resolve().parents[1]
-PLATFORM_URL = "https://github.com/acme/paved.git"
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Paved CI",
     "GIT_AUTHOR_EMAIL": "ci@paved.invalid",
@@ -63,11 +64,7 @@ def canonical_env(clone: Path, url: str = PLATFORM_URL) -> dict[str, str]:
 
 
 #: Telemetry off for every tool a generated repo runs.
-QUIET_ENV = {
-    "BENTOML_DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DVC_NO_ANALYTICS": "1",
-}
+QUIET_ENV = TELEMETRY_OFF
 
 
 def _lock_env() -> dict[str, str]:

@@ -20,6 +20,7 @@ from paved._errors import CommandError, PavedError
 from paved._git import git
 from paved._image import ImageBuild, build_image, image_tags, push_image
 from paved._proc import run
+from paved.constants import TELEMETRY_OFF
 from paved.repo import platform_version, python_version, read_pyproject, tool_paved
 
 __all__ = [
@@ -126,9 +127,7 @@ def _check_env(project: Path, scratch: Path) -> dict[str, str]:
     return {
         **os.environ,
         "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(project / ".bentoml")),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DVC_NO_ANALYTICS": "1",
+        **TELEMETRY_OFF,
         "MLFLOW_TRACKING_URI": store,
         "MLFLOW_REGISTRY_URI": store,
     }

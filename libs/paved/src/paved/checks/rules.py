@@ -17,6 +17,7 @@ import yaml
 
 from paved._errors import PavedError
 from paved.checks.lock import lock_drift
+from paved.constants import TELEMETRY_OFF
 from paved.repo import (
     ANSWERS_FILE,
     YAML_BYTES,
@@ -42,13 +43,6 @@ _CANONICAL = re.compile(r"^(https://[^/\s]+/[^/\s]+/[^/\s]+|ssh://git@[^/\s]+/[^
 PIPELINE_STAGES = ("ingest", "prepare", "train", "evaluate")
 #: Write scopes a team repo's workflows may grant, and only outside pull-request runs.
 WRITE_SCOPES = {"packages", "id-token"}
-TELEMETRY_OFF = {
-    "BENTOML_DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DVC_NO_ANALYTICS": "1",
-}
-
-
 # ------------------------------------------------------------------ fixtures
 
 
