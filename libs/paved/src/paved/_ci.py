@@ -21,7 +21,13 @@ from paved._git import git
 from paved._image import ImageBuild, build_image, image_tags, push_image
 from paved._proc import run
 from paved.constants import TELEMETRY_OFF
-from paved.repo import platform_version, python_version, read_pyproject, tool_paved
+from paved.repo import (
+    platform_version,
+    python_version,
+    read_pyproject,
+    require_clean,
+    tool_paved,
+)
 
 __all__ = [
     "CHECK_STEPS",
@@ -286,12 +292,8 @@ def build_and_push(
     whose image would not be the commit it names.
     """
     if push:
-        changed = git(build.project, "status", "--porcelain", "--untracked-files=normal")
-        if changed:
-            first = changed.splitlines()[0]
-            raise PavedError(
-                f"{build.project} has uncommitted changes ({first.strip()}, ...): commit them "
-                "first, so the image is the commit it is labelled with"
-            )
+        require_clean(
+            build.project, then="commit them first, so the image is the commit it is labelled with"
+        )
     digest = build_image(build, builder=builder, tls_verify=tls_verify, archive=archive)
     return push_image(build, builder=builder, tls_verify=tls_verify) if push else digest
