@@ -117,7 +117,9 @@ def test_a_push_refuses_a_tree_with_uncommitted_changes(
     note = repo / "notes.txt"
     note.write_text("not committed\n")
     try:
-        with pytest.raises(RuntimeError, match=r"uncommitted changes \(notes.txt\): commit them first"):
+        with pytest.raises(
+            RuntimeError, match=r"uncommitted changes \(notes.txt\): commit them first"
+        ):
             paved_ci_image(repo, env, f"{registry.host}/acme", "--builder", "buildah")
     finally:
         note.unlink()
