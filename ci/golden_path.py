@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 from snapshot import LOCK_ENV, PLATFORM_URL, QUIET_ENV, canonical_env
 
 #: Variables of a CI run (GitHub Actions, act) that describe that run, not a team repo.
@@ -31,7 +32,13 @@ CI_CONTEXT = ("GITHUB_", "RUNNER_", "ACTIONS_", "INPUT_")
 #: `os.environ`, so a test that tracked in-process would make every later generated repo
 #: register into one shared store. A team repo's store is its own ([tool.paved]).
 OTHER_STORE = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-DEMO_ANSWERS = {"project_name": "Iris Demo", "team": "data-science"}
+#: The demo's answers: those of the committed example, so the demo, the tests and the
+#: benchmarks generate the repo examples/iris-demo shows.
+DEMO_ANSWERS: dict[str, str] = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "examples" / "iris-demo.answers.yml").read_text(
+        encoding="utf-8"
+    )
+)
 IRIS_ROW = {
     "sepal_length_cm": 5.9,
     "sepal_width_cm": 3.0,

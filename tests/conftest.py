@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from copier import run_copy
-from helpers import BASE_ANSWERS, RELEASE, Render
+from golden_path import DEMO_ANSWERS
+from helpers import RELEASE, Render
 from plumbum import local
 from snapshot import LOCK_ENV, PLATFORM_URL, QUIET_ENV, canonical_env, snapshot
 
@@ -62,7 +63,7 @@ def render(platform: tuple[Path, str], tmp_path: Path) -> Render:
         run_copy(
             PLATFORM_URL,
             dest,
-            data={**BASE_ANSWERS, **answers},
+            data={**DEMO_ANSWERS, **answers},
             defaults=True,
             quiet=True,
             unsafe=False,

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 RELEASE = "v0.1.0"
-BASE_ANSWERS = {"project_name": "Iris Demo", "team": "data-science"}
 Render = Callable[..., Path]
 
 #: 343 bytes of YAML that expand to 9^9 strings (a MemoryError, or minutes) unless refused.
@@ -22,7 +21,7 @@ ALIAS_BOMB = "\n".join(
     + ["_bomb: *i", ""]
 )
 
-#: Answer sets the render tier covers (on top of BASE_ANSWERS).
+#: Answer sets the render tier covers (on top of DEMO_ANSWERS).
 MATRIX = [
     {},
     {"python_version": "3.12"},

@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 from act_runner import Team
 from base_image import DISTROLESS_IMAGE, ensure_base_image
-from golden_path import IRIS_ROW, generate, run, serve_image, tool_env
-from helpers import BASE_ANSWERS
+from golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve_image, tool_env
 from registry import Registry, local_registry
 from snapshot import GIT_IDENTITY, PLATFORM_URL
 
@@ -68,7 +67,7 @@ def team(platform: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -
     authfile.write_text('{"auths": {}}')
     env = tool_env(clone, REGISTRY_AUTH_FILE=str(authfile))
     answers = {
-        **BASE_ANSWERS,
+        **DEMO_ANSWERS,
         "dvc_remote_url": str(work / "remote"),
         "container_registry": "registry.acme.example/ml",
     }
@@ -225,7 +224,7 @@ def _next_steps(output: str) -> list[str]:
 def test_the_steps_copier_prints_lead_to_a_green_first_ci_run(team: Team, tmp_path: Path) -> None:
     """A plain `copier copy`, its printed steps up to the first commit, then that commit's CI
     as GitHub would see it (act in a fresh clone: nothing untracked comes along)."""
-    answers = [arg for k, v in BASE_ANSWERS.items() for arg in ("--data", f"{k}={v}")]
+    answers = [arg for k, v in DEMO_ANSWERS.items() for arg in ("--data", f"{k}={v}")]
     dest = tmp_path / "churn"
     copy = [sys.executable, "-m", "copier", "copy", "--defaults", *answers, PLATFORM_URL, str(dest)]
     output = run(copy, tmp_path, team.env)

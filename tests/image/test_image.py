@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from base_image import DISTROLESS_IMAGE, ensure_base_image
-from golden_path import IRIS_ROW, Service, generate, run, serve_image, tool_env
-from helpers import BASE_ANSWERS, RELEASE
+from golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve_image, tool_env
+from helpers import RELEASE
 from paved._errors import PavedError
 from paved._image import choose_builder
 from registry import Registry, local_registry
@@ -41,7 +41,7 @@ def team(
     work = tmp_path_factory.mktemp("image")
     env = tool_env(clone)
     repo = generate(
-        work / "iris-demo", env, {**BASE_ANSWERS, "dvc_remote_url": str(work / "remote")}
+        work / "iris-demo", env, {**DEMO_ANSWERS, "dvc_remote_url": str(work / "remote")}
     )
     run(["uv", "sync", "--frozen"], repo, env)
     return repo, env
@@ -264,7 +264,7 @@ def test_an_xgboost_repo_builds_an_image_that_serves_labels(
     clone, _ = platform
     env = tool_env(clone)
     answers = {
-        **BASE_ANSWERS,
+        **DEMO_ANSWERS,
         "model_framework": "xgboost",
         "dvc_remote_url": str(tmp_path / "remote"),
     }

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import BASE_ANSWERS
+from golden_path import DEMO_ANSWERS
 from paved.checks import check_repo
 from paved.checks.lock import lock_drift
 from paved.checks.rules import RULES
@@ -35,7 +35,7 @@ PV = [rule.__name__ for rule in RULES]
 @pytest.fixture(scope="module")
 def fresh(platform: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("checks") / "iris-demo"
-    return new_project(dest, data=BASE_ANSWERS, defaults=True)
+    return new_project(dest, data=DEMO_ANSWERS, defaults=True)
 
 
 @pytest.fixture

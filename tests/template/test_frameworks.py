@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from golden_path import IRIS_ROW, generate, run, serve, tool_env
-from helpers import BASE_ANSWERS
+from golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve, tool_env
 
 pytestmark = pytest.mark.project
 
@@ -31,7 +30,7 @@ def trained(
     work = tmp_path_factory.mktemp(request.param)
     env = tool_env(clone)
     answers = {
-        **BASE_ANSWERS,
+        **DEMO_ANSWERS,
         "model_framework": request.param,
         "dvc_remote_url": str(work / "dvc-remote"),
     }

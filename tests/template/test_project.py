@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
-from golden_path import IRIS_ROW, Service, generate, run, serve, tool_env
-from helpers import BASE_ANSWERS, RELEASE
+from golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve, tool_env
+from helpers import RELEASE
 
 pytestmark = pytest.mark.project
 
@@ -73,7 +73,7 @@ def repo(platform: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -
         GIT_COMMITTER_EMAIL="ds@example.com",
     )
     path = generate(
-        work / "iris-demo", env, {**BASE_ANSWERS, "dvc_remote_url": str(work / "dvc-remote")}
+        work / "iris-demo", env, {**DEMO_ANSWERS, "dvc_remote_url": str(work / "dvc-remote")}
     )
     run(["uv", "sync", "--frozen"], path, env)
     return Repo(path, env)

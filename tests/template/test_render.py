@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import BASE_ANSWERS, MATRIX, RELEASE, Render, matrix_id
+from golden_path import DEMO_ANSWERS
+from helpers import MATRIX, RELEASE, Render, matrix_id
 from snapshot import PLATFORM_URL, ROOT
 
 pytestmark = pytest.mark.render
@@ -76,14 +77,14 @@ def test_render_matrix(render: Render, platform: tuple[Path, str], answers: dict
         elif path.suffix in {".yml", ".yaml"}:
             yaml.safe_load(text)
     module = ast.parse((repo / "src" / package / "__init__.py").read_text())
-    name = {**BASE_ANSWERS, **answers}["project_name"]
+    name = {**DEMO_ANSWERS, **answers}["project_name"]
     assert ast.get_docstring(module, clean=False).startswith(f"{name}: ")
     assert len(module.body) == 1, "the package's __init__ holds only its docstring"
 
     recorded = yaml.safe_load((repo / ".copier-answers.yml").read_text())
     assert recorded["_src_path"] == PLATFORM_URL
     assert recorded["_commit"] == RELEASE
-    for key, value in {**BASE_ANSWERS, **answers}.items():
+    for key, value in {**DEMO_ANSWERS, **answers}.items():
         assert recorded[key] == value
     assert not {"platform_git_url", "model_name", "service_class", "image_name"} & recorded.keys()
 
@@ -193,7 +194,7 @@ def test_bad_answer_is_refused_and_writes_nothing(
     platform: tuple[Path, str], tmp_path: Path, question: str, value: str, message: str
 ) -> None:
     dest = tmp_path / "repo"
-    data = {**BASE_ANSWERS, question: value}
+    data = {**DEMO_ANSWERS, question: value}
     args = [arg for key, val in data.items() for arg in ("--data", f"{key}={val}")]
     result = subprocess.run(
         [sys.executable, "-m", "copier", "copy", "--defaults", *args, PLATFORM_URL, str(dest)],
@@ -265,7 +266,7 @@ def test_plain_copier_copy_prints_the_next_steps(
     platform: tuple[Path, str], tmp_path: Path
 ) -> None:
     dest = tmp_path / "repo"
-    args = [a for k, v in BASE_ANSWERS.items() for a in ("--data", f"{k}={v}")]
+    args = [a for k, v in DEMO_ANSWERS.items() for a in ("--data", f"{k}={v}")]
     result = subprocess.run(
         [sys.executable, "-m", "copier", "copy", "--defaults", *args, PLATFORM_URL, str(dest)],
         capture_output=True,

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from git_trace import git_trace
-from golden_path import generate, run, tool_env
-from helpers import BASE_ANSWERS
+from golden_path import DEMO_ANSWERS, generate, run, tool_env
 from release import release
 from snapshot import GIT_IDENTITY
 from throwaway import CHANGELOG_LINE, NEW_SECTION, TEMPLATE, two_releases
@@ -46,7 +45,7 @@ def platform_ab(tmp_path_factory: pytest.TempPathFactory) -> Platform:
 
 def team_repo(platform: Platform, dest: Path, **answers: str) -> Path:
     """A team repo generated at A."""
-    data = {**BASE_ANSWERS, "dvc_remote_url": str(dest.parent / "remote"), **answers}
+    data = {**DEMO_ANSWERS, "dvc_remote_url": str(dest.parent / "remote"), **answers}
     return generate(dest, platform.env, data, vcs_ref="v0.1.0")
 
 
@@ -354,7 +353,7 @@ def test_migrations_from_a_source_that_is_not_the_platforms_are_refused(
         "GIT_CONFIG_KEY_1": f"url.{platform_abc.repo.resolve().as_uri()}.insteadOf",
         "GIT_CONFIG_VALUE_1": other,
     }
-    dest = generate(tmp_path / "iris-demo", env, BASE_ANSWERS, vcs_ref="v0.1.0", src=other)
+    dest = generate(tmp_path / "iris-demo", env, DEMO_ANSWERS, vcs_ref="v0.1.0", src=other)
     before = snapshot_of(dest)
     done = subprocess.run(
         [sys.executable, "-m", "paved", "update", str(dest), "--to", "v0.3.0"],
