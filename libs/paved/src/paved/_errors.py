@@ -1,8 +1,21 @@
-"""One exception tree: the CLI turns a PavedError into a one-line message and exit code 1."""
+"""One exception tree, and the exit codes: the CLI turns a PavedError into one line and exit 1."""
 
 from __future__ import annotations
 
-__all__ = ["CommandError", "PavedError", "one_line"]
+from enum import IntEnum
+
+__all__ = ["CommandError", "ExitCode", "PavedError", "one_line"]
+
+
+class ExitCode(IntEnum):
+    """What every `paved` command exits with."""
+
+    #: Done: updated, current, adopted, every check passed, every repo on its release.
+    OK = 0
+    #: Refused or failed (a PavedError), a failed check, a fleet repo failed or behind.
+    FAILED = 1
+    #: Done, with conflicts (or a replaced answer) left for the team to resolve.
+    CONFLICTS = 3
 
 
 class PavedError(Exception):

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from paved._errors import PavedError
+from paved._errors import ExitCode, PavedError
 from paved._git import git, git_env
 from paved._proc import QUICK_TIMEOUT, run
 from paved.releases import pick_release
@@ -64,9 +64,9 @@ class AdoptReport:
     conflicts: list[Conflict] = field(default_factory=list)
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         """0 adopted, 3 adopted with conflicts to resolve (as `paved update`)."""
-        return 0 if self.status == "adopted" else 3
+        return ExitCode.OK if self.status == "adopted" else ExitCode.CONFLICTS
 
     def as_json(self) -> dict[str, Any]:
         """The report as JSON-ready data."""

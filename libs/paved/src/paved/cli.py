@@ -22,7 +22,7 @@ from paved._ci import (
     image_build_from_repo,
     run_checks,
 )
-from paved._errors import PavedError
+from paved._errors import ExitCode, PavedError
 from paved._image import login, push_archive, push_image
 from paved.adopt import adopt_project
 from paved.checks import CheckReport, check_repo
@@ -374,7 +374,7 @@ def update(
             raise
         # A refusal is a report too, for the scripts that read it.
         typer.echo(json.dumps({"project": str(path), "status": "failed", "reason": str(exc)}))
-        raise typer.Exit(1) from exc
+        raise typer.Exit(ExitCode.FAILED) from exc
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))
     else:
@@ -448,7 +448,7 @@ def check(
         typer.echo(report.as_html())
     else:
         _show_check(report, quiet=quiet)
-    raise typer.Exit(1 if report.failed else 0)
+    raise typer.Exit(ExitCode.FAILED if report.failed else ExitCode.OK)
 
 
 def _ids(values: list[str] | None) -> frozenset[str]:
@@ -496,7 +496,7 @@ def ci_check(
 
     results = run_checks(project.absolute(), only=only, report=report)
     if not all(result.ok for result in results):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 @ci_app.command("drift")
@@ -653,4 +653,4 @@ def main() -> None:
         app()
     except PavedError as exc:
         _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        sys.exit(ExitCode.FAILED)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
-from paved._errors import PavedError
+from paved._errors import ExitCode, PavedError
 from paved._git import git, git_env
 from paved._proc import run
 from paved.releases import base_version, compare, migrations, pick_release, release_notes
@@ -58,7 +58,12 @@ __all__ = [
 
 Status = Literal["updated", "current", "conflicts", "failed"]
 #: What `paved update` exits with, by outcome.
-EXIT_CODES: dict[str, int] = {"updated": 0, "current": 0, "failed": 1, "conflicts": 3}
+EXIT_CODES: dict[str, ExitCode] = {
+    "updated": ExitCode.OK,
+    "current": ExitCode.OK,
+    "failed": ExitCode.FAILED,
+    "conflicts": ExitCode.CONFLICTS,
+}
 #: The packages a platform release moves in a team repo's lock; nothing else may move.
 
 _UPGRADE = tuple(arg for name in PLATFORM_PACKAGES for arg in ("--upgrade-package", name))
@@ -105,7 +110,7 @@ class UpdateReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         """The CLI's exit code for this outcome (EXIT_CODES)."""
         return EXIT_CODES[self.status]
 

@@ -45,7 +45,7 @@ from typing import Any, Literal, TypeVar, get_args
 import yaml
 
 from paved._credentials import Held, held, redact
-from paved._errors import PavedError, one_line
+from paved._errors import ExitCode, PavedError, one_line
 from paved._git import git, git_env
 from paved._proc import run
 from paved.checks import check_repo
@@ -106,9 +106,10 @@ class FleetReport:
     repos: list[Outcome]
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         """1 if any repo failed, else 0 (conflicts are pushed for the team to resolve)."""
-        return 1 if any(repo.outcome == "failed" for repo in self.repos) else 0
+        failed = any(repo.outcome == "failed" for repo in self.repos)
+        return ExitCode.FAILED if failed else ExitCode.OK
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready: the release, the counts by outcome and every repo's outcome."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from paved._credentials import redact
-from paved._errors import PavedError, one_line
+from paved._errors import ExitCode, PavedError, one_line
 from paved.checks import check_repo
 from paved.fleet.github import GitHub
 from paved.fleet.sources import RepoRef, branch_tip, clone_shallow, find_repos, local_tip
@@ -56,9 +56,10 @@ class StatusReport:
         return [repo for repo in self.repos if repo.behind]
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         """0 every repo is on its latest release, 1 some repo is behind or unreadable."""
-        return 1 if self.behind or any(repo.error for repo in self.repos) else 0
+        failed = self.behind or any(repo.error for repo in self.repos)
+        return ExitCode.FAILED if failed else ExitCode.OK
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready: the rows and the counts."""
