@@ -4,7 +4,7 @@
 
 The renders record the canonical platform URL: the checkout (or, when it has uncommitted
 changes, a snapshot of its working tree) is served under that URL by git's insteadOf.
-tests/template/test_examples.py fails while a committed render differs from a fresh one.
+tests/render/test_examples.py fails while a committed render differs from a fresh one.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 
     uv run python ci/template_constants.py
 
-tests/template/test_render.py fails while either file is stale.
+tests/render/test_render.py fails while either file is stale.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import yaml
 
 pytestmark = pytest.mark.libs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "ci"))
 
 from docs import PAGE, cli_reference  # noqa: E402
