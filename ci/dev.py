@@ -29,7 +29,13 @@ UV_VERSION = "0.13.9"
 JOBS = {
     "demo": [["python", "ci/demo.py"]],
     # One worker per core; a module's tests stay on one worker (its fixtures are set up once).
-    "test": [["pytest", "--numprocesses", "auto", "--dist", "loadscope", "--no-loadscope-reorder"]],
+    # The 25 slowest steps are listed at the end: where CI's time goes, in every run's log.
+    "test": [
+        [
+            *("pytest", "--numprocesses", "auto", "--dist", "loadscope"),
+            *("--no-loadscope-reorder", "--durations", "25"),
+        ]
+    ],
     "lint": [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
     "bench": [["python"]],
     "docs": [["mkdocs", "build", "--strict", "-f", "ci/mkdocs.yml"]],
