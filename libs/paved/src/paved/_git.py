@@ -6,7 +6,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from paved._errors import PavedError
 from paved._proc import QUICK_TIMEOUT, run
 
 __all__ = ["LOCATION_VARIABLES", "git", "git_env"]
@@ -44,9 +43,12 @@ def git(cwd: Path, *args: str, check: bool = True, env: Mapping[str, str] | None
     The repository is the one at `cwd` (or named by the variables in `env`, which are added
     to this process's environment), never one a calling git hook names in the inherited one.
     """
-    done = run(["git", *args], cwd=cwd, env=git_env(env), timeout=QUICK_TIMEOUT, check=False)
-    if done.returncode:
-        if check:
-            raise PavedError(f"`git {' '.join(args)}` failed in {cwd}:\n{done.stderr.strip()}")
-        return ""
-    return done.stdout.strip()
+    done = run(
+        ["git", *args],
+        cwd=cwd,
+        env=git_env(env),
+        timeout=QUICK_TIMEOUT,
+        check=check,
+        failure=f"`git {' '.join(args)}` failed in {cwd}",
+    )
+    return "" if done.returncode else done.stdout.strip()

@@ -319,10 +319,13 @@ def login(
     else:
         tls = f"--tls-verify={str(tls_verify).lower()}"
         command = ["buildah", "login", tls, "--username", user, "--password-stdin", host]
-    done = run(command, input=credentials.password, timeout=QUICK_TIMEOUT, check=False)
-    if done.returncode:
-        reason = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
-        raise PavedError(f"login to {host} as {user} failed: {reason}")
+    run(
+        command,
+        input=credentials.password,
+        timeout=QUICK_TIMEOUT,
+        detail_lines=1,
+        failure=f"login to {host} as {user} failed",
+    )
     return f"logged in to {host} as {user}{how}"
 
 

@@ -27,13 +27,15 @@ def run(
     check: bool = True,
     detail_lines: int = 20,
     pass_fds: Sequence[int] = (),
+    failure: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `command`, capturing its output; a failure (if `check`) raises a CommandError.
 
-    The error's message ends with the last `detail_lines` lines of the command's error
-    output (1 where the last line says it all: a refused push, a failed login). A missing
-    program and a timeout are CommandErrors too, whatever `check` says. `pass_fds` stay
-    open in the child (a pipe that hands it a secret).
+    The error's message says `failure` (by default: which command failed, and its exit
+    code), then the last `detail_lines` lines of the command's error output (1 where the
+    last line says it all: a refused push, a failed login). A missing program and a timeout
+    are CommandErrors too, whatever `check` says. `pass_fds` stay open in the child (a pipe
+    that hands it a secret).
     """
     shown = " ".join(command)
     try:
@@ -56,8 +58,9 @@ def run(
     if check and done.returncode:
         lines = (done.stderr.strip() or done.stdout.strip()).splitlines()[-detail_lines:]
         separator = ": " if detail_lines == 1 else ":\n"
+        said = failure or f"`{shown}` failed ({done.returncode})"
         raise CommandError(
-            f"`{shown}` failed ({done.returncode}){separator}{chr(10).join(lines)[-3000:]}",
+            f"{said}{separator}{chr(10).join(lines or ['no reason given'])[-3000:]}",
             returncode=done.returncode,
             output=done.stdout + done.stderr,
         )

@@ -133,9 +133,7 @@ class TemplateClone:
         # copier's refresh of the mirror will fetch nothing: no upkeep after it either.
         clone = ["git", "clone", "--quiet", "--mirror", "-c", "maintenance.auto=false"]
         clone += ["--", url, str(self.path)]
-        done = run(clone, env=git_env(), timeout=300, check=False)
-        if done.returncode:
-            raise PavedError(f"cannot clone the template {source}: {done.stderr.strip()[-500:]}")
+        run(clone, env=git_env(), timeout=300, detail_lines=5, failure=f"cannot clone {source}")
         git(self.path, "remote", "remove", "origin")
 
     def show(self, ref: str, path: str) -> str | None:
