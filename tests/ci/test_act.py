@@ -21,7 +21,7 @@ import pytest
 from act_runner import Team
 from base_image import DISTROLESS_IMAGE, ensure_base_image
 from golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve_image, tool_env
-from registry import Registry, local_registry
+from oci_registry import Registry, local_registry
 from snapshot import GIT_IDENTITY, PLATFORM_URL
 
 pytestmark = [pytest.mark.ci, pytest.mark.usefixtures("foreign_ci_context")]

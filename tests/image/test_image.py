@@ -16,9 +16,9 @@ import pytest
 from base_image import DISTROLESS_IMAGE, ensure_base_image
 from golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve_image, tool_env
 from helpers import RELEASE
+from oci_registry import Registry, local_registry
 from paved._errors import PavedError
 from paved._image import choose_builder
-from registry import Registry, local_registry
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("foreign_ci_context")]
 

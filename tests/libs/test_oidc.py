@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from fake_clouds import REQUEST_TOKEN, github_token
 from golden_path import free_port, running
+from oci_registry import local_registry
 from paved._errors import PavedError
 from paved._image import login
 from paved._oidc import AwsKeys, cloud_credentials, cloud_of, github_id_token, sigv4_headers
-from registry import local_registry
 
 ROLE = "arn:aws:iam::123456789012:role/paved-push"
 PROVIDER = "projects/123456/locations/global/workloadIdentityPools/github/providers/acme"
