@@ -1,14 +1,15 @@
-"""The documentation site's generated page: the `paved` CLI reference, from the Typer app.
+"""The documentation site's generated pages: the `paved` CLI reference and the code map.
 
-    uv run python ci/docs.py            # rewrite docs/reference/cli.md
+    uv run python ci/docs.py            # rewrite docs/reference/cli.md and code-map.md
     python3 ci/dev.py docs              # build the site (mkdocs build --strict)
 
-The page is committed so that the site builds without running code; the tests check that it
-is what the CLI says now.
+The pages are committed so that the site builds without running code; the tests check that
+they are what the CLI and the modules say now.
 """
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,12 @@ import typer
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "reference" / "cli.md"
+CODE_MAP = ROOT / "docs" / "reference" / "code-map.md"
+#: The packages the code map covers, and where their modules are.
+PACKAGES = {
+    "paved": ROOT / "libs" / "paved" / "src" / "paved",
+    "paved_ml": ROOT / "libs" / "paved-ml" / "src" / "paved_ml",
+}
 
 
 def cli_reference() -> str:
@@ -71,9 +78,33 @@ def _command(path: list[str], command: Any) -> list[str]:
     return lines
 
 
+def code_map() -> str:
+    """Every module of the two packages with the first line of its docstring, as markdown."""
+    lines = [
+        "# Where each concept lives",
+        "",
+        "Generated from the modules' docstrings (`uv run python ci/docs.py`). Each concept has",
+        "one module (decision 0024); the first line of its docstring says which.",
+        "",
+    ]
+    for package, folder in PACKAGES.items():
+        lines += [f"## `{package}`", "", "| module | what it holds |", "| --- | --- |"]
+        for path in sorted(folder.rglob("*.py")):
+            name = ".".join(path.relative_to(folder.parent).with_suffix("").parts)
+            name = name.removesuffix(".__init__")
+            if name.endswith("__main__"):
+                continue
+            doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+            first = doc.strip().splitlines()[0] if doc.strip() else ""
+            lines.append(f"| `{name}` | {first.replace('|', '/')} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def main() -> int:
-    PAGE.write_text(cli_reference(), encoding="utf-8")
-    print(f"wrote {PAGE.relative_to(ROOT)}")
+    for page, text in ((PAGE, cli_reference()), (CODE_MAP, code_map())):
+        page.write_text(text, encoding="utf-8")
+        print(f"wrote {page.relative_to(ROOT)}")
     return 0
 
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.libs
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "ci"))
 
-from docs import PAGE, cli_reference  # noqa: E402
+from docs import CODE_MAP, PAGE, cli_reference, code_map  # noqa: E402
 
 
 def test_the_site_builds_strict_with_every_part(tmp_path: Path) -> None:
@@ -53,6 +53,11 @@ def test_the_site_builds_strict_with_every_part(tmp_path: Path) -> None:
 
 def test_the_cli_reference_is_what_the_cli_says_now() -> None:
     assert PAGE.read_text() == cli_reference(), "stale: uv run python ci/docs.py"
+
+
+def test_the_code_map_lists_every_module_as_its_docstring_says() -> None:
+    assert CODE_MAP.read_text() == code_map(), "stale: uv run python ci/docs.py"
+    assert "`paved.releases`" in CODE_MAP.read_text()
 
 
 def test_every_template_question_is_documented() -> None:
