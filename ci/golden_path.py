@@ -24,7 +24,9 @@ from typing import Any
 
 import psutil
 import yaml
-from snapshot import LOCK_ENV, PLATFORM_URL, QUIET_ENV, canonical_env
+from paved.constants import TELEMETRY_OFF
+from paved.template import PLATFORM_URL
+from snapshot import LOCK_ENV, canonical_env
 
 #: Variables of a CI run (GitHub Actions, act) that describe that run, not a team repo.
 CI_CONTEXT = ("GITHUB_", "RUNNER_", "ACTIONS_", "INPUT_")
@@ -62,7 +64,7 @@ def tool_env(platform_clone: Path, **extra: str) -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith(CI_CONTEXT) and key != "VIRTUAL_ENV" and key not in OTHER_STORE
     }
-    return {**inherited, **canonical_env(platform_clone), **QUIET_ENV, **LOCK_ENV, **extra}
+    return {**inherited, **canonical_env(platform_clone), **TELEMETRY_OFF, **LOCK_ENV, **extra}
 
 
 def run(cmd: list[str], cwd: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:

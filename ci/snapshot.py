@@ -14,7 +14,6 @@ import tomllib
 from pathlib import Path
 
 from paved._git import git_env
-from paved.constants import TELEMETRY_OFF
 from paved.template import PLATFORM_URL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,10 +60,6 @@ def canonical_env(clone: Path, url: str = PLATFORM_URL) -> dict[str, str]:
         "GIT_CONFIG_KEY_0": f"url.{clone.resolve().as_uri()}.insteadOf",
         "GIT_CONFIG_VALUE_0": url,
     }
-
-
-#: Telemetry off for every tool a generated repo runs.
-QUIET_ENV = TELEMETRY_OFF
 
 
 def _lock_env() -> dict[str, str]:

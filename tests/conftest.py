@@ -11,8 +11,10 @@ import pytest
 from copier import run_copy
 from golden_path import DEMO_ANSWERS
 from helpers import RELEASE, Render
+from paved.constants import TELEMETRY_OFF
+from paved.template import PLATFORM_URL
 from plumbum import local
-from snapshot import LOCK_ENV, PLATFORM_URL, QUIET_ENV, canonical_env, snapshot
+from snapshot import LOCK_ENV, canonical_env, snapshot
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,7 +44,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
     """
     clone = tmp_path_factory.mktemp("platform")
     sha = snapshot(clone, tag=RELEASE)
-    extra = {**canonical_env(clone), **QUIET_ENV, **LOCK_ENV}
+    extra = {**canonical_env(clone), **TELEMETRY_OFF, **LOCK_ENV}
     saved = dict(os.environ)
     os.environ.update(extra)
     # copier runs git through plumbum, whose environment is a copy taken at import time.
