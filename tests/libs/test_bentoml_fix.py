@@ -1,10 +1,11 @@
-"""paved_ml._bentoml_fix: BentoML 1.4.39's request timeout, fixed and pinned to the version."""
+"""paved_ml._bentoml_fix: BentoML 1.4.39's request path (timeout, request ids, direct JSON)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import gc
+import json
 import weakref
 from typing import Any
 
@@ -12,6 +13,7 @@ import bentoml
 import pytest
 from bentoml._internal.server.http import traffic
 from paved_ml import _bentoml_fix, serving
+from pydantic import BaseModel
 
 pytestmark = pytest.mark.libs
 
@@ -112,11 +114,11 @@ class TracingProbe:
         return text
 
 
-def middleware_classes() -> list[type]:
-    """The middlewares BentoML's worker would wrap TracingProbe's app in."""
+def middleware_classes(service: Any = TracingProbe) -> list[type]:
+    """The middlewares BentoML's worker would wrap `service`'s app in (its config injected)."""
     from _bentoml_impl.server.app import ServiceAppFactory
 
-    return [entry.cls for entry in ServiceAppFactory(TracingProbe).middlewares]
+    return [entry.cls for entry in ServiceAppFactory(service).middlewares]
 
 
 def test_idle_tracing_gives_way_to_request_ids_and_stays_when_traces_go_somewhere() -> None:
@@ -156,3 +158,147 @@ def test_each_request_gets_its_own_id() -> None:
     asyncio.run(scenario())
     assert all(isinstance(found, int) and found > 0 for found in seen)
     assert len(set(seen)) == 3
+
+
+def test_a_request_cancelled_from_outside_is_not_turned_into_a_504() -> None:
+    """Only the middleware's own timer answers 504: a client gone away still cancels."""
+
+    async def scenario() -> list[dict]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+            await asyncio.sleep(5)
+
+        middleware = _bentoml_fix.CancellingTimeoutMiddleware(slow_app, timeout=30)
+        task = asyncio.ensure_future(
+            middleware({"type": "http", "method": "GET", "path": "/"}, receive, send)
+        )
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return sent
+
+    assert asyncio.run(scenario()) == []
+
+
+class Shout(BaseModel):
+    text: str
+    times: int
+
+
+@bentoml.service(name="direct-probe")
+class DirectProbe:
+    @bentoml.api
+    async def shout(self, text: str, times: int = 1) -> Shout:
+        if text == "fail":
+            raise RuntimeError("the function failed")
+        return Shout(text=text.upper() * times, times=times)
+
+    @bentoml.api
+    def whisper(self, text: str) -> Shout:  # not async: BentoML runs it in a thread
+        return Shout(text=text.lower(), times=1)
+
+    @bentoml.api
+    async def echo(self, text: str) -> str:  # a bare value: BentoML's root-model path
+        return text
+
+
+def drive_direct(path: str, body: bytes, content_type: bytes = b"application/json") -> dict:
+    """POST `body` through DirectJSONMiddleware over DirectProbe; what it sent, and what
+    reached the app behind it (BentoML's own path)."""
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    DirectProbe.inject_config()  # what BentoML's worker does before it builds the app
+    factory = ServiceAppFactory(DirectProbe)
+    factory._service_instance = DirectProbe.inner()  # what the worker's start-up makes
+    sent: list[dict] = []
+    passed_on: list[bytes] = []
+    chunks = [body[:3], body[3:]]
+
+    async def receive() -> dict:
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def bentoml_path(scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        passed_on.append(message["body"])
+        while message.get("more_body"):
+            message = await receive()
+            passed_on[-1] += message["body"]
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "headers": [(b"content-type", content_type)],
+    }
+    middleware = _bentoml_fix.DirectJSONMiddleware(bentoml_path, factory=factory)
+    asyncio.run(middleware(scope, receive, send))
+    return {"sent": sent, "passed_on": passed_on}
+
+
+def test_a_json_call_to_an_async_api_is_answered_directly() -> None:
+    result = drive_direct("/shout", b'{"text": "hi", "times": 2}')
+    assert result["passed_on"] == []
+    start, body = result["sent"]
+    headers = dict(start["headers"])
+    assert start["status"] == 200 and json.loads(body["body"]) == {"text": "HIHI", "times": 2}
+    assert headers[b"server"] == b"BentoML Service/direct-probe"
+    assert headers[b"content-length"] == str(len(body["body"])).encode()
+    # A default the request leaves out is the API's own, as BentoML fills it in.
+    _, body = drive_direct("/shout", b'{"text": "hi"}')["sent"]
+    assert json.loads(body["body"]) == {"text": "HI", "times": 1}
+
+
+def test_a_failing_function_is_answered_500_as_bentoml_answers_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    result = drive_direct("/shout", b'{"text": "fail"}')
+    start, body = result["sent"]
+    assert start["status"] == 500 and result["passed_on"] == []
+    assert json.loads(body["body"]) == {
+        "error": "An unexpected error has occurred, please check the server log."
+    }
+    assert "Exception on /shout [POST]" in caplog.text and "the function failed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [
+        ("/shout", b'{"text": 3}', b"application/json"),  # invalid: BentoML's 400
+        ("/shout", b'{"text": "hi"}', b"multipart/form-data; boundary=x"),  # not JSON
+        ("/whisper", b'{"text": "HI"}', b"application/json"),  # not async
+        ("/echo", b'{"text": "hi"}', b"application/json"),  # a root output
+        ("/nowhere", b'{"text": "hi"}', b"application/json"),  # no such API
+    ],
+)
+def test_every_other_call_goes_on_to_bentoml_with_its_body_whole(
+    path: str, body: bytes, content_type: bytes
+) -> None:
+    result = drive_direct(path, body, content_type)
+    assert result["sent"] == [] and result["passed_on"] == [body]
+
+
+def test_the_direct_path_sits_innermost_unless_answers_carry_trace_ids() -> None:
+    from _bentoml_impl.server.app import ContextMiddleware
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    DirectProbe.inject_config()
+    classes = middleware_classes(DirectProbe)
+    assert classes[-2:] == [_bentoml_fix.DirectJSONMiddleware, ContextMiddleware]
+    trace_ids = BentoMLContainer.http.response.trace_id
+    trace_ids.set(True)
+    try:
+        assert _bentoml_fix.DirectJSONMiddleware not in middleware_classes(DirectProbe)
+    finally:
+        trace_ids.set(False)

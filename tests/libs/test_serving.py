@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -151,6 +152,16 @@ class LibTest:
         self, rows: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]
     ) -> Prediction:
         return self.predictor.predict(rows)
+
+    # async, as the template's: BentoML's worker answers its JSON calls directly
+    # (paved_ml._bentoml_fix.DirectJSONMiddleware); `predict` goes through BentoML's path.
+    @bentoml.api
+    async def predict_async(
+        self, rows: Annotated[list[Row], Field(min_length=1, max_length=MAX_ROWS)]
+    ) -> Prediction:
+        if rows[0].sl == 99.0:  # a row that makes the service fail, as a model can
+            raise RuntimeError("the model failed")
+        return self.predictor.predict(rows)
 """
 COMMAND = (sys.executable, "-m", "bentoml", "serve", "lib_service:LibTest")
 
@@ -209,6 +220,58 @@ def test_each_answer_carries_its_own_request_id(service: Service) -> None:
         with urllib.request.urlopen(request, timeout=30) as response:
             ids.append(response.headers["X-BentoML-Request-ID"])
     assert all(ids) and len(set(ids)) == 3, ids
+
+
+def raw_post(service: Service, path: str, body: bytes, content_type: str) -> dict[str, Any]:
+    """POST `body` as `content_type`: the status, the answer (raw and decoded), the headers."""
+    host, port = service.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("POST", path, body=body, headers={"content-type": content_type})
+        response = connection.getresponse()
+        raw = response.read()
+        return {
+            "status": response.status,
+            "raw": raw,
+            "body": json.loads(raw),
+            "headers": {name.lower(): value for name, value in response.getheaders()},
+        }
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"rows": [ROW, {**ROW, "sl": 4.5}]}, 200),
+        ({"rows": [{**ROW, "sl": "x"}]}, 400),  # a mistyped field
+        ({"rows": []}, 400),  # too few rows
+        ({"rows": [ROW], "extra": 1}, 200),  # BentoML's input model ignores other keys
+        ("not an object", 400),
+        ({"rows": [{**ROW, "sl": 99.0}]}, 500),  # the API's function raises
+    ],
+)
+def test_a_json_call_answered_directly_is_answered_as_bentoml_answers_it(
+    service: Service, body: Any, status: int
+) -> None:
+    """The direct JSON path and BentoML's own give the same status, answer and headers.
+
+    A content type BentoML does not know (text/plain) is read as JSON by BentoML's path
+    and left to it by the direct one (tests/libs/test_bentoml_fix.py shows which path
+    answers which call). A body that does not validate is handed back to BentoML, so its
+    400 is always BentoML's.
+    """
+    data = json.dumps(body).encode()
+    direct = raw_post(service, "/predict_async", data, "application/json; charset=utf-8")
+    by_bentoml = raw_post(service, "/predict_async", data, "text/plain")
+    assert direct["status"] == by_bentoml["status"] == status, (direct, by_bentoml)
+    assert direct["raw"] == by_bentoml["raw"]  # byte for byte
+    if status == 200:  # and the same as the synchronous API's, which BentoML answers
+        assert direct["body"] == raw_post(service, "/predict", data, "application/json")["body"]
+    for answer in (direct, by_bentoml):
+        assert answer["headers"]["server"] == "BentoML Service/lib-test"
+        assert len(answer["headers"]["x-bentoml-request-id"]) == 16
+        assert answer["headers"]["content-type"] == "application/json"
 
 
 class Probe(BaseEstimator):

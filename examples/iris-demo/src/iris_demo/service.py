@@ -39,8 +39,10 @@ class IrisDemoService:
         self.predictor.close()
 
     # `async`: the champion predicts in well under a millisecond, so it runs on the event
-    # loop instead of paying a thread hop per request. A model that takes longer per call
-    # should drop `async` (BentoML then runs it in a thread pool).
+    # loop instead of paying a thread hop per request, and paved-ml answers its JSON calls
+    # without BentoML's per-call IO layer (docs/decisions in the platform repo, 0025). A
+    # model that takes longer per call should drop `async` (BentoML then runs it in a
+    # thread pool).
     @bentoml.api
     async def predict(
         self,

@@ -234,7 +234,8 @@ class Predictor:
             values, probabilities = self._predict(frame[self._features])
             if self.log is not None:
                 self.log.record({name: frame[name].to_numpy() for name in self._features}, values)
-        return Prediction(
+        # Built from values this method made itself: nothing for pydantic to check.
+        return Prediction.model_construct(
             predictions=values,
             probabilities=probabilities,
             model_name=self._name,
