@@ -56,7 +56,7 @@ def test_a_folder_of_csv_and_parquet_is_scored_in_chunks_with_the_model_version(
         chunk_rows=1000,
     )
     assert (report.rows, report.chunks, len(report.files)) == (3700, 5, 2)
-    scored = pd.read_parquet(tmp_path / "out.parquet")
+    scored = pd.read_parquet(tmp_path / "out.parquet", engine="fastparquet")
     both = pd.concat([first, second], ignore_index=True)
     model = mlflow.sklearn.load_model(str(champion))
     assert scored["request_id"].tolist() == both["request_id"].tolist()  # ids pass through
@@ -96,7 +96,7 @@ def test_the_cli_scores_and_refuses_bad_input_with_a_message(
     assert "batch-predict: 50 rows from 1 files in 1 chunks, scored by iris v4" in (
         capsys.readouterr().out
     )
-    assert len(pd.read_parquet(out)) == 50
+    assert len(pd.read_parquet(out, engine="fastparquet")) == 50
     rows(5, 5).drop(columns="pw").to_csv(tmp_path / "short.csv", index=False)
     for source, message in (
         (tmp_path / "nowhere", "no input at"),
@@ -144,5 +144,8 @@ def test_a_file_larger_than_the_memory_limit_scores_within_it(
             check=True,
         )
         peaks[mode] = int(done.stdout.strip().splitlines()[-1])
-    assert len(pd.read_parquet(folder / "big.parquet", columns=["prediction"])) == 1_200_000
+    assert (
+        len(pd.read_parquet(folder / "big.parquet", columns=["prediction"], engine="fastparquet"))
+        == 1_200_000
+    )
     assert peaks["big"] - peaks["small"] < 16 << 20, peaks

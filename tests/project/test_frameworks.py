@@ -82,7 +82,7 @@ def test_batch_scoring_writes_labels_with_the_model_version(
     batch.mkdir(parents=True)
     pd.DataFrame([IRIS_ROW] * 30).to_csv(batch / "today.csv", index=False)
     run(["uv", "run", "--frozen", "paved-ml", "batch-predict", "data/batch"], repo, env)
-    scored = pd.read_parquet(repo / "data" / "scored" / "predictions.parquet")
+    scored = pd.read_parquet(repo / "data" / "scored" / "predictions.parquet", engine="fastparquet")
     assert len(scored) == 30 and set(scored["prediction"]) <= LABELS
     assert set(scored["model_version"]) == {"1"}
     assert {f"probability_{label}" for label in LABELS} <= set(scored.columns)

@@ -348,7 +348,10 @@ def read_prediction_log(location: str | Path) -> pd.DataFrame:
     if not files:
         raise PavedMLError(f"the prediction log at {location} is empty: no requests recorded yet")
     frames = []
+    # fastparquet, which wrote the files, reads them too. pandas' default (pyarrow, where
+    # installed) can abort the process at exit after a read (apache/arrow#34314): measured
+    # here, 15 of 80 short runs that read one file exited 134.
     for path in files:
         with fs.open(path, "rb") as handle:
-            frames.append(pd.read_parquet(handle))
+            frames.append(pd.read_parquet(handle, engine="fastparquet"))
     return pd.concat(frames, ignore_index=True)
