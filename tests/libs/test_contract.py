@@ -79,6 +79,39 @@ def test_the_request_model_follows_the_contract() -> None:
         row(size=float("inf"), count=1, colour="red")
 
 
+class Narrow(pa.DataFrameModel):
+    small: np.int32 = pa.Field(ge=-5)
+    single: np.float32
+    wide: float = pa.Field(lt=1e300)
+    label: str
+
+    class Config:
+        strict = True
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("small", 2**31, "less_than_equal"),  # past int32, though the contract sets no max
+        ("small", -6, "greater_than_equal"),  # the contract's bound, tighter than int32's
+        ("single", 1e39, "less_than_equal"),  # past float32's largest
+        ("single", 2**24 + 1, "value_error"),  # an integer float32 cannot hold exactly
+        ("wide", 2**70 + 1, "value_error"),  # nor float64
+        ("wide", 1e300, "less_than"),
+    ],
+)
+def test_the_request_model_holds_only_what_the_columns_dtype_holds(
+    field: str, value: float, error: str
+) -> None:
+    """One row builder (`build_row_model`) for a contract and a bare signature alike."""
+    row = Contract(Narrow, target="label").row_model
+    good = {"small": -5, "single": 1.5, "wide": float(2**70)}
+    assert row(**good).small == -5
+    with pytest.raises(ValidationError) as failure:
+        row(**{**good, field: value})
+    assert [(e["loc"], e["type"]) for e in failure.value.errors()] == [((field,), error)]
+
+
 def test_violations_count_logged_rows_per_input_column() -> None:
     log = good_frame().drop(columns="label").assign(prediction="cat", size=[1.0, 20.0, 30.0])
     assert CONTRACT.violations(log) == {"size": 2}

@@ -6,7 +6,9 @@ and wraps it in a `Contract` naming the target column. From that one declaration
 - the `prepare` stage validates the raw table (`validate`): every failure is reported at
   once, by column and check, with the offending row indices and values;
 - the service's request model (`row_model`): one strict pydantic field per input column,
-  with the contract's type, range (`ge`, `le`, `gt`, `lt`) and allowed values (`isin`);
+  with the contract's type, range (`ge`, `le`, `gt`, `lt`) and allowed values (`isin`),
+  and only values the column's dtype holds (`RowField`, `build_row_model`: the one builder
+  of a request row, which a champion without a contract uses too);
 - the drift check's columns (`features`), and the log rows the contract refuses
   (`violations`).
 
@@ -16,18 +18,20 @@ Change the contract and the three follow.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from paved_ml.errors import SchemaError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Contract", "ContractError", "load_contract"]
+__all__ = ["Contract", "ContractError", "RowField", "build_row_model", "load_contract"]
 
 _SHOWN_ROWS = 5
 #: pandera's checks of the table's columns, and how a failure of each is told.
@@ -102,17 +106,93 @@ class Contract:
     @cached_property
     def row_model(self) -> type[BaseModel]:
         """A strict pydantic model of one request row: the input columns, typed and bounded."""
-        fields: dict[str, Any] = {}
-        for name in self.features:
-            column = self.schema.columns[name]
-            annotation, bounds = _field_of(name, column)
-            if column.nullable:
-                fields[name] = (annotation | None, Field(None, **bounds))
-            else:
-                fields[name] = (annotation, Field(..., **bounds))
-        config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-        row: type[BaseModel] = create_model("Row", __config__=config, **fields)
-        return row
+        return build_row_model(
+            [_row_field(name, self.schema.columns[name]) for name in self.features]
+        )
+
+
+@dataclass(frozen=True)
+class RowField:
+    """One field of a request row.
+
+    `dtype` is the numpy dtype its values must fit (`float64`, `float32`, `int64`,
+    `int32`, ..., `bool`, `str`); `bounds` are pydantic's `ge`, `le`, `gt`, `lt`;
+    `allowed` lists the only values it takes (its type is then theirs).
+    """
+
+    name: str
+    dtype: str
+    nullable: bool = False
+    bounds: Mapping[str, Any] = field(default_factory=dict)
+    allowed: tuple[Any, ...] | None = None
+
+
+def build_row_model(fields: Sequence[RowField]) -> type[BaseModel]:
+    """The strict pydantic model of a request row with `fields`.
+
+    Unknown keys, wrong types (no coercion), missing fields and nulls where a field is not
+    nullable are refused. So is a number the field's dtype cannot hold: an integer outside
+    its range, a float that is not finite in it (JSON's NaN and Infinity, and 1e999, which
+    parses as infinity), and an integer literal a float dtype cannot hold exactly (2**70 is
+    a float64, 2**70 + 1 is not).
+    """
+    declared: dict[str, Any] = {}
+    for row_field in fields:
+        annotation = _annotation(row_field)
+        if row_field.nullable:
+            declared[row_field.name] = (annotation | None, Field(None))
+        else:
+            declared[row_field.name] = (annotation, Field(...))
+    config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    row: type[BaseModel] = create_model("Row", __config__=config, **declared)
+    return row
+
+
+def _annotation(row_field: RowField) -> Any:
+    """The annotation of one row field: its type, the dtype's limits and the declared bounds."""
+    if row_field.allowed is not None:
+        return Literal.__getitem__(row_field.allowed)
+    kind = np.dtype(row_field.dtype) if row_field.dtype not in ("bool", "str") else None
+    bounds = dict(row_field.bounds)
+    if kind is not None and kind.kind in "iu":
+        limits = np.iinfo(kind)
+        bounds["ge"] = max(int(limits.min), bounds.get("ge", int(limits.min)))
+        bounds["le"] = min(int(limits.max), bounds.get("le", int(limits.max)))
+        return Annotated[int, Field(**bounds)]
+    if kind is not None and kind.kind == "f":
+        largest = float(np.finfo(kind).max)
+        bounds["ge"] = max(-largest, bounds.get("ge", -largest))
+        bounds["le"] = min(largest, bounds.get("le", largest))
+        return Annotated[
+            float,
+            Field(**bounds, allow_inf_nan=False),
+            BeforeValidator(_exact_integers(kind.type)),
+        ]
+    if kind is not None:
+        raise SchemaError(
+            f"row field '{row_field.name}' has dtype {kind}, which a request cannot carry"
+        )
+    python_type = bool if row_field.dtype == "bool" else str
+    return Annotated[python_type, Field(**bounds)] if bounds else python_type
+
+
+def _exact_integers(dtype: Any) -> Callable[[Any], Any]:
+    """A validator that rejects an integer `dtype` cannot hold exactly; passes the rest on."""
+    name = np.dtype(dtype).name
+
+    def check(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                with np.errstate(over="ignore"):
+                    converted = dtype(value)
+                exact = bool(np.isfinite(converted)) and int(converted) == value
+            except OverflowError:
+                exact = False
+            if not exact:
+                raise ValueError(f"integer not exactly representable as {name}")
+        return value
+
+    return check
 
 
 def _validated(schema: Any, frame: pd.DataFrame) -> pd.DataFrame:
@@ -143,29 +223,28 @@ def load_contract(spec: str) -> Contract:
     return found
 
 
-def _field_of(name: str, column: Any) -> tuple[Any, dict[str, Any]]:
-    """The annotation and Field bounds of one contract column."""
+def _row_field(name: str, column: Any) -> RowField:
+    """The request-row field of one contract column: its dtype, bounds and allowed values."""
     kind = str(column.dtype)
     bounds: dict[str, Any] = {}
-    allowed: list[Any] | None = None
+    allowed: tuple[Any, ...] | None = None
     for check in column.checks:
         statistics = check.statistics or {}
         if check.name in _BOUNDS:
             keyword, statistic = _BOUNDS[check.name]
             bounds[keyword] = statistics[statistic]
         elif check.name == "isin":
-            allowed = list(statistics["allowed_values"])
-    if allowed is not None:
-        return Literal.__getitem__(tuple(allowed)), bounds
-    if kind.startswith(("float", "Float")):
-        return float, {**bounds, "allow_inf_nan": False}
-    if kind.startswith(("int", "Int", "uint", "UInt")):
-        return int, bounds
-    if kind in ("bool", "boolean"):
-        return bool, bounds
-    if kind in ("str", "string", "object"):
-        return str, bounds
-    raise SchemaError(f"contract column '{name}' has type {kind}, which a request cannot carry")
+            allowed = tuple(statistics["allowed_values"])
+    lowered = kind.lower()
+    if lowered.startswith(("float", "int", "uint")):
+        dtype = lowered  # pandas' nullable Int64 holds what numpy's int64 holds
+    elif lowered in ("bool", "boolean"):
+        dtype = "bool"
+    elif lowered in ("str", "string", "object"):
+        dtype = "str"
+    else:
+        raise SchemaError(f"contract column '{name}' has type {kind}, which a request cannot carry")
+    return RowField(name, dtype, nullable=bool(column.nullable), bounds=bounds, allowed=allowed)
 
 
 def _failures(cases: pd.DataFrame) -> list[tuple[str, str, list[Any], list[Any]]]:

@@ -1,9 +1,10 @@
 """What a team repo's BentoML service needs, so that its service module stays a few lines.
 
-`ChampionModel` reads the champion folder (an MLflow model plus champion.json), derives a
-strict pydantic row model from the model's signature (unknown keys, wrong types, missing
-fields, nulls in required fields, non-finite numbers and numbers the column's dtype cannot
-hold are rejected, which BentoML turns into a 400 naming the field), and loads a predictor
+`ChampionModel` reads the champion folder (an MLflow model plus champion.json), takes its
+strict pydantic row model from the data contract, or else from the model's signature, both
+built by `paved_ml.contract.build_row_model` (unknown keys, wrong types, missing fields,
+nulls in required fields, non-finite numbers and numbers the column's dtype cannot hold are
+rejected, which BentoML turns into a 400 naming the field), and loads a predictor
 that is warmed up and moved out of the garbage collector's way before the first request,
 so that collections do not stall requests later. A warm-up that fails is logged and
 recorded rather than raised: the service starts, and reports itself not ready.
@@ -20,14 +21,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import BaseModel
 
 from paved_ml import _bentoml_fix
 from paved_ml._champion import load_model, read_champion_file, read_mlmodel
-from paved_ml.contract import Contract
+from paved_ml.contract import Contract, RowField, build_row_model
 from paved_ml.errors import PavedMLError
 from paved_ml.prediction_log import PredictionLog
 
@@ -59,17 +60,15 @@ MAX_REQUEST_BYTES_ENV = "PAVED_MAX_REQUEST_BYTES"
 TIMEOUT_FIX_INSTALLED = _bentoml_fix.install()
 
 _NUMERIC = {"double", "float", "integer", "long", "boolean"}
-_PY_TYPES: dict[str, type] = {
-    "double": float,
-    "float": float,
-    "integer": int,
-    "long": int,
-    "boolean": bool,
-    "string": str,
+#: The numpy dtype of each MLflow column type ("integer" is 32-bit, "float" too).
+_DTYPES = {
+    "double": "float64",
+    "float": "float32",
+    "integer": "int32",
+    "long": "int64",
+    "boolean": "bool",
+    "string": "str",
 }
-#: The numpy dtypes of MLflow's numeric column types ("integer" is 32-bit, "float" too).
-_INT_DTYPES: dict[str, type[np.signedinteger[Any]]] = {"integer": np.int32, "long": np.int64}
-_FLOAT_DTYPES: dict[str, type[np.floating[Any]]] = {"double": np.float64, "float": np.float32}
 
 logger = logging.getLogger(__name__)
 
@@ -143,19 +142,14 @@ class ChampionModel:
                     " retrain (`dvc repro`) after changing the contract's columns"
                 )
             return self.contract.row_model
-        fields: dict[str, Any] = {}
+        fields = []
         for column in self._input_columns:
             kind = column["type"]
-            if kind not in _PY_TYPES:
+            if kind not in _DTYPES:
                 raise PavedMLError(f"column '{column['name']}' has unsupported type '{kind}'")
-            py_type: Any = _field_type(kind)
-            required = column.get("required", True)
-            fields[str(column["name"])] = (
-                (py_type, Field(...)) if required else (py_type | None, Field(None))
-            )
-        config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-        row: type[BaseModel] = create_model("Row", __config__=config, **fields)
-        return row
+            nullable = not column.get("required", True)
+            fields.append(RowField(str(column["name"]), _DTYPES[kind], nullable=nullable))
+        return build_row_model(fields)
 
     def load(self, *, warm_up: bool = True) -> Predictor:
         """Load the model; by default warm it up and freeze the heap it leaves behind.
@@ -303,47 +297,6 @@ class Predictor:
                     self._numeric = False
         gc.collect()
         gc.freeze()
-
-
-def _field_type(kind: str) -> Any:
-    """The annotation of a row field for an MLflow column type.
-
-    Strict types (the row model is strict) bounded by the column's numpy dtype: an integer
-    must fit it, a float must be finite in it (JSON's NaN and Infinity, and 1e999 which
-    parses as infinity, are rejected by `allow_inf_nan=False`), and an integer literal in a
-    float column must be exactly representable in it (2**70 is, 2**70 + 1 is not).
-    """
-    if kind in _INT_DTYPES:
-        bounds = np.iinfo(_INT_DTYPES[kind])
-        return Annotated[int, Field(ge=int(bounds.min), le=int(bounds.max))]
-    if kind in _FLOAT_DTYPES:
-        dtype = _FLOAT_DTYPES[kind]
-        largest = float(np.finfo(dtype).max)
-        return Annotated[
-            float,
-            Field(ge=-largest, le=largest, allow_inf_nan=False),
-            BeforeValidator(_exact_integers(dtype)),
-        ]
-    return _PY_TYPES[kind]
-
-
-def _exact_integers(dtype: type[np.floating[Any]]) -> Callable[[Any], Any]:
-    """A validator that rejects an integer `dtype` cannot hold exactly; passes the rest on."""
-    name = np.dtype(dtype).name
-
-    def check(value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            try:
-                with np.errstate(over="ignore"):
-                    converted = dtype(value)
-                exact = bool(np.isfinite(converted)) and int(converted) == value
-            except OverflowError:
-                exact = False
-            if not exact:
-                raise ValueError(f"integer not exactly representable as {name}")
-        return value
-
-    return check
 
 
 def _as_list(result: Any) -> list[Any]:
