@@ -1,4 +1,4 @@
-"""paved_ml._champion: a champion folder read and loaded without MLflow (the service image has
+"""paved_ml.champion: a champion folder read and loaded without MLflow (the service image has
 none), as MLflow itself would load it."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import yaml
 from helpers import fit
 from mlflow.models import infer_signature
-from paved_ml._champion import load_model, read_mlmodel
+from paved_ml.champion import load_model, read_mlmodel
 from paved_ml.errors import PavedMLError
 
 pytestmark = pytest.mark.libs
@@ -53,7 +53,7 @@ def test_each_format_loads_as_mlflow_loads_it(
 def test_loading_never_imports_mlflow(saved: tuple[Path, object]) -> None:
     path, _ = saved
     code = (
-        "import sys; from pathlib import Path; from paved_ml._champion import load_model; "
+        "import sys; from pathlib import Path; from paved_ml.champion import load_model; "
         f"model = load_model(Path({str(path)!r})); "
         "print(type(model).__name__, 'mlflow' in sys.modules)"
     )

@@ -100,7 +100,7 @@ def test_a_classifier_is_asked_once_and_each_label_is_its_likeliest(
     assert doubting.calls == ["predict_proba"]
     # The service asks its champion once per request, for the probabilities it answers.
     predictor = ChampionModel(champion_dir).load()
-    model = predictor._model
+    model = predictor.loaded.model
     calls: list[str] = []
     for method in ("predict", "predict_proba"):
         original = getattr(model, method)

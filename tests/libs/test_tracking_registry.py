@@ -18,6 +18,7 @@ import pytest
 from helpers import fit
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from paved_ml.champion import read_champion_file
 from paved_ml.config import load_config
 from paved_ml.data import file_md5
 from paved_ml.errors import RegistryError
@@ -26,9 +27,8 @@ from paved_ml.registry import (
     champion,
     decision_record,
     export_champion,
-    load_champion,
+    load_registered_champion,
     promote_if_better,
-    read_champion_file,
     register,
     save_champion,
 )
@@ -157,7 +157,7 @@ def test_champion_folder_round_trip(project: Path, iris: pd.DataFrame) -> None:
     assert record["version"] == version and record["metrics"] == {"f1": 0.9}
     loaded = mlflow.sklearn.load_model(str(exported))
     assert list(loaded.predict(iris[["sl", "sw", "pl", "pw"]].head(3))) == [0, 0, 0]
-    by_alias = load_champion(config)
+    by_alias = load_registered_champion(config)
     assert list(by_alias.predict(iris[["sl", "sw", "pl", "pw"]].tail(2))) == [2, 2]
 
 
@@ -166,7 +166,7 @@ def test_refusals(project: Path, iris: pd.DataFrame) -> None:
     with pytest.raises(RegistryError, match="has no 'champion'"):
         export_champion(config, project / "out")
     with pytest.raises(RegistryError, match="has no 'champion'"):
-        load_champion(config)
+        load_registered_champion(config)
     version, _ = log_version(project, iris, 1.0, 0.9)
     promote_if_better(config, version, metric="f1", value=0.9)
     v2, _ = log_version(project, iris, 1.0, 0.1)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from paved_ml._champion import load_model, read_champion_file
+from paved_ml.champion import Champion, load_champion
 from paved_ml.contract import Contract, ContractError
 from paved_ml.errors import PavedMLError
 
@@ -68,18 +68,16 @@ def batch_predict(
     files = _inputs(source)
     columns = len(contract.columns) + 8  # the contract's, and some passing through
     rows_per_chunk = chunk_rows or max(_MIN_ROWS, memory_limit // (_BYTES_PER_VALUE * columns))
-    model, labels = _load(model_dir)
-    record = read_champion_file(model_dir)
+    champion = load_champion(model_dir)
     report = BatchReport(output=output, files=[str(path) for path in files])
-    report.model_name = str(record.get("model_name", "unknown"))
-    report.model_version = str(record.get("version", "unknown"))
+    report.model_name, report.model_version = champion.model_name, champion.version
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     writer: Any = None
     try:
         for path in files:
             for chunk in _chunks(path, rows_per_chunk):
-                scored = _score(chunk, path, model, labels, contract, report)
+                scored = _score(chunk, path, champion, contract)
                 writer = _append(writer, scored, partial)
                 report.rows += len(scored)
                 report.chunks += 1
@@ -135,14 +133,7 @@ def _chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
         yield frame
 
 
-def _score(
-    chunk: pd.DataFrame,
-    path: Path,
-    model: Any,
-    labels: list[str] | None,
-    contract: Contract,
-    report: BatchReport,
-) -> pd.DataFrame:
+def _score(chunk: pd.DataFrame, path: Path, champion: Champion, contract: Contract) -> pd.DataFrame:
     missing = [name for name in contract.features if name not in chunk]
     if missing:
         raise PavedMLError(f"{path}: no column {', '.join(map(repr, missing))}")
@@ -151,16 +142,13 @@ def _score(
     except ContractError as exc:
         raise PavedMLError(f"{path}: {exc}") from None
     scored = chunk.copy()
-    if labels is None:
-        scored["prediction"] = model.predict(inputs)
-    else:  # labelled as the service labels them: the likeliest, from one model call
-        from paved_ml.models import likeliest
-
-        scored["prediction"], probabilities = likeliest(model, inputs)
-        for label, column in zip(labels, probabilities.T, strict=True):
+    # Labelled as the service labels them: the likeliest, from one model call.
+    scored["prediction"], probabilities = champion.predict(inputs)
+    if champion.labels is not None:
+        for label, column in zip(champion.labels, probabilities.T, strict=True):
             scored[f"probability_{label}"] = column
-    scored["model_name"] = report.model_name
-    scored["model_version"] = report.model_version
+    scored["model_name"] = champion.model_name
+    scored["model_version"] = champion.version
     return scored.reset_index(drop=True)
 
 
@@ -175,12 +163,3 @@ def _append(writer: Any, frame: pd.DataFrame, path: Path) -> Any:
         table = table.cast(writer.schema)  # a chunk whose column read as another type
     writer.write_table(table)
     return writer
-
-
-def _load(model_dir: Path) -> tuple[Any, list[str] | None]:
-    """The champion (scikit-learn's own object where it has that flavour) and its labels."""
-    model = load_model(model_dir)
-    classes = getattr(model, "classes_", None)
-    if classes is not None and hasattr(model, "predict_proba"):
-        return model, [str(label) for label in classes]
-    return model, None

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from paved_ml.champion import DEFAULT_DIR
 from paved_ml.contract import Contract
 from paved_ml.errors import PavedMLError
 from paved_ml.prediction_log import LOG_ENV, PREDICTION, TIME
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="the data contract, module:attribute (default: [tool.paved] contract)",
     )
-    drift.add_argument("--model", type=Path, default=Path("models/champion"))
+    drift.add_argument("--model", type=Path, default=DEFAULT_DIR)
     drift.add_argument(
         "--log",
         default=None,
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch = commands.add_parser("batch-predict", help="score a file or folder with the champion")
     batch.add_argument("input", type=Path, help="a .csv or .parquet file, or a folder of them")
     batch.add_argument("--output", type=Path, default=Path("data/scored/predictions.parquet"))
-    batch.add_argument("--model", type=Path, default=Path("models/champion"))
+    batch.add_argument("--model", type=Path, default=DEFAULT_DIR)
     batch.add_argument("--contract", default=None, help="module:attribute (default: [tool.paved])")
     batch.add_argument("--memory-limit", default="256MB", help="memory for data, e.g. 512MB")
     batch.add_argument("--chunk-rows", type=int, default=None, help="rows per chunk (overrides)")
@@ -142,15 +143,9 @@ def _read_params(path: Path) -> dict[str, Any]:
 
 def _predict(model_dir: Path, frame: Any, features: list[str]) -> list[Any]:
     """The champion's labels for the reference rows, as the service gives them."""
-    from paved_ml._champion import load_model
+    from paved_ml.champion import load_champion
 
-    model = load_model(model_dir)
-    if hasattr(model, "classes_") and hasattr(model, "predict_proba"):
-        from paved_ml.models import likeliest
-
-        values = likeliest(model, frame[features])[0]
-    else:
-        values = model.predict(frame[features])
+    values = load_champion(model_dir).predict(frame[features])[0]
     return list(values.tolist() if hasattr(values, "tolist") else values)
 
 

@@ -38,7 +38,9 @@ class ProjectConfig:
     @property
     def champion_dir(self) -> Path:
         """Where the champion model lives as a DVC-tracked artifact."""
-        return self.root / "models" / "champion"
+        from paved_ml.champion import DEFAULT_DIR  # which reads its YAML through this module
+
+        return self.root / DEFAULT_DIR
 
 
 def find_root(start: Path | None = None) -> Path:

@@ -24,23 +24,21 @@ import mlflow.pyfunc
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from paved_ml._champion import CHAMPION_FILE, read_champion_file, write_champion_file
+from paved_ml.champion import write_champion_file
 from paved_ml.config import ProjectConfig
 from paved_ml.errors import RegistryError
 from paved_ml.tracking import use_tracking
 
 __all__ = [
     "CHAMPION_ALIAS",
-    "CHAMPION_FILE",
     "SETTLE_SECONDS",
     "Decision",
     "Reason",
     "champion",
     "decision_record",
     "export_champion",
-    "load_champion",
+    "load_registered_champion",
     "promote_if_better",
-    "read_champion_file",
     "register",
     "save_champion",
 ]
@@ -213,8 +211,12 @@ def export_champion(config: ProjectConfig, dest: Path) -> Path:
     return dest
 
 
-def load_champion(config: ProjectConfig) -> Any:
-    """Load the registry's champion (as a pyfunc model) by its alias."""
+def load_registered_champion(config: ProjectConfig) -> Any:
+    """Load the registry's champion (as a pyfunc model) by its alias.
+
+    The champion folder (`paved_ml.champion.load_champion`) is what serves; this is the
+    version the registry's alias names, for a repo that checks the two agree.
+    """
     if champion(config) is None:
         raise RegistryError(f"{config.model_name} has no '{CHAMPION_ALIAS}' in the registry")
     return mlflow.pyfunc.load_model(f"models:/{config.model_name}@{CHAMPION_ALIAS}")

@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from paved_ml import _bentoml_fix
-from paved_ml._champion import load_model, read_champion_file, read_mlmodel
+from paved_ml.champion import DEFAULT_DIR, load_champion, read_mlmodel
 from paved_ml.contract import Contract, RowField, build_row_model
 from paved_ml.errors import PavedMLError
 from paved_ml.prediction_log import PredictionLog
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 MODEL_DIR_ENV = "PAVED_MODEL_DIR"
-DEFAULT_MODEL_DIR = Path("models/champion")
+DEFAULT_MODEL_DIR = DEFAULT_DIR
 MAX_ROWS = 1000
 #: The largest request body the service reads by default (1 MiB: MAX_ROWS rows of ~100
 #: features); PAVED_MAX_REQUEST_BYTES sets another.
@@ -88,7 +88,7 @@ class Prediction(BaseModel):
 
 @dataclass(frozen=True)
 class ChampionModel:
-    """The champion model folder: its signature, its identity, and how to load it.
+    """The champion model folder: its signature, its request model, and how to load it.
 
     With a `contract`, the request model is the contract's (types, ranges, allowed values),
     and the champion must have been trained on the contract's input columns.
@@ -107,7 +107,7 @@ class ChampionModel:
         """The MLmodel file, read as YAML.
 
         Reading it without importing MLflow keeps `bentoml serve`'s own process light; the
-        service image has no MLflow at all (see paved_ml._champion).
+        service image has no MLflow at all (see paved_ml.champion).
         """
         return read_mlmodel(self.model_dir)
 
@@ -115,12 +115,6 @@ class ChampionModel:
     def flavors(self) -> dict[str, Any]:
         """The model's MLflow flavours (sklearn, python_function, ...)."""
         return dict(self.metadata.get("flavors") or {})
-
-    @cached_property
-    def identity(self) -> tuple[str, str]:
-        """(model name, registry version) from champion.json."""
-        record = read_champion_file(self.model_dir)
-        return str(record.get("model_name", "unknown")), str(record.get("version", "unknown"))
 
     @cached_property
     def features(self) -> list[str]:
@@ -160,8 +154,9 @@ class ChampionModel:
         predictor = Predictor(self)
         if warm_up:
             predictor.warm_up()
-        name, version = self.identity
-        predictor.log = PredictionLog.from_env(model_name=name, model_version=version)
+        predictor.log = PredictionLog.from_env(
+            model_name=predictor.loaded.model_name, model_version=predictor.loaded.version
+        )
         if predictor.log is not None:
             predictor.log.on_problem = _log_problems_metric()
         return predictor
@@ -189,20 +184,14 @@ class Predictor:
         self.warm_up_error: Exception | None = None
         #: Where served predictions are recorded (None: not recorded).
         self.log: PredictionLog | None = None
-        flavors = champion.flavors
         # The native flavour skips pyfunc's per-call schema enforcement: the request model
         # has already enforced the schema, more strictly.
-        self._model = load_model(champion.model_dir)
-        self._name, self._version = champion.identity
+        #: The champion as loaded (paved_ml.champion): model, name, version, labels.
+        self.loaded = load_champion(champion.model_dir)
+        self._name, self._version = self.loaded.model_name, self.loaded.version
         self._features = champion.features
-        # A classifier's labels, where it gives probabilities (scikit-learn's predict_proba).
-        classes = getattr(self._model, "classes_", None) if "sklearn" in flavors else None
-        self._labels = (
-            [str(label) for label in classes]
-            if classes is not None and hasattr(self._model, "predict_proba")
-            else None
-        )
-        self._numeric = "sklearn" in flavors and all(
+        self._labels = self.loaded.labels
+        self._numeric = "sklearn" in champion.flavors and all(
             column["type"] in _NUMERIC for column in champion._input_columns
         )
 
@@ -238,13 +227,11 @@ class Predictor:
 
     def _predict(self, inputs: Any) -> tuple[list[Any], list[dict[str, float]] | None]:
         """The rows' labels, and a classifier's probabilities per label, from one model call."""
+        values, probabilities = self.loaded.predict(inputs)
         if self._labels is None:
-            return _as_list(self._model.predict(inputs)), None
-        from paved_ml.models import likeliest  # scikit-learn: imported by the model already
-
-        labels, probabilities = likeliest(self._model, inputs)
+            return _as_list(values), None
         rows = probabilities.tolist()
-        return labels.tolist(), [dict(zip(self._labels, row, strict=True)) for row in rows]
+        return values.tolist(), [dict(zip(self._labels, row, strict=True)) for row in rows]
 
     def close(self) -> None:
         """Write what the prediction log holds (call it from the service's shutdown hook)."""

@@ -1,10 +1,14 @@
 """The champion folder: its record (champion.json), its MLmodel file, and the model in it.
 
-A champion folder is an MLflow model folder plus champion.json. Reading it needs no MLflow:
-the service image carries none. A model with MLflow's scikit-learn flavour is loaded the way
-`mlflow.sklearn.load_model` loads it (MLflow 3.17: skops with the types the folder names as
-trusted, else cloudpickle or pickle); a model of any other flavour goes through MLflow's
-pyfunc, which then has to be installed.
+A champion folder (`models/champion` in a team repo) is an MLflow model folder plus
+champion.json. `load_champion` reads it, and `Champion.predict` is how the service, batch
+scoring and the drift check's reference all predict: one model call, and for a classifier
+each row's label the likeliest of its probabilities.
+
+Reading a folder needs no MLflow: the service image carries none. A model with MLflow's
+scikit-learn flavour is loaded the way `mlflow.sklearn.load_model` loads it (MLflow 3.17:
+skops with the types the folder names as trusted, else cloudpickle or pickle); a model of
+any other flavour goes through MLflow's pyfunc, which then has to be installed.
 """
 
 from __future__ import annotations
@@ -12,12 +16,26 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from paved_ml.config import read_yaml_mapping
 from paved_ml.errors import PavedMLError
 
+__all__ = [
+    "CHAMPION_FILE",
+    "DEFAULT_DIR",
+    "Champion",
+    "load_champion",
+    "load_model",
+    "read_champion_file",
+    "read_mlmodel",
+    "write_champion_file",
+]
+
+#: Where a team repo keeps its champion (DVC-tracked), relative to the repo's root.
+DEFAULT_DIR = Path("models/champion")
 CHAMPION_FILE = "champion.json"
 MLMODEL_FILE = "MLmodel"
 #: MLflow's switch for loading pickled (and skops) models; on unless set to false.
@@ -47,6 +65,51 @@ def read_mlmodel(model_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise PavedMLError(f"no champion model in {model_dir}: run `dvc pull` or `dvc repro` first")
     return read_yaml_mapping(path, holds="MLmodel flavours and signature")
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A loaded champion: its model, its registered name and version, a classifier's labels.
+
+    `labels` (strings, in the model's `classes_` order) is set for a classifier that gives
+    probabilities (scikit-learn's `predict_proba`), None for any other model.
+    """
+
+    model: Any
+    model_name: str
+    version: str
+    labels: list[str] | None
+
+    def predict(self, inputs: Any) -> tuple[Any, Any]:
+        """Each row's prediction and, for a classifier, its probabilities (else None).
+
+        A classifier is asked once (`predict_proba`) and each row's label is the likeliest
+        of its probabilities (`paved_ml.models.likeliest`); any other model's `predict`
+        answers as it is.
+        """
+        if self.labels is None:
+            return self.model.predict(inputs), None
+        from paved_ml.models import likeliest  # scikit-learn: imported by the model already
+
+        return likeliest(self.model, inputs)
+
+
+def load_champion(model_dir: Path = DEFAULT_DIR) -> Champion:
+    """The champion in `model_dir`, loaded (see `load_model`), with its name and version."""
+    model = load_model(model_dir)
+    record = read_champion_file(model_dir)
+    classes = getattr(model, "classes_", None)
+    labels = (
+        [str(label) for label in classes]
+        if classes is not None and hasattr(model, "predict_proba")
+        else None
+    )
+    return Champion(
+        model,
+        str(record.get("model_name", "unknown")),
+        str(record.get("version", "unknown")),
+        labels,
+    )
 
 
 def load_model(model_dir: Path) -> Any:
