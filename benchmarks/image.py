@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "ci"))
 from base_image import DISTROLESS_IMAGE, ensure_base_image  # noqa: E402
 from golden_path import run, trained_repo  # noqa: E402
 from oci_registry import local_registry  # noqa: E402
-from paved._image import BENTO_DIR, SITE_DIR, runtime_requirements  # noqa: E402
+from paved.ci.image import BENTO_DIR, SITE_DIR, runtime_requirements  # noqa: E402
 from targets import Target, report  # noqa: E402
 
 CA = "/etc/ssl/certs/ca-certificates.crt"

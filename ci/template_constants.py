@@ -19,7 +19,7 @@ import keyword
 import sys
 from pathlib import Path
 
-from paved._oidc import CLOUDS
+from paved.ci.clouds import CLOUDS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT / "templates" / "_shared"

@@ -18,7 +18,7 @@ from golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve_im
 from helpers import RELEASE
 from oci_registry import Registry, local_registry
 from paved._errors import PavedError
-from paved._image import choose_builder
+from paved.ci.image import choose_builder
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("foreign_ci_context")]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from paved._errors import PavedError
-from paved._image import (
+from paved.ci.image import (
     APP_UID,
     ImageBuild,
     choose_builder,
@@ -123,7 +123,7 @@ def test_a_password_without_a_user_is_refused() -> None:
 
 
 def test_image_build_from_a_repo_and_its_ci_context(tmp_path: Path) -> None:
-    from paved._ci import image_build_from_repo
+    from paved.ci.jobs import image_build_from_repo
 
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "churn"\nversion = "1.4.0"\n\n'
@@ -161,7 +161,7 @@ def test_image_build_from_a_repo_and_its_ci_context(tmp_path: Path) -> None:
 def test_the_default_base_is_distroless_where_one_has_the_repos_python(
     tmp_path: Path, python: str, base: str
 ) -> None:
-    from paved._ci import image_build_from_repo
+    from paved.ci.jobs import image_build_from_repo
 
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "churn"\n\n[tool.paved]\nimage = "ghcr.io/acme/churn"\n'
@@ -173,7 +173,7 @@ def test_the_default_base_is_distroless_where_one_has_the_repos_python(
 
 
 def test_a_repo_without_tool_paved_is_refused(tmp_path: Path) -> None:
-    from paved._ci import image_build_from_repo
+    from paved.ci.jobs import image_build_from_repo
 
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     with pytest.raises(PavedError, match=r"has no \[tool.paved\] table"):
@@ -195,7 +195,7 @@ def _stamped(name: str, seconds: float, code: int = 0) -> tuple[str, tuple[str, 
 def test_the_type_check_runs_beside_the_others_and_is_reported_last(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, types_fails: bool
 ) -> None:
-    from paved import _ci
+    from paved.ci import jobs as _ci
 
     steps = (_stamped("lint", 0.5), _stamped("tests", 0.5), _stamped("types", 0.8, types_fails))
     monkeypatch.setattr(_ci, "CHECK_STEPS", steps)
@@ -213,7 +213,7 @@ def test_the_type_check_runs_beside_the_others_and_is_reported_last(
 def test_a_failed_check_stops_the_rest_and_the_type_check_is_still_reported_only_if_reached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from paved import _ci
+    from paved.ci import jobs as _ci
 
     steps = (_stamped("lint", 0.1, 1), _stamped("tests", 0.1), _stamped("types", 0.3))
     monkeypatch.setattr(_ci, "CHECK_STEPS", steps)

@@ -26,8 +26,10 @@ from fake_clouds import REQUEST_TOKEN, github_token
 from golden_path import free_port, running
 from oci_registry import local_registry
 from paved._errors import PavedError
-from paved._image import login
-from paved._oidc import AwsKeys, cloud_credentials, cloud_of, github_id_token, sigv4_headers
+from paved.ci.aws import AwsKeys, sigv4_headers
+from paved.ci.clouds import cloud_credentials, cloud_of
+from paved.ci.image import login
+from paved.ci.tokens import github_id_token
 
 ROLE = "arn:aws:iam::123456789012:role/paved-push"
 PROVIDER = "projects/123456/locations/global/workloadIdentityPools/github/providers/acme"
@@ -441,6 +443,6 @@ def _push(image: str, ref: str, env: Mapping[str, str]) -> subprocess.CompletedP
     ],
 )
 def test_aws_endpoints(region: str, fips: bool, expected: tuple[str, str]) -> None:
-    from paved._oidc import _aws_endpoints
+    from paved.ci.aws import _aws_endpoints
 
     assert _aws_endpoints(region, {}, fips=fips) == expected

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import MATRIX, RELEASE, Render, matrix_id
-from paved._oidc import cloud_of
 from paved.checks.rules import PV004, PV005, paved_workflows
+from paved.ci.clouds import cloud_of
 from snapshot import ROOT
 
 pytestmark = pytest.mark.render

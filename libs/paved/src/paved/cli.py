@@ -15,17 +15,17 @@ from rich.progress import Progress
 from rich.table import Table
 
 from paved import __version__
-from paved._ci import (
+from paved._errors import ExitCode, PavedError
+from paved.adopt import adopt_project
+from paved.checks import CheckReport, check_repo
+from paved.ci.image import login, push_archive, push_image
+from paved.ci.jobs import (
     StepResult,
     build_and_push,
     drift_check,
     image_build_from_repo,
     run_checks,
 )
-from paved._errors import ExitCode, PavedError
-from paved._image import login, push_archive, push_image
-from paved.adopt import adopt_project
-from paved.checks import CheckReport, check_repo
 from paved.fleet import fleet_status
 from paved.fleet.rollout import (
     FETCHED_MANIFEST,

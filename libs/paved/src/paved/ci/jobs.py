@@ -18,8 +18,8 @@ from pathlib import Path
 from paved._credentials import without_credentials
 from paved._errors import CommandError, PavedError
 from paved._git import git
-from paved._image import ImageBuild, build_image, image_tags, push_image
 from paved._proc import run
+from paved.ci.image import ImageBuild, build_image, image_tags, push_image
 from paved.constants import TELEMETRY_OFF
 from paved.repo import (
     platform_version,

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from paved._errors import CommandError, PavedError
-from paved._oidc import CLOUDS, Credentials, cloud_credentials, cloud_for_login
 from paved._proc import QUICK_TIMEOUT, run
+from paved.ci.clouds import CLOUDS, cloud_credentials, cloud_for_login
+from paved.ci.tokens import Credentials
 from paved.constants import TELEMETRY_OFF
 
 __all__ = [
