@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
+from rich.console import Console
+from rich.markup import escape
 
 from paved._errors import ExitCode, PavedError
 from paved._git import git, git_env
@@ -34,7 +36,7 @@ from paved.repo import ANSWERS_FILE, read_answers, require_clean, unmerged_paths
 from paved.template import PLATFORM_URL, identity, lock_environment, render
 from paved.update import Conflict, count_markers
 
-__all__ = ["AdoptReport", "adopt_project", "map_answers"]
+__all__ = ["AdoptReport", "adopt_project", "map_answers", "show_adopt"]
 
 #: The template's Python choices, newest last (copier.yml `python_version`).
 PYTHON_CHOICES = ("3.11", "3.12")
@@ -418,3 +420,31 @@ def _merge(project: Path, report: AdoptReport, commit: str, *, lock: bool) -> No
         git(project, *start, check=False)
         git(project, "branch", "-D", report.branch, check=False)
         raise
+
+
+def show_adopt(report: AdoptReport, console: Console) -> None:
+    """The adoption as `paved adopt` prints it (with rich markup), and what to do next."""
+    mark = "[green]adopted[/]" if report.status == "adopted" else "[yellow]conflicts[/]"
+    console.print(
+        f"{mark} {Path(report.project).name} at {report.release} on branch {report.branch}"
+    )
+    for question, source in report.mapped.items():
+        console.print(
+            f"  mapped {question} = {report.answers.get(question)!r} from {escape(source)}"
+        )
+    if report.unmapped:
+        console.print(f"  not in the repo (given, asked or default): {', '.join(report.unmapped)}")
+    console.print(f"  {len(report.added)} files added by the template")
+    for conflict in report.conflicts:
+        console.print(
+            f"  [yellow]both had it[/] {escape(conflict.path)} ({conflict.markers} markers)"
+        )
+    for note in report.notes:
+        console.print(f"  [yellow]to do[/] {escape(note)}")
+    if report.conflicts:
+        console.print(
+            "next: resolve the files above (yours is the HEAD side), `uv lock`, "
+            "`git add --all && git commit`, then `paved check`; `git merge --abort` undoes it"
+        )
+    else:
+        console.print("next: `paved check`, review `git log -p`, push the branch and open a PR")

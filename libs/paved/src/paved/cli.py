@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,12 +11,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
-from rich.table import Table
 
 from paved import __version__
 from paved._errors import ExitCode, PavedError
-from paved.adopt import adopt_project
-from paved.checks import CheckReport, check_repo
+from paved.adopt import adopt_project, show_adopt
+from paved.checks import check_repo, show_check
+from paved.ci.actions import step_output, summary_file
 from paved.ci.image import login, push_archive, push_image
 from paved.ci.jobs import (
     StepResult,
@@ -35,9 +34,11 @@ from paved.fleet.rollout import (
     fleet_deliver,
     fleet_fetch,
     fleet_update,
+    show_rollout,
 )
+from paved.fleet.status import show_status
 from paved.template import PLATFORM_URL, new_project
-from paved.update import UpdateReport, update_project
+from paved.update import show_update, update_project
 
 app = typer.Typer(
     name="paved",
@@ -147,25 +148,7 @@ def status(
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))
         raise typer.Exit(report.exit_code)
-    table = Table(title=f"{len(report.repos)} team repos", title_justify="left")
-    for column in ("repo", "template", "release", "latest", "behind", "pending", "score"):
-        table.add_column(column, justify="right" if column in {"behind", "score"} else "left")
-    for repo in report.repos:
-        if repo.error:
-            table.add_row(escape(repo.name), f"[red]{escape(repo.error)}[/]", *[""] * 5)
-            continue
-        behind = f"[yellow]{repo.behind}[/]" if repo.behind else "0"
-        score = "" if repo.score is None else f"{repo.score:.0f} %"
-        table.add_row(
-            escape(repo.name),
-            escape(repo.source),
-            repo.current,
-            repo.latest,
-            behind,
-            escape(repo.pending),
-            score,
-        )
-    Console().print(table)
+    show_status(report, Console())
     raise typer.Exit(report.exit_code)
 
 
@@ -207,7 +190,7 @@ def fleet_update_command(
             state=state,
             platform_url=src,
             report=advance,
-            done=_print_fleet_report if not as_json else _print_json,
+            done=_print_rollout if not as_json else _print_json,
         )
     raise typer.Exit(report.exit_code)
 
@@ -273,28 +256,17 @@ def fleet_deliver_command(
         jobs=jobs,
         max_open_prs=max_open_prs,
         state=state,
-        done=_print_fleet_report if not as_json else _print_json,
+        done=_print_rollout if not as_json else _print_json,
     )
     raise typer.Exit(report.exit_code)
 
 
+def _print_rollout(report: FleetReport) -> None:
+    show_rollout(report, Console())
+
+
 def _print_json(report: FleetReport) -> None:
     typer.echo(json.dumps(report.as_json(), indent=2))
-
-
-def _print_fleet_report(report: FleetReport) -> None:
-    title = f"{report.release}{' (dry run)' if report.dry_run else ''}"
-    table = Table(title=title, title_justify="left")
-    for column in ("repo", "outcome", "from", "branch / pull request", "score", "reason"):
-        table.add_column(column)
-    for repo in report.repos:
-        where = repo.pull_request or repo.branch
-        score = "" if repo.score is None else f"{repo.score:.0f} %"
-        reason = repo.reason or "; ".join(repo.conflicts)
-        table.add_row(
-            escape(repo.name), repo.outcome, repo.from_release, escape(where), score, escape(reason)
-        )
-    Console().print(table)
 
 
 @app.command()
@@ -332,24 +304,7 @@ def adopt(
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))
         raise typer.Exit(report.exit_code)
-    mark = "[green]adopted[/]" if report.status == "adopted" else "[yellow]conflicts[/]"
-    _err.print(f"{mark} {Path(report.project).name} at {report.release} on branch {report.branch}")
-    for question, source in report.mapped.items():
-        _err.print(f"  mapped {question} = {report.answers.get(question)!r} from {escape(source)}")
-    if report.unmapped:
-        _err.print(f"  not in the repo (given, asked or default): {', '.join(report.unmapped)}")
-    _err.print(f"  {len(report.added)} files added by the template")
-    for conflict in report.conflicts:
-        _err.print(f"  [yellow]both had it[/] {escape(conflict.path)} ({conflict.markers} markers)")
-    for note in report.notes:
-        _err.print(f"  [yellow]to do[/] {escape(note)}")
-    if report.conflicts:
-        _err.print(
-            "next: resolve the files above (yours is the HEAD side), `uv lock`, "
-            "`git add --all && git commit`, then `paved check`; `git merge --abort` undoes it"
-        )
-    else:
-        _err.print("next: `paved check`, review `git log -p`, push the branch and open a PR")
+    show_adopt(report, _err)
     raise typer.Exit(report.exit_code)
 
 
@@ -378,45 +333,8 @@ def update(
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))
     else:
-        _show_update(report)
+        show_update(report, _err)
     raise typer.Exit(report.exit_code)
-
-
-def _show_update(report: UpdateReport) -> None:
-    name = Path(report.project).name
-    move = f"{report.from_release} -> {report.to_release}"
-    if report.status == "current":
-        _err.print(f"[green]current[/] {name} is at {report.to_release}")
-        return
-    if report.status == "failed":
-        _err.print(f"[bold red]failed[/] {name} {move}: {escape(report.reason)}")
-        _err.print("the repo is as it was before the update")
-        return
-    mark = "[green]updated[/]" if report.status == "updated" else "[yellow]conflicts[/]"
-    locked = f"; re-locked {', '.join(report.locked)}" if report.locked else ""
-    _err.print(f"{mark} {name} {move}: {len(report.changed)} files changed{locked}")
-    for conflict in report.conflicts:
-        count = f" ({conflict.markers} conflict markers)" if conflict.markers else ""
-        _err.print(f"  [yellow]{conflict.kind}[/] {escape(conflict.path)}{count}")
-    for question, (stored, now) in report.replaced_answers.items():
-        _err.print(
-            f"  [yellow]answer replaced[/] {question}: {stored!r} -> {now!r} (the release's "
-            "validator refused the stored answer; set it again in .copier-answers.yml)"
-        )
-    if report.migrations:
-        _err.print(f"  ran the migrations of {', '.join(report.migrations)} (trusted source)")
-    for path in report.removed_edited:
-        _err.print(
-            f"  [yellow]removed by the template, edited by you[/] {escape(path)} "
-            f"(your version: git show HEAD:{escape(path)})"
-        )
-    if report.changelog:
-        _err.print(escape(report.changelog), highlight=False)
-    steps = ["review `git diff`"]
-    if report.conflicts:
-        steps.append("resolve the files above (then `uv lock` if uv.lock was one)")
-    steps.append("`git add --all && git commit`")
-    _err.print("next: " + ", then ".join(steps))
 
 
 @app.command()
@@ -447,33 +365,13 @@ def check(
     elif output == "html":
         typer.echo(report.as_html())
     else:
-        _show_check(report, quiet=quiet)
+        show_check(report, Console(), quiet=quiet)
     raise typer.Exit(ExitCode.FAILED if report.failed else ExitCode.OK)
 
 
 def _ids(values: list[str] | None) -> frozenset[str]:
     """Check IDs or prefixes, repeated or comma-separated (as repo-review takes them)."""
     return frozenset(part.strip() for value in values or () for part in value.split(",") if part)
-
-
-def _show_check(report: CheckReport, *, quiet: bool) -> None:
-    out = Console()
-    for result in report.results:
-        if result.result is True and not quiet:
-            out.print(f"[green]pass[/] {result.name} {escape(result.description)}")
-        elif result.result is None and not quiet:
-            why = f": {result.skip_reason}" if result.skip_reason else ""
-            out.print(f"[dim]skip[/] {result.name} {escape(result.description)}{escape(why)}")
-        elif result.result is False:
-            out.print(f"[bold red]FAIL[/] {result.name} {escape(result.description)}")
-            hint = result.err_msg.strip()
-            for line in hint.splitlines():
-                out.print(f"     {escape(line)}", highlight=False, soft_wrap=True)
-    mark = "[green]" if not report.failed else "[bold red]"
-    out.print(
-        f"{mark}score {report.score:.0f} %[/] {report.path.name}: {len(report.passed)} passed, "
-        f"{len(report.failed)} failed, {len(report.skipped)} skipped"
-    )
 
 
 @ci_app.command("check")
@@ -518,7 +416,7 @@ def ci_drift(
         project.absolute(),
         log=log,
         since_hours=since_hours,
-        summary_file=os.environ.get("GITHUB_STEP_SUMMARY"),
+        summary_file=summary_file(),
     )
     typer.echo(result.output.rstrip())
     raise typer.Exit(result.returncode)
@@ -561,7 +459,7 @@ def ci_image(
         _pushed(build.image, digest)
     elif archive and digest:
         typer.echo(f"archived {build.image}@{digest} in {archive}")
-        _github_output(digest=digest, image=build.image)
+        step_output(digest=digest, image=build.image)
 
 
 @ci_app.command("push")
@@ -622,15 +520,7 @@ def ci_login(
 def _pushed(image: str, digest: str) -> None:
     """Say what was pushed, on stdout and as the step's outputs."""
     typer.echo(f"pushed {image}@{digest}")
-    _github_output(digest=digest, image=image)
-
-
-def _github_output(**values: str) -> None:
-    """Expose values as step outputs when running under GitHub Actions (or act)."""
-    target = os.environ.get("GITHUB_OUTPUT")
-    if target:
-        with open(target, "a", encoding="utf-8") as handle:
-            handle.writelines(f"{key}={value}\n" for key, value in values.items())
+    step_output(digest=digest, image=image)
 
 
 def _parse_data(pairs: list[str]) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from rich.console import Console
+from rich.markup import escape
 
 from paved._errors import ExitCode, PavedError
 from paved._git import git, git_env
@@ -53,6 +55,7 @@ __all__ = [
     "Conflict",
     "UpdateReport",
     "count_markers",
+    "show_update",
     "update_project",
 ]
 
@@ -460,3 +463,41 @@ def _replaced_answers(before: Mapping[str, Any], after: Mapping[str, Any]) -> di
 def _reason(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines() or [type(exc).__name__]
     return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+
+
+def show_update(report: UpdateReport, console: Console) -> None:
+    """The report as `paved update` prints it (with rich markup), and what to do next."""
+    name = Path(report.project).name
+    move = f"{report.from_release} -> {report.to_release}"
+    if report.status == "current":
+        console.print(f"[green]current[/] {name} is at {report.to_release}")
+        return
+    if report.status == "failed":
+        console.print(f"[bold red]failed[/] {name} {move}: {escape(report.reason)}")
+        console.print("the repo is as it was before the update")
+        return
+    mark = "[green]updated[/]" if report.status == "updated" else "[yellow]conflicts[/]"
+    locked = f"; re-locked {', '.join(report.locked)}" if report.locked else ""
+    console.print(f"{mark} {name} {move}: {len(report.changed)} files changed{locked}")
+    for conflict in report.conflicts:
+        count = f" ({conflict.markers} conflict markers)" if conflict.markers else ""
+        console.print(f"  [yellow]{conflict.kind}[/] {escape(conflict.path)}{count}")
+    for question, (stored, now) in report.replaced_answers.items():
+        console.print(
+            f"  [yellow]answer replaced[/] {question}: {stored!r} -> {now!r} (the release's "
+            "validator refused the stored answer; set it again in .copier-answers.yml)"
+        )
+    if report.migrations:
+        console.print(f"  ran the migrations of {', '.join(report.migrations)} (trusted source)")
+    for path in report.removed_edited:
+        console.print(
+            f"  [yellow]removed by the template, edited by you[/] {escape(path)} "
+            f"(your version: git show HEAD:{escape(path)})"
+        )
+    if report.changelog:
+        console.print(escape(report.changelog), highlight=False)
+    steps = ["review `git diff`"]
+    if report.conflicts:
+        steps.append("resolve the files above (then `uv lock` if uv.lock was one)")
+    steps.append("`git add --all && git commit`")
+    console.print("next: " + ", then ".join(steps))

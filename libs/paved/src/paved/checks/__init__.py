@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
+from rich.markup import escape
+
 from paved._errors import PavedError
 from paved.checks.rules import FAMILY, RULES
 
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     from repo_review.families import Family
     from repo_review.processor import Result
 
-__all__ = ["CheckReport", "check_repo", "repo_review_checks", "repo_review_families"]
+__all__ = ["CheckReport", "check_repo", "repo_review_checks", "repo_review_families", "show_check"]
 
 
 def repo_review_checks() -> dict[str, Any]:
@@ -141,3 +144,23 @@ def check_repo(
     except Exception as exc:  # a plugin or fixture that breaks on this repo
         raise PavedError(f"the checks could not run on {path}: {exc}") from exc
     return CheckReport(path=path, families=dict(families), results=list(results))
+
+
+def show_check(report: CheckReport, console: Console, *, quiet: bool) -> None:
+    """Each check's result (a failure with its hint; passes, skips unless `quiet`), the score."""
+    for result in report.results:
+        if result.result is True and not quiet:
+            console.print(f"[green]pass[/] {result.name} {escape(result.description)}")
+        elif result.result is None and not quiet:
+            why = f": {result.skip_reason}" if result.skip_reason else ""
+            console.print(f"[dim]skip[/] {result.name} {escape(result.description)}{escape(why)}")
+        elif result.result is False:
+            console.print(f"[bold red]FAIL[/] {result.name} {escape(result.description)}")
+            hint = result.err_msg.strip()
+            for line in hint.splitlines():
+                console.print(f"     {escape(line)}", highlight=False, soft_wrap=True)
+    mark = "[green]" if not report.failed else "[bold red]"
+    console.print(
+        f"{mark}score {report.score:.0f} %[/] {report.path.name}: {len(report.passed)} passed, "
+        f"{len(report.failed)} failed, {len(report.skipped)} skipped"
+    )

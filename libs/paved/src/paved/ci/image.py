@@ -21,6 +21,7 @@ from pathlib import Path
 
 from paved._errors import CommandError, PavedError
 from paved._proc import QUICK_TIMEOUT, run
+from paved.ci.actions import mask
 from paved.ci.clouds import CLOUDS, cloud_credentials, cloud_for_login
 from paved.ci.tokens import Credentials
 from paved.constants import TELEMETRY_OFF
@@ -311,8 +312,7 @@ def login(
         return f"no credentials for {host}: pushing without logging in"
     if not credentials.user:
         raise PavedError(f"a password for {host} but no user: set REGISTRY_USERNAME")
-    if env.get("GITHUB_ACTIONS") == "true":
-        print(f"::add-mask::{credentials.password}", flush=True)  # hidden in the job's log
+    mask(credentials.password, env)  # hidden in the job's log
     builder = _builder(builder, tls_verify)
     user = credentials.user
     if builder == "buildx":

@@ -19,6 +19,7 @@ from paved._credentials import without_credentials
 from paved._errors import CommandError, PavedError
 from paved._git import git
 from paved._proc import run
+from paved.ci.actions import repository_url, run_commit
 from paved.ci.image import ImageBuild, build_image, image_tags, push_image
 from paved.constants import TELEMETRY_OFF
 from paved.repo import (
@@ -248,14 +249,13 @@ def image_build_from_repo(
     image_name = image_name or default_name
     if not registry or not image_name:
         raise PavedError("no image name: set [tool.paved] image, or pass --registry/--image-name")
-    sha = env.get("GITHUB_SHA") or git(project, "rev-parse", "HEAD")
-    ref = env.get("GITHUB_REF") or f"refs/heads/{git(project, 'branch', '--show-current')}"
+    sha, ref = run_commit(env)
+    sha = sha or git(project, "rev-parse", "HEAD")
+    ref = ref or f"refs/heads/{git(project, 'branch', '--show-current')}"
     version = str(pyproject.get("project", {}).get("version", "0"))
     python = python_version(project)
     base_image = base_image or default_base_image(python)
-    source = env.get("GITHUB_REPOSITORY") and (
-        f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env['GITHUB_REPOSITORY']}"
-    )
+    source = repository_url(env)
     labels = {
         "org.opencontainers.image.source": source
         or without_credentials(git(project, "remote", "get-url", "origin", check=False))

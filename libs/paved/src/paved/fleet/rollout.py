@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from paved._credentials import Held, held, redact
 from paved._errors import ExitCode, PavedError, one_line
@@ -71,6 +74,7 @@ __all__ = [
     "fleet_deliver",
     "fleet_fetch",
     "fleet_update",
+    "show_rollout",
 ]
 
 Result = Literal["updated", "current", "conflicts", "failed", "skipped", "pending"]
@@ -1010,3 +1014,19 @@ class _PullRequests:
         payload = {"title": title, "head": branch, "base": base, "body": body}
         answer = github.write("POST", f"/repos/{repo}/pulls", payload)
         return str(answer.get("html_url", "")) if isinstance(answer, dict) else ""
+
+
+def show_rollout(report: FleetReport, console: Console) -> None:
+    """The rollout's report as a table: one row per repo."""
+    title = f"{report.release}{' (dry run)' if report.dry_run else ''}"
+    table = Table(title=title, title_justify="left")
+    for column in ("repo", "outcome", "from", "branch / pull request", "score", "reason"):
+        table.add_column(column)
+    for repo in report.repos:
+        where = repo.pull_request or repo.branch
+        score = "" if repo.score is None else f"{repo.score:.0f} %"
+        reason = repo.reason or "; ".join(repo.conflicts)
+        table.add_row(
+            escape(repo.name), repo.outcome, repo.from_release, escape(where), score, escape(reason)
+        )
+    console.print(table)

@@ -17,6 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
 from paved._credentials import redact
 from paved._errors import ExitCode, PavedError, one_line
 from paved.checks import check_repo
@@ -25,7 +29,7 @@ from paved.fleet.sources import RepoRef, branch_tip, clone_shallow, find_repos, 
 from paved.releases import base_version, latest, release_commits, release_version, update_branch
 from paved.repo import ANSWERS_FILE, parse_answers, read_answers
 
-__all__ = ["RepoStatus", "StatusReport", "fleet_status"]
+__all__ = ["RepoStatus", "StatusReport", "fleet_status", "show_status"]
 
 
 @dataclass
@@ -174,3 +178,26 @@ def _pending(ref: RepoRef, branch: str, github: GitHub | None) -> str:
 def _parallel(jobs: int, tasks: list[Callable[[], Any]]) -> list[Any]:
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(lambda task: task(), tasks))
+
+
+def show_status(report: StatusReport, console: Console) -> None:
+    """The fleet's status as a table: one row per repo, an unreadable one in red."""
+    table = Table(title=f"{len(report.repos)} team repos", title_justify="left")
+    for column in ("repo", "template", "release", "latest", "behind", "pending", "score"):
+        table.add_column(column, justify="right" if column in {"behind", "score"} else "left")
+    for repo in report.repos:
+        if repo.error:
+            table.add_row(escape(repo.name), f"[red]{escape(repo.error)}[/]", *[""] * 5)
+            continue
+        behind = f"[yellow]{repo.behind}[/]" if repo.behind else "0"
+        score = "" if repo.score is None else f"{repo.score:.0f} %"
+        table.add_row(
+            escape(repo.name),
+            escape(repo.source),
+            repo.current,
+            repo.latest,
+            behind,
+            escape(repo.pending),
+            score,
+        )
+    console.print(table)

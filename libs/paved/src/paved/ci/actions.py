@@ -1,0 +1,52 @@
+"""The GitHub Actions context a CI step reads and writes (act sets the same variables).
+
+One place for the `GITHUB_*` variables: the commit, ref and repository a run builds, the
+step's outputs and summary, and the log masks. Off Actions (a laptop), the readers return
+None and the writers do nothing, so every step runs the same by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+__all__ = ["in_actions", "mask", "repository_url", "run_commit", "step_output", "summary_file"]
+
+
+def in_actions(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this runs as a GitHub Actions step (or under act)."""
+    return (os.environ if env is None else env).get("GITHUB_ACTIONS") == "true"
+
+
+def run_commit(env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    """The commit and ref (`refs/heads/…`, `refs/tags/…`) the run builds, where set."""
+    env = os.environ if env is None else env
+    return env.get("GITHUB_SHA") or None, env.get("GITHUB_REF") or None
+
+
+def repository_url(env: Mapping[str, str] | None = None) -> str | None:
+    """The web URL of the repository the run belongs to, where set."""
+    env = os.environ if env is None else env
+    repository = env.get("GITHUB_REPOSITORY")
+    if not repository:
+        return None
+    return f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{repository}"
+
+
+def mask(secret: str, env: Mapping[str, str] | None = None) -> None:
+    """Hide `secret` in the job's log from here on (an Actions workflow command)."""
+    if in_actions(env):
+        print(f"::add-mask::{secret}", flush=True)
+
+
+def step_output(**values: str) -> None:
+    """Expose `values` as the step's outputs (`steps.<id>.outputs.<name>`)."""
+    target = os.environ.get("GITHUB_OUTPUT")
+    if target:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.writelines(f"{key}={value}\n" for key, value in values.items())
+
+
+def summary_file() -> str | None:
+    """The step summary's file (Markdown appended to it shows on the run's page)."""
+    return os.environ.get("GITHUB_STEP_SUMMARY") or None
