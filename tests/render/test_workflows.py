@@ -12,6 +12,7 @@ import yaml
 from helpers import MATRIX, RELEASE, Render, matrix_id
 from paved.checks.rules import PV004, PV005, paved_workflows
 from paved.ci.clouds import cloud_of
+from paved.repo import TeamRepo
 from snapshot import ROOT
 
 pytestmark = pytest.mark.render
@@ -70,8 +71,8 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     assert set(flows) == {"ci.yml", "drift.yml", "release.yml"}
     # The Paved standard's own rules: every `uses:` pinned by SHA with its release, empty
     # top-level permissions, write scopes only where allowed, no dangerous triggers.
-    assert PV004.check(repo) is True
-    assert PV005.check(paved_workflows(repo)) is True
+    assert PV004.check(TeamRepo(repo)) is True
+    assert PV005.check(paved_workflows(TeamRepo(repo))) is True
     for name, flow in flows.items():
         path = repo / ".github" / "workflows" / name
         check_no_event_in_run(path)
@@ -120,7 +121,7 @@ def test_generated_workflows_are_least_privilege_and_pinned(
 def test_platform_workflows_are_least_privilege_and_pinned() -> None:
     result = zizmor(ROOT / ".github" / "workflows")
     assert result.returncode == 0 and "No findings" in result.stdout + result.stderr, result.stdout
-    assert PV004.check(ROOT) is True  # the platform keeps its own pinning rule
+    assert PV004.check(TeamRepo(ROOT)) is True  # the platform keeps its own pinning rule
     for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
         flow = yaml.safe_load(path.read_text())
         check_no_event_in_run(path)

@@ -2,7 +2,8 @@
 
 Everything else (`paved ci`, `paved update`, `paved adopt`, the checks) asks here for the
 answers, `[tool.paved]`, the Python version and the platform pins, so a team repo has one
-reading, whoever reads it.
+reading, whoever reads it. `TeamRepo` (copier's `Subproject` is the model) reads each file
+once, bounded, and keeps what it read: the checks' fixtures and `paved status` share one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import tomllib
 import urllib.parse
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANSWERS_FILE",
+    "LOCK_BYTES",
     "PLATFORM_PACKAGES",
     "YAML_BYTES",
     "Pin",
+    "TeamRepo",
     "UnsafeYaml",
     "bounded_text",
     "load_yaml",
@@ -124,15 +128,89 @@ def load_yaml(text: str) -> Any:
         raise UnsafeYaml("nested too deep to parse") from exc
 
 
+#: uv.lock is the one large file read whole (300 kB for a team repo's few hundred packages).
+LOCK_BYTES = 64 << 20
+
+
+class TeamRepo:
+    """A team repo's files, each read once (at most a bound of bytes) and kept.
+
+    `root` is a folder: a Path, or any Traversable (repo-review passes one). The repo is
+    untrusted input: a file over its bound, a FIFO or a device reads as None, never whole.
+    """
+
+    def __init__(self, root: Traversable) -> None:
+        self.root = root
+
+    @cached_property
+    def answers(self) -> dict[str, Any]:
+        """The answers file: its `_src_path`, `_commit` and the answers.
+
+        A PavedError if it is missing, too big, or not a mapping of plain values.
+        """
+        path = self.root.joinpath(ANSWERS_FILE)
+        if not path.is_file():  # a link to a device or a folder is no answers file either
+            raise PavedError(
+                f"{self.root} has no {ANSWERS_FILE}: it was not generated from a template"
+            )
+        text = bounded_text(path)
+        if text is None:
+            raise PavedError(f"{path} is not valid YAML: it is over {YAML_BYTES} bytes")
+        return parse_answers(text, path if isinstance(path, Path) else ANSWERS_FILE)
+
+    @cached_property
+    def pyproject_text(self) -> str | None:
+        """`pyproject.toml`'s text, or None (missing, or over the bound)."""
+        return bounded_text(self.root.joinpath("pyproject.toml"))
+
+    @cached_property
+    def lock_text(self) -> str | None:
+        """`uv.lock`'s text, or None (missing, or over LOCK_BYTES)."""
+        return bounded_text(self.root.joinpath("uv.lock"), LOCK_BYTES)
+
+    @cached_property
+    def workflow_texts(self) -> dict[str, str | None]:
+        """Each `.github/workflows/*.yml` (or `.yaml`) by name, in name order.
+
+        Its text, or None when it is not a regular file within the bound (unread).
+        """
+        folder = self.root.joinpath(".github", "workflows")
+        if not folder.is_dir():
+            return {}
+        return {
+            entry.name: bounded_text(entry)
+            for entry in sorted(folder.iterdir(), key=lambda entry: entry.name)
+            if entry.name.endswith((".yml", ".yaml"))
+        }
+
+    @cached_property
+    def workflows(self) -> dict[str, dict[Any, Any]]:
+        """Each workflow by name, parsed (one that is unread or does not parse maps to {})."""
+        parsed: dict[str, dict[Any, Any]] = {}
+        for name, text in self.workflow_texts.items():
+            try:
+                data = load_yaml(text) if text is not None else None
+            except yaml.YAMLError:
+                data = None
+            parsed[name] = data if isinstance(data, dict) else {}
+        return parsed
+
+    @cached_property
+    def pins(self) -> list[Pin]:
+        """Every pin of the platform: pyproject, workflows and uv.lock, in that order.
+
+        A repo that runs one release names one SHA everywhere, with its tag beside it where
+        a comment can hold one (uv.lock has no comments).
+        """
+        pins = _scan("pyproject.toml", self.pyproject_text or "", _PYPROJECT_PIN)
+        for name, text in self.workflow_texts.items():
+            pins += _scan(f".github/workflows/{name}", text or "", _WORKFLOW_PIN)
+        return pins + _lock_pins(self.lock_text or "")
+
+
 def read_answers(project: Path) -> dict[str, Any]:
     """The answers file of `project` (its `_src_path`, `_commit` and the answers)."""
-    path = project / ANSWERS_FILE
-    if not path.is_file():  # a link to a device or a folder is no answers file either
-        raise PavedError(f"{project} has no {ANSWERS_FILE}: it was not generated from a template")
-    text = bounded_text(path)
-    if text is None:
-        raise PavedError(f"{path} is not valid YAML: it is over {YAML_BYTES} bytes")
-    return parse_answers(text, path)
+    return TeamRepo(project).answers
 
 
 def bounded_text(entry: Traversable, limit: int = YAML_BYTES) -> str | None:
@@ -211,26 +289,8 @@ def platform_version(project: Path) -> str:
 
 
 def platform_pins(root: Traversable) -> list[Pin]:
-    """Every pin of the platform in the repo: pyproject, workflows and uv.lock, in that order.
-
-    A repo that runs one release names one SHA everywhere, with its tag beside it where a
-    comment can hold one (uv.lock has no comments). `root` is a folder (a Path, or any
-    Traversable, as repo-review passes).
-    """
-    pins: list[Pin] = []
-    pyproject = root.joinpath("pyproject.toml")
-    if pyproject.is_file():
-        pins += _scan("pyproject.toml", pyproject.read_text(encoding="utf-8"), _PYPROJECT_PIN)
-    workflows = root.joinpath(".github", "workflows")
-    if workflows.is_dir():
-        for path in sorted(workflows.iterdir(), key=lambda entry: entry.name):
-            if path.name.endswith((".yml", ".yaml")) and path.is_file():
-                text = path.read_text(encoding="utf-8")
-                pins += _scan(f".github/workflows/{path.name}", text, _WORKFLOW_PIN)
-    lock = root.joinpath("uv.lock")
-    if lock.is_file():
-        pins += _lock_pins(lock.read_text(encoding="utf-8"))
-    return pins
+    """Every pin of the platform in the repo at `root` (see `TeamRepo.pins`)."""
+    return TeamRepo(root).pins
 
 
 def _scan(where: str, text: str, pattern: re.Pattern[str]) -> list[Pin]:

@@ -19,20 +19,18 @@ from paved._errors import PavedError
 from paved.checks.lock import lock_drift
 from paved.constants import TELEMETRY_OFF
 from paved.repo import (
-    ANSWERS_FILE,
     YAML_BYTES,
+    TeamRepo,
     UnsafeYaml,
     bounded_text,
     load_yaml,
-    parse_answers,
-    platform_pins,
 )
 from paved.template import PLATFORM_URL
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-__all__ = ["RULES", "paved_answers", "paved_workflows"]
+__all__ = ["RULES", "paved_answers", "paved_repo", "paved_workflows"]
 
 FAMILY = "paved"
 #: Where each rule is explained (the platform's docs, next to the how-tos).
@@ -46,31 +44,22 @@ WRITE_SCOPES = {"packages", "id-token"}
 # ------------------------------------------------------------------ fixtures
 
 
-def paved_answers(root: Traversable) -> dict[str, Any] | None:
+def paved_repo(root: Traversable) -> TeamRepo:
+    """Fixture: the team repo, each of its files read once for every check (paved.repo)."""
+    return TeamRepo(root)
+
+
+def paved_answers(paved_repo: TeamRepo) -> dict[str, Any] | None:
     """Fixture: the answers file as a dict, or None when missing or unreadable."""
-    path = root.joinpath(ANSWERS_FILE)
-    if not path.is_file():
-        return None
     try:
-        return parse_answers(bounded_text(path) or "", ANSWERS_FILE)
+        return paved_repo.answers
     except PavedError:
         return None
 
 
-def paved_workflows(root: Traversable) -> dict[str, dict[Any, Any]]:
+def paved_workflows(paved_repo: TeamRepo) -> dict[str, dict[Any, Any]]:
     """Fixture: every workflow file by name, parsed (a file that does not parse maps to {})."""
-    folder = root.joinpath(".github", "workflows")
-    flows: dict[str, dict[Any, Any]] = {}
-    if not folder.is_dir():
-        return flows
-    for path in sorted(folder.iterdir(), key=lambda entry: entry.name):
-        if path.name.endswith((".yml", ".yaml")) and path.is_file():
-            try:
-                data = _read_yaml(path)
-            except yaml.YAMLError:
-                data = None
-            flows[path.name] = data if isinstance(data, dict) else {}
-    return flows
+    return paved_repo.workflows
 
 
 # ------------------------------------------------------------------ checks
@@ -114,14 +103,14 @@ class PV002(Paved):
     requires = frozenset({"PV001"})
 
     @staticmethod
-    def check(root: Traversable, paved_answers: dict[str, Any]) -> bool | str:
+    def check(paved_repo: TeamRepo, paved_answers: dict[str, Any]) -> bool | str:
         """
         `_commit`, the paved and paved-ml pins in `pyproject.toml`, the reusable workflows'
         refs and `uv.lock` must all name the same platform release (one SHA, its tag in the
         comment beside it). Move them together with `paved update`, never by hand.
         """
         release = str(paved_answers["_commit"])
-        pins = platform_pins(root)
+        pins = paved_repo.pins
         names = {pin.name.rsplit("/", 1)[-1] for pin in pins}
         wanted = {"paved", "paved-ml", "team-ci.yml", "team-release.yml"}
         if missing := sorted(wanted - names):
@@ -149,15 +138,14 @@ class PV003(Paved):
     """uv.lock is current with pyproject.toml"""
 
     @staticmethod
-    def check(root: Traversable, pyproject: dict[str, Any]) -> bool | str:
+    def check(paved_repo: TeamRepo, pyproject: dict[str, Any]) -> bool | str:
         """
         `uv.lock` must exist and lock what `pyproject.toml` declares (dependencies, groups,
         Python), or CI's `uv sync --locked` fails. Run `uv lock` and commit `uv.lock`.
         """
-        lock = root.joinpath("uv.lock")
-        if not lock.is_file():
+        if not paved_repo.root.joinpath("uv.lock").is_file():
             return False
-        drift = lock_drift(pyproject, bounded_text(lock, _LOCK_BYTES) or "")
+        drift = lock_drift(pyproject, paved_repo.lock_text or "")
         if drift:
             return "uv.lock is stale; run `uv lock`:\n" + "\n".join(f"- {d}" for d in drift)
         return True
@@ -167,22 +155,18 @@ class PV004(Paved):
     """Every action and reusable workflow is pinned by SHA"""
 
     @staticmethod
-    def check(root: Traversable) -> bool | str:
+    def check(paved_repo: TeamRepo) -> bool | str:
         """
         Every `uses:` in `.github/workflows` must name a full 40-character commit SHA (a tag
         or branch can be moved under you), with the release in a comment beside it:
         `uses: owner/repo@<sha> # v1.2.3`. Local actions (`./...`) are exempt.
         """
-        folder = root.joinpath(".github", "workflows")
-        if not folder.is_dir():
+        if not paved_repo.root.joinpath(".github", "workflows").is_dir():
             return "no .github/workflows folder"
         loose = []
-        for path in sorted(folder.iterdir(), key=lambda entry: entry.name):
-            if not path.name.endswith((".yml", ".yaml")):
-                continue
-            text = bounded_text(path)
+        for name, text in paved_repo.workflow_texts.items():
             if text is None:
-                loose.append(f"{path.name}: over {_FILE_BYTES} bytes or not a file: unread")
+                loose.append(f"{name}: over {_FILE_BYTES} bytes or not a file: unread")
                 continue
             for number, line in enumerate(text.splitlines(), 1):
                 code = line.split(" #", 1)[0].strip()
@@ -192,7 +176,7 @@ class PV004(Paved):
                 if ref.startswith("./"):
                     continue
                 if not _PINNED_ACTION.match(ref) or "#" not in line:
-                    loose.append(f"{path.name}:{number}: {ref}")
+                    loose.append(f"{name}:{number}: {ref}")
         if loose:
             return "not pinned to a SHA with its release:\n" + "\n".join(f"- {u}" for u in loose)
         return True
@@ -386,29 +370,26 @@ class PV011(Paved):
     """Telemetry is off"""
 
     @staticmethod
-    def check(root: Traversable, pyproject: dict[str, Any]) -> bool | str:
+    def check(paved_repo: TeamRepo, pyproject: dict[str, Any]) -> bool | str:
         """
         DVC's `core.analytics` must be `false` in `.dvc/config`, `paved-ml` must be a
         dependency (it turns BentoML's and MLflow's telemetry off wherever it is installed),
         and no workflow may turn BENTOML_DO_NOT_TRACK, MLFLOW_DISABLE_TELEMETRY or
         DVC_NO_ANALYTICS back on.
         """
-        config = _dvc_config(root)
+        config = _dvc_config(paved_repo.root)
         if config is None or config.get("core", "analytics", fallback="").strip() != "false":
             return "`.dvc/config` does not set core.analytics = false"
         dependencies = pyproject.get("project", {}).get("dependencies", [])
         if not any(re.match(r"^paved-ml\b", str(dep)) for dep in dependencies):
             return "paved-ml is not a dependency of the project"
-        folder = root.joinpath(".github", "workflows")
-        if folder.is_dir():
-            for path in folder.iterdir():
-                text = bounded_text(path)
-                if text is None and path.name.endswith((".yml", ".yaml")):
-                    return f"{path.name} is over {_FILE_BYTES} bytes or not a file: unread"
-                for name, value in TELEMETRY_OFF.items():
-                    for found in re.findall(rf"{name}\s*:\s*['\"]?([\w-]+)", text or ""):
-                        if found.lower() != value:
-                            return f"{path.name} sets {name}={found}"
+        for path, text in paved_repo.workflow_texts.items():
+            if text is None:
+                return f"{path} is over {_FILE_BYTES} bytes or not a file: unread"
+            for name, value in TELEMETRY_OFF.items():
+                for found in re.findall(rf"{name}\s*:\s*['\"]?([\w-]+)", text):
+                    if found.lower() != value:
+                        return f"{path} sets {name}={found}"
         return True
 
 
@@ -449,8 +430,6 @@ def _dvc_config(root: Traversable) -> configparser.ConfigParser | None:
 
 #: How far a walk of a team repo goes: it is untrusted input (links, loops, huge files).
 _WALK_DEPTH, _WALK_FILES, _FILE_BYTES = 16, 5000, YAML_BYTES
-#: uv.lock is the one large file a check reads (300 kB for a team repo's few hundred packages).
-_LOCK_BYTES = 64 << 20
 
 
 def _python_files(
