@@ -84,27 +84,48 @@ def test_bentoml_timer_keeps_each_request_alive_and_the_fix_does_not() -> None:
     assert sent[0]["status"] == 200 and released
 
 
-def test_slow_requests_still_get_504() -> None:
-    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
-        await asyncio.sleep(5)
-        await fast_app(scope, receive, send)
+async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+    await asyncio.sleep(5)
+    await fast_app(scope, receive, send)
 
-    async def scenario() -> list[dict]:
-        sent: list[dict] = []
 
-        async def receive() -> dict:
-            return {"type": "http.request", "body": b""}
+async def through_timeout(timeout: float, *, cancel_after: float | None = None) -> list[dict]:
+    """One GET to slow_app through CancellingTimeoutMiddleware; what it sent.
 
-        async def send(message: dict) -> None:
-            sent.append(message)
+    With `cancel_after`, the request's task is cancelled from outside after that many
+    seconds (a client gone away), and the CancelledError must reach the caller.
+    """
+    sent: list[dict] = []
 
-        middleware = _bentoml_fix.CancellingTimeoutMiddleware(slow_app, timeout=0.05)
-        await middleware({"type": "http", "method": "GET", "path": "/"}, receive, send)
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    middleware = _bentoml_fix.CancellingTimeoutMiddleware(slow_app, timeout=timeout)
+    task = asyncio.ensure_future(
+        middleware({"type": "http", "method": "GET", "path": "/"}, receive, send)
+    )
+    if cancel_after is None:
+        await task
         return sent
+    await asyncio.sleep(cancel_after)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return sent
 
-    sent = asyncio.run(scenario())
+
+def test_slow_requests_still_get_504() -> None:
+    sent = asyncio.run(through_timeout(0.05))
     assert sent[0]["status"] == 504
     assert b"Not able to process the request in 0.05 seconds" in sent[1]["body"]
+
+
+def test_a_request_cancelled_from_outside_is_not_turned_into_a_504() -> None:
+    """Only the middleware's own timer answers 504: a client gone away still cancels."""
+    assert asyncio.run(through_timeout(30, cancel_after=0.01)) == []
 
 
 @bentoml.service(name="tracing-probe")
@@ -158,34 +179,6 @@ def test_each_request_gets_its_own_id() -> None:
     asyncio.run(scenario())
     assert all(isinstance(found, int) and found > 0 for found in seen)
     assert len(set(seen)) == 3
-
-
-def test_a_request_cancelled_from_outside_is_not_turned_into_a_504() -> None:
-    """Only the middleware's own timer answers 504: a client gone away still cancels."""
-
-    async def scenario() -> list[dict]:
-        sent: list[dict] = []
-
-        async def receive() -> dict:
-            return {"type": "http.request", "body": b""}
-
-        async def send(message: dict) -> None:
-            sent.append(message)
-
-        async def slow_app(scope: Any, receive: Any, send: Any) -> None:
-            await asyncio.sleep(5)
-
-        middleware = _bentoml_fix.CancellingTimeoutMiddleware(slow_app, timeout=30)
-        task = asyncio.ensure_future(
-            middleware({"type": "http", "method": "GET", "path": "/"}, receive, send)
-        )
-        await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return sent
-
-    assert asyncio.run(scenario()) == []
 
 
 class Shout(BaseModel):
