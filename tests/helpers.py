@@ -72,3 +72,12 @@ def refs(repo: Path) -> str:
         text=True,
         check=True,
     ).stdout
+
+
+def commit_all(
+    repo: Path, env: Mapping[str, str], message: str, *, allow_empty: bool = False
+) -> None:
+    """`git add --all` and commit in `repo` (hooks skipped; `allow_empty` for no change)."""
+    empty = ["--allow-empty"] if allow_empty else []
+    for command in (["add", "--all"], ["commit", "--quiet", "--no-verify", *empty, "-m", message]):
+        subprocess.run(["git", *command], cwd=repo, env=dict(env), check=True, capture_output=True)

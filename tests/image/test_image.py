@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from base_image import DISTROLESS_IMAGE, ensure_base_image
 from golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve_image, tool_env
-from helpers import RELEASE
+from helpers import RELEASE, commit_all
 from oci_registry import Registry, local_registry
 from paved._errors import PavedError
 from paved.ci.image import choose_builder
@@ -72,12 +72,6 @@ def test_paved_ci_check_fails_on_a_lint_error(team: tuple[Path, dict[str, str]])
         bad.unlink()
 
 
-def commit_all(repo: Path, env: dict[str, str]) -> None:
-    """Commit what the pipeline made (dvc.lock, the outputs' .gitignore files)."""
-    run(["git", "add", "--all"], repo, env)
-    run(["git", "commit", "--quiet", "--allow-empty", "-m", "Champion trained"], repo, env)
-
-
 def paved_ci_image(
     repo: Path, env: dict[str, str], registry: str, *options: str
 ) -> tuple[str, str, list[str]]:
@@ -94,7 +88,8 @@ def pushed(team: tuple[Path, dict[str, str]], registry: Registry) -> Iterator[tu
     """(image, digest) of the image built from the team repo and pushed to the registry."""
     repo, env = team
     base = ensure_base_image(DISTROLESS_IMAGE)
-    commit_all(repo, env)  # a push labels the image with the commit: commit the trained repo
+    # A push labels the image with the commit: commit the trained repo.
+    commit_all(repo, env, "Champion trained", allow_empty=True)
     image, digest, refs = paved_ci_image(
         repo,
         env,
@@ -113,7 +108,7 @@ def test_a_push_refuses_a_tree_with_uncommitted_changes(
     team: tuple[Path, dict[str, str]], registry: Registry
 ) -> None:
     repo, env = team
-    commit_all(repo, env)
+    commit_all(repo, env, "Champion trained", allow_empty=True)
     note = repo / "notes.txt"
     note.write_text("not committed\n")
     try:
@@ -272,7 +267,7 @@ def test_an_xgboost_repo_builds_an_image_that_serves_labels(
     run(["uv", "sync", "--frozen"], repo, env)
     checks = ["--only", "pipeline", "--only", "bento"]
     run(["uv", "run", "--frozen", "paved", "ci", "check", *checks], repo, env)
-    commit_all(repo, env)
+    commit_all(repo, env, "Champion trained", allow_empty=True)
     image, digest, refs = paved_ci_image(
         repo, env, f"{registry.host}/acme", "--base-image", ensure_base_image(DISTROLESS_IMAGE),
         "--no-tls-verify", "--builder", "buildah",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from golden_path import run, tool_env
-from helpers import paved
+from helpers import commit_all, paved
 from snapshot import GIT_IDENTITY, LOCK_ENV
 from throwaway import NEW_SECTION, two_releases
 
@@ -33,11 +33,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     repo = tmp_path_factory.mktemp("releases") / "paved"
     two_releases(repo)
     return {**tool_env(repo), **GIT_IDENTITY, **LOCK_ENV}
-
-
-def commit_all(repo: Path, env: dict[str, str], message: str) -> None:
-    run(["git", "add", "--all"], repo, env)
-    run(["git", "commit", "--quiet", "--no-verify", "-m", message], repo, env)
 
 
 def git_repo(repo: Path, env: dict[str, str]) -> Path:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from fake_github import serving
 from golden_path import generate, run, tool_env
-from helpers import ALIAS_BOMB, paved, refs
+from helpers import ALIAS_BOMB, commit_all, paved, refs
 from paved.template import PLATFORM_URL
 from release import release
 from snapshot import GIT_IDENTITY
@@ -86,11 +86,6 @@ def team(env: dict[str, str], root: Path, name: str, release_tag: str = "v0.1.0"
     return dest
 
 
-def commit(env: dict[str, str], repo: Path, message: str) -> None:
-    run(["git", "add", "--all"], repo, env)
-    run(["git", "commit", "--quiet", "-m", message], repo, env)
-
-
 FAULTS = {
     "dirty": "uncommitted changes",
     "edited": "",  # a conflicting team edit: pushed, with the conflict listed
@@ -115,23 +110,23 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Pat
     edited = team(env, root, "edited")
     params = edited / "params.yaml"
     params.write_text(params.read_text().replace("  max_iter: 500", "  max_iter: 650"))
-    commit(env, edited, "Train a little longer")
+    commit_all(edited, env, "Train a little longer")
     fork = team(env, root, "fork")
     answers = fork / ".copier-answers.yml"
     answers.write_text(answers.read_text().replace("https://github.com/acme/paved.git", FORK))
-    commit(env, fork, "Take the template from our fork")
+    commit_all(fork, env, "Take the template from our fork")
     no_migrate = team(env, root, "no-migrate")
     (no_migrate / ".no-migrate").write_text("\n")
-    commit(env, no_migrate, "Opt out of migrations")
+    commit_all(no_migrate, env, "Opt out of migrations")
     team(env, root, "current", "v0.3.0")
     newer = team(env, root, "newer", "v0.2.0")
     answers = newer / ".copier-answers.yml"
     answers.write_text(answers.read_text().replace("_commit: v0.2.0", "_commit: v0.4.0"))
-    commit(env, newer, "A canary on a later release")
+    commit_all(newer, env, "A canary on a later release")
     bare = root / "remotes" / "no-answers.git"
     plain = team(env, root, "no-answers-src")
     run(["git", "rm", "--quiet", ".copier-answers.yml"], plain, env)
-    commit(env, plain, "No answers")
+    commit_all(plain, env, "No answers")
     run(["git", "clone", "--quiet", "--bare", str(plain), str(bare)], root, env)
     manifest = [{"path": str(repo)} for repo in healthy] + [
         {"path": str(root / name)}
@@ -253,7 +248,7 @@ def test_pull_requests_are_opened_once_capped_and_spaced(
     # A team member's branch under the fleet's name: it must get no platform pull request.
     risk = root / "risk"
     (risk / "exfil.py").write_text("print('anything')\n")
-    commit(env, risk, "Not from the fleet")
+    commit_all(risk, env, "Not from the fleet")
     run(["git", "push", "--quiet", "origin", "HEAD:refs/heads/paved/update-v0.2.0"], risk, env)
     spoofed = refs(root / "remotes" / "risk.git")
     trace = root / "trace.json"
@@ -353,7 +348,7 @@ build_editable = build_wheel
 
 def pushed_to_main(env: dict[str, str], repo: Path, message: str) -> None:
     """Commit everything in `repo` and push it to its origin's main (as its team would)."""
-    commit(env, repo, message)
+    commit_all(repo, env, message)
     hook = repo.parent / "remotes" / f"{repo.name}.git" / "hooks" / "pre-receive"
     hook.rename(hook.with_suffix(".off"))
     run(["git", "push", "--quiet", "origin", "HEAD:main"], repo, env)
@@ -397,7 +392,7 @@ def test_one_fleet_run_through_hostile_repos(tmp_path: Path) -> None:
     # A team member's branch under the fleet's name.
     spoofed = team(env, tmp_path, "spoofed")
     (spoofed / "exfil.py").write_text("print('anything')\n")
-    commit(env, spoofed, "Not from the fleet")
+    commit_all(spoofed, env, "Not from the fleet")
     run(["git", "push", "--quiet", "origin", "HEAD:refs/heads/paved/update-v0.2.0"], spoofed, env)
     # Links round a loop and out to the host, where paved check walks.
     loop = team(env, tmp_path, "loop")
@@ -415,7 +410,7 @@ def test_one_fleet_run_through_hostile_repos(tmp_path: Path) -> None:
     run(["git", "clone", "--quiet", str(platform), str(odd)], tmp_path, env)
     run(["git", "switch", "--quiet", "--detach", "v0.2.0"], odd, env)
     (odd / "copier.yml").write_text((odd / "copier.yml").read_text() + "_extra: !include x.yml\n")
-    commit(env, odd, "An include")
+    commit_all(odd, env, "An include")
     run(["git", "tag", "--force", "v0.2.0"], odd, env)
     include = team(env, tmp_path, "include")
     answers = include / ".copier-answers.yml"
@@ -521,7 +516,7 @@ def test_a_local_branch_an_earlier_push_left_behind_is_pushed(tmp_path: Path) ->
     # The team resolves on the branch: it builds on the fleet's commit, so it stays pending.
     run(["git", "switch", "--quiet", "paved/update-v0.2.0"], local, env)
     (local / "RESOLVED.md").write_text("conflicts resolved\n")
-    commit(env, local, "Resolve")
+    commit_all(local, env, "Resolve")
     run(["git", "push", "--quiet", "origin", "paved/update-v0.2.0"], local, env)
     run(["git", "switch", "--quiet", "main"], local, env)
     again = paved(env, "fleet", "update", "fleet.yml", "--no-lock", "--json", cwd=tmp_path)
@@ -550,7 +545,7 @@ def test_without_to_the_release_is_the_platforms_latest_not_a_team_repos(tmp_pat
     first = team(env, tmp_path, "first")
     answers = first / ".copier-answers.yml"
     answers.write_text(answers.read_text().replace(PLATFORM_URL, ELSEWHERE))
-    commit(env, first, "Take the template from elsewhere")
+    commit_all(first, env, "Take the template from elsewhere")
     team(env, tmp_path, "second")
     manifest = [{"path": "first", "name": "first"}, {"path": "second", "name": "second"}]
     (tmp_path / "fleet.yml").write_text(yaml.safe_dump(manifest))
@@ -580,7 +575,7 @@ def test_a_rollout_in_three_steps_runs_team_code_only_where_no_token_is(tmp_path
         pushed_to_main(env, repo, "Lock")
     spoofed = team(env, tmp_path, "spoofed")
     (spoofed / "exfil.py").write_text("print('anything')\n")
-    commit(env, spoofed, "Not from the fleet")
+    commit_all(spoofed, env, "Not from the fleet")
     run(["git", "push", "--quiet", "origin", "HEAD:refs/heads/paved/update-v0.2.0"], spoofed, env)
     names = ("hostile", "healthy", "tampered", "spoofed")
     manifest = [{"url": (remotes / f"{name}.git").as_uri(), "name": name} for name in names]
@@ -612,7 +607,7 @@ def test_a_rollout_in_three_steps_runs_team_code_only_where_no_token_is(tmp_path
     copy = handoff / next(e["copy"] for e in index["repos"] if e["name"] == "tampered")
     run(["git", "switch", "--quiet", "paved/update-v0.2.0"], copy, env)
     (copy / "exfil.py").write_text("print('anything')\n")
-    commit(env, copy, "Slipped in")
+    commit_all(copy, env, "Slipped in")
     for repo in report["repos"]:
         if repo["name"] == "tampered":
             repo["commit"] = run(["git", "rev-parse", "HEAD"], copy, env).stdout.strip()

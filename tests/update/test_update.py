@@ -19,6 +19,7 @@ import pytest
 import yaml
 from git_trace import git_trace
 from golden_path import DEMO_ANSWERS, generate, run, tool_env
+from helpers import commit_all
 from release import release
 from snapshot import GIT_IDENTITY
 from throwaway import CHANGELOG_LINE, NEW_SECTION, TEMPLATE, two_releases
@@ -47,11 +48,6 @@ def team_repo(platform: Platform, dest: Path, **answers: str) -> Path:
     """A team repo generated at A."""
     data = {**DEMO_ANSWERS, "dvc_remote_url": str(dest.parent / "remote"), **answers}
     return generate(dest, platform.env, data, vcs_ref="v0.1.0")
-
-
-def commit(repo: Path, platform: Platform, message: str) -> None:
-    run(["git", "add", "--all"], repo, platform.env)
-    run(["git", "commit", "--quiet", "-m", message], repo, platform.env)
 
 
 def paved_update(
@@ -93,7 +89,7 @@ def test_update_merges_the_release_keeps_the_teams_work_and_relocks(
     (repo / "src" / PACKAGE / "features.py").write_text('"""The team\'s own module."""\n')
     (repo / ".pre-commit-config.yaml").unlink()
     (repo / ".dvcignore").write_text((repo / ".dvcignore").read_text() + "scratch/\n")
-    commit(repo, platform_ab, "Team: test size, features, no pre-commit, ignore scratch")
+    commit_all(repo, platform_ab.env, "Team: test size, features, no pre-commit, ignore scratch")
     lock_before = (repo / "uv.lock").read_text()
 
     trace = tmp_path / "trace.json"
@@ -134,7 +130,7 @@ def test_update_merges_the_release_keeps_the_teams_work_and_relocks(
 
     again = paved_update(repo, platform_ab)
     assert again.returncode == 1 and "uncommitted changes" in again.stderr  # review first
-    commit(repo, platform_ab, "Update to v0.2.0")
+    commit_all(repo, platform_ab.env, "Update to v0.2.0")
     current = paved_update(repo, platform_ab)
     assert current.returncode == 0 and "is at v0.2.0" in current.stderr
 
@@ -162,7 +158,7 @@ def test_an_edit_at_the_release_s_change_is_a_reported_conflict(
     repo = team_repo(platform_ab, tmp_path / "iris-demo")
     params = repo / "params.yaml"
     params.write_text(params.read_text().replace(old, new))
-    commit(repo, platform_ab, "Team: tune training")
+    commit_all(repo, platform_ab.env, "Team: tune training")
     done = paved_update(repo, platform_ab, "--json")
     assert done.returncode == 3, done.stdout + done.stderr
     report = json.loads(done.stdout)
@@ -189,7 +185,7 @@ def test_refusals_leave_the_repo_untouched(platform_ab: Platform, tmp_path: Path
     assert done.returncode == 1 and "v9.9.9 is not a release" in done.stderr
 
     assert paved_update(repo, platform_ab).returncode == 0
-    commit(repo, platform_ab, "Update to v0.2.0")
+    commit_all(repo, platform_ab.env, "Update to v0.2.0")
     before = snapshot_of(repo)
     done = paved_update(repo, platform_ab, "--to", "v0.1.0")
     assert done.returncode == 1 and "never downgrades" in done.stderr
@@ -205,7 +201,7 @@ def test_a_failed_update_puts_the_repo_back_exactly(platform_ab: Platform, tmp_p
             "dependencies = [", 'dependencies = [\n    "paved-no-such-package==1.0",', 1
         )
     )
-    commit(repo, platform_ab, "Team: a dependency nobody publishes")
+    commit_all(repo, platform_ab.env, "Team: a dependency nobody publishes")
     before = snapshot_of(repo)
     done = paved_update(repo, platform_ab, "--json")
     assert done.returncode == 1, done.stdout + done.stderr
@@ -242,7 +238,7 @@ def test_the_updated_commit_passes_its_ci_under_act(platform_ab: Platform, tmp_p
     repo = team_repo(platform_ab, tmp_path / "iris-demo")
     done = paved_update(repo, platform_ab)
     assert done.returncode == 0, done.stderr
-    commit(repo, platform_ab, "Update to v0.2.0")
+    commit_all(repo, platform_ab.env, "Update to v0.2.0")
     pushed = tmp_path / "pushed"
     run(["git", "clone", "--quiet", str(repo), str(pushed)], tmp_path, platform_ab.env)
     team = Team(pushed, platform_ab.env, platform_ab.repo, platform_ab.b_sha, tmp_path)
@@ -319,7 +315,7 @@ def test_a_skipping_update_runs_the_migrations_and_flags_a_refused_answer(
     team_repo(platform_abc, dest, dvc_remote_url=remote, org="acme-ml")
     common = dest / "src" / PACKAGE / "pipeline" / "_common.py"
     common.write_text(common.read_text() + '\nTEAM_NOTE = "kept across the rename"\n')
-    commit(dest, platform_abc, "Team: a note in _common.py")
+    commit_all(dest, platform_abc.env, "Team: a note in _common.py")
 
     done = paved_update(dest, platform_abc, "--json")
     assert done.stdout, done.stderr[-3000:]
