@@ -142,6 +142,14 @@ class TeamRepo:
     def __init__(self, root: Traversable) -> None:
         self.root = root
 
+    # Two readings of one root are the same repo: repo-review compares its fixtures before
+    # and after each check, and what a check has read (cached here) is no change.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TeamRepo) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
     @cached_property
     def answers(self) -> dict[str, Any]:
         """The answers file: its `_src_path`, `_commit` and the answers.
