@@ -116,6 +116,45 @@ def test_a_classifier_is_asked_once_and_each_label_is_its_likeliest(
     assert str(result.predictions[0]) == max(probabilities_of_row, key=probabilities_of_row.get)
 
 
+def finite_assumed(predictor: Any, call: Any) -> list[bool]:
+    """What scikit-learn's `assume_finite` was during each model call that `call` made."""
+    import sklearn
+
+    model, seen = predictor.loaded.model, []
+    original = model.predict_proba
+
+    def recording(X: Any) -> Any:
+        seen.append(sklearn.get_config()["assume_finite"])
+        return original(X)
+
+    model.predict_proba = recording
+    try:
+        call()
+    finally:
+        del model.predict_proba
+    return seen
+
+
+def test_scikit_learn_skips_its_finite_check_only_for_rows_the_request_model_checked(
+    champion_dir: Path, tmp_path: Path
+) -> None:
+    champion = ChampionModel(champion_dir)
+    predictor = champion.load()
+    rows = [champion.row_model(**ROW)]
+    assert finite_assumed(predictor, lambda: predictor.predict(rows)) == [True]
+    frame = pd.DataFrame([ROW])  # a frame nobody validated is checked by scikit-learn
+    assert finite_assumed(predictor, lambda: predictor.predict_frame(frame)) == [False]
+    # A column that takes nulls lets NaN through the request model: scikit-learn checks.
+    optional = tmp_path / "optional"
+    model = mlflow.sklearn.load_model(str(champion_dir))
+    columns = [ColSpec("double", name, required=name != "pw") for name in ROW]
+    mlflow.sklearn.save_model(model, optional, signature=ModelSignature(Schema(columns)))
+    lenient = ChampionModel(optional)
+    predictor = lenient.load()
+    rows = [lenient.row_model(**ROW)]
+    assert finite_assumed(predictor, lambda: predictor.predict(rows)) == [False]
+
+
 def test_missing_champion_says_how_to_get_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

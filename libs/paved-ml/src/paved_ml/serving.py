@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel
 
-from paved_ml import _bentoml_fix
+from paved_ml import _bentoml_fix, _sklearn_fix
 from paved_ml.champion import DEFAULT_DIR, load_champion, read_mlmodel
 from paved_ml.contract import Contract, RowField, build_row_model
 from paved_ml.errors import PavedMLError
@@ -191,9 +191,12 @@ class Predictor:
         self._name, self._version = self.loaded.model_name, self.loaded.version
         self._features = champion.features
         self._labels = self.loaded.labels
-        self._numeric = "sklearn" in champion.flavors and all(
+        self._sklearn = "sklearn" in champion.flavors
+        self._numeric = self._sklearn and all(
             column["type"] in _NUMERIC for column in champion._input_columns
         )
+        if self._sklearn:
+            _sklearn_fix.install()
 
     def predict_frame(self, frame: pd.DataFrame) -> list[Any]:
         """Predict from a frame with the signature's columns."""
@@ -207,14 +210,14 @@ class Predictor:
             array = np.array([[getattr(row, name) for name in self._features] for row in rows])
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="X does not have valid feature names")
-                values, probabilities = self._predict(array)
+                values, probabilities = self._predict(array, validated=True)
             if self.log is not None:
                 self.log.record(dict(zip(self._features, array.T, strict=True)), values)
         else:
             import pandas as pd
 
             frame = pd.DataFrame([row.model_dump() for row in rows], columns=self._features)
-            values, probabilities = self._predict(frame[self._features])
+            values, probabilities = self._predict(frame[self._features], validated=True)
             if self.log is not None:
                 self.log.record({name: frame[name].to_numpy() for name in self._features}, values)
         # Built from values this method made itself: nothing for pydantic to check.
@@ -225,13 +228,36 @@ class Predictor:
             model_version=self._version,
         )
 
-    def _predict(self, inputs: Any) -> tuple[list[Any], list[dict[str, float]] | None]:
-        """The rows' labels, and a classifier's probabilities per label, from one model call."""
-        values, probabilities = self.loaded.predict(inputs)
+    def _predict(
+        self, inputs: Any, *, validated: bool = False
+    ) -> tuple[list[Any], list[dict[str, float]] | None]:
+        """The rows' labels, and a classifier's probabilities per label, from one model call.
+
+        Rows `validated` by a request model that refuses every null and non-finite number
+        are all finite: scikit-learn is told not to look for them again (`assume_finite`).
+        """
+        if validated and self._finite:
+            import sklearn
+
+            with sklearn.config_context(assume_finite=True):
+                values, probabilities = self.loaded.predict(inputs)
+        else:
+            values, probabilities = self.loaded.predict(inputs)
         if self._labels is None:
             return _as_list(values), None
         rows = probabilities.tolist()
         return values.tolist(), [dict(zip(self._labels, row, strict=True)) for row in rows]
+
+    @cached_property
+    def _finite(self) -> bool:
+        """Whether every row reaching scikit-learn is all finite: no field takes a null."""
+        if not self._sklearn:
+            return False
+        try:
+            fields = self.champion.row_model.model_fields.values()
+        except PavedMLError:
+            return False
+        return all(info.is_required() for info in fields)
 
     def close(self) -> None:
         """Write what the prediction log holds (call it from the service's shutdown hook)."""
