@@ -101,6 +101,7 @@ def render(
     from copier import run_copy
     from copier.errors import CopierError
 
+    _compile_once()
     try:
         with clone.copier() if clone else contextlib.nullcontext():
             run_copy(
@@ -208,6 +209,7 @@ def copier_update(
     from copier import run_update
     from copier.errors import CopierError
 
+    _compile_once()
     try:
         with clone.copier() if clone else contextlib.nullcontext():
             run_update(
@@ -225,6 +227,67 @@ def copier_update(
     except CopierError as exc:
         hint = "" if trusted else " (only the platform's own URL is trusted with migrations)"
         raise PavedError(f"copier update failed: {exc}{hint}") from exc
+
+
+#: Compiled Jinja sources, by environment settings and arguments (see _compile_once).
+_COMPILED: dict[tuple[Any, ...], Any] = {}
+#: Past this many, the memo starts again (a template has about a hundred distinct sources).
+_COMPILED_MAX = 4096
+
+
+def _compile_once() -> None:
+    """From now on, Jinja compiles each template source once per kind of environment.
+
+    copier renders a question's default, help, condition and validator through Jinja every
+    time it reads them, and each of an update's renders makes a new environment: one update
+    compiled ~985 sources, 94 of them distinct, ~0.5 s of CPU, and a fleet worker compiles
+    the same ones for every repo. The code Jinja compiles depends on the source and the
+    environment's settings: its class, its lexer's settings, its extensions, optimizer,
+    async mode, finalize and autoescape, and the names of its filters and tests (checked
+    when compiling). Each compile is kept under all of those; a differing environment
+    compiles anew.
+    """
+    from jinja2 import Environment
+    from jinja2.lexer import get_lexer
+
+    original: Any = Environment.compile  # overloaded on `raw`: called with it as given
+    if getattr(original, "paved_memo", False):  # installed already
+        return
+
+    def compile(
+        self: Environment,
+        source: Any,
+        name: str | None = None,
+        filename: str | None = None,
+        raw: bool = False,
+        defer_init: bool = False,
+    ) -> Any:
+        if not isinstance(source, str):  # a parsed tree: not hashable, not repeated
+            return original(self, source, name, filename, raw, defer_init)
+        key = (
+            type(self),
+            id(get_lexer(self)),  # Jinja keeps one lexer per set of lexer settings
+            tuple((key, type(extension)) for key, extension in self.extensions.items()),
+            self.optimized,
+            self.is_async,
+            self.finalize,
+            self.autoescape,
+            frozenset(self.filters),
+            frozenset(self.tests),
+            source,
+            name,
+            filename,
+            raw,
+            defer_init,
+        )
+        if key not in _COMPILED:
+            if len(_COMPILED) >= _COMPILED_MAX:
+                _COMPILED.clear()
+            _COMPILED[key] = original(self, source, name, filename, raw, defer_init)
+        return _COMPILED[key]
+
+    compile.paved_memo = True  # type: ignore[attr-defined]
+    Environment.compile = compile  # type: ignore[method-assign]
 
 
 def lock_environment(dest: Path) -> None:
