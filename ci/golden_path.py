@@ -30,9 +30,9 @@ from snapshot import LOCK_ENV, canonical_env
 
 #: Variables of a CI run (GitHub Actions, act) that describe that run, not a team repo.
 CI_CONTEXT = ("GITHUB_", "RUNNER_", "ACTIONS_", "INPUT_")
-#: A store this process was pointed at: `mlflow.set_tracking_uri` also sets the variable in
-#: `os.environ`, so a test that tracked in-process would make every later generated repo
-#: register into one shared store. A team repo's store is its own ([tool.paved]).
+#: A store named in this process's environment (a developer's own, say): passed on, it
+#: would make every generated repo register into that one store. A team repo's store is
+#: its own ([tool.paved]).
 OTHER_STORE = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 #: The demo's answers: those of the committed example, so the demo, the tests and the
 #: benchmarks generate the repo examples/iris-demo shows.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -20,20 +18,6 @@ team = "ml-platform"
 project = "lib-test"
 model-name = "lib-test-model"
 """
-
-
-@pytest.fixture(autouse=True)
-def _store_left_as_found() -> Iterator[None]:
-    """`mlflow.set_tracking_uri` also sets MLFLOW_TRACKING_URI in os.environ: put it back,
-    or every later test (and the repos the other tiers generate) would share this store."""
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    saved = {name: os.environ.get(name) for name in names}
-    yield
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 @pytest.fixture

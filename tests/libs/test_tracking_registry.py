@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import threading
@@ -32,7 +33,7 @@ from paved_ml.registry import (
     register,
     save_champion,
 )
-from paved_ml.tracking import lineage_run, pinned_requirements
+from paved_ml.tracking import lineage_run, pinned_requirements, use_tracking
 
 pytestmark = pytest.mark.libs
 
@@ -89,6 +90,22 @@ def test_outside_git_the_commit_is_unknown(project: Path) -> None:
     with lineage_run(load_config()) as run:
         pass
     assert mlflow.get_run(run.info.run_id).data.tags["mlflow.source.git.commit"] == "unknown"
+
+
+def test_tracking_leaves_the_environment_as_it_found_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config()
+    with lineage_run(config):
+        assert mlflow.get_tracking_uri() == config.tracking_uri
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    # A store the caller named stays named, for the processes this one starts.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:///registry.db")
+    use_tracking(config)
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"
+    assert os.environ["MLFLOW_REGISTRY_URI"] == "sqlite:///registry.db"
 
 
 def test_champion_challenger(project: Path, iris: pd.DataFrame) -> None:

@@ -8,6 +8,7 @@ registered model can be traced back to the exact code and data that made it.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,12 +25,29 @@ from paved_ml.data import file_md5
 __all__ = ["TAG_PREFIX", "lineage_run", "lineage_tags", "pinned_requirements", "use_tracking"]
 
 TAG_PREFIX = "paved."
+#: What MLflow's URI setters also write into os.environ, for child processes to inherit.
+_STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def use_tracking(config: ProjectConfig) -> str:
-    """Point MLflow at the project's tracking store and experiment; return the experiment id."""
-    mlflow.set_tracking_uri(config.tracking_uri)
-    mlflow.set_registry_uri(config.tracking_uri)
+    """Point MLflow at the project's tracking store and experiment; return the experiment id.
+
+    MLflow's `set_tracking_uri` and `set_registry_uri` also write the URI into `os.environ`;
+    this leaves the environment as it found it. The process's own MLflow calls use the
+    store set here, and a process it starts reads the project's store as this one did
+    (MLFLOW_TRACKING_URI if the caller set it, else [tool.paved]), not whatever this
+    process last tracked to.
+    """
+    saved = {name: os.environ.get(name) for name in _STORE_VARIABLES}
+    try:
+        mlflow.set_tracking_uri(config.tracking_uri)
+        mlflow.set_registry_uri(config.tracking_uri)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     client = MlflowClient()
     experiment = client.get_experiment_by_name(config.project)
     if experiment is None:
