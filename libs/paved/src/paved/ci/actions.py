@@ -1,8 +1,9 @@
 """The GitHub Actions context a CI step reads and writes (act sets the same variables).
 
-One place for the `GITHUB_*` variables: the commit, ref and repository a run builds, the
-step's outputs and summary, and the log masks. Off Actions (a laptop), the readers return
-None and the writers do nothing, so every step runs the same by hand.
+One place for the `GITHUB_*` and `ACTIONS_*` variables: the commit, ref and repository a run
+builds, the job's token and OIDC token service, the step's outputs and summary, and the log
+masks. Off Actions (a laptop), the readers return None or "" and the writers do nothing, so
+every step runs the same by hand.
 """
 
 from __future__ import annotations
@@ -10,7 +11,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-__all__ = ["in_actions", "mask", "repository_url", "run_commit", "step_output", "summary_file"]
+__all__ = [
+    "id_token_service",
+    "in_actions",
+    "job_token",
+    "mask",
+    "repository_owner",
+    "repository_url",
+    "run_commit",
+    "run_id",
+    "step_output",
+    "summary_file",
+]
 
 
 def in_actions(env: Mapping[str, str] | None = None) -> bool:
@@ -31,6 +43,32 @@ def repository_url(env: Mapping[str, str] | None = None) -> str | None:
     if not repository:
         return None
     return f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{repository}"
+
+
+def repository_owner(env: Mapping[str, str] | None = None) -> str:
+    """The account that owns the run's repository ("" where unset)."""
+    return (os.environ if env is None else env).get("GITHUB_REPOSITORY_OWNER", "")
+
+
+def run_id(env: Mapping[str, str] | None = None) -> str | None:
+    """The workflow run's id, where set."""
+    return (os.environ if env is None else env).get("GITHUB_RUN_ID") or None
+
+
+def job_token(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The job's user and token for GitHub's own services, such as ghcr.io ("" where unset)."""
+    env = os.environ if env is None else env
+    return env.get("GITHUB_ACTOR", ""), env.get("GITHUB_TOKEN", "")
+
+
+def id_token_service(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """The URL of the job's OIDC token service and the bearer token that asks it.
+
+    None unless the job may ask (`permissions: id-token: write` sets both variables).
+    """
+    env = os.environ if env is None else env
+    url, bearer = env.get("ACTIONS_ID_TOKEN_REQUEST_URL"), env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+    return (url, bearer) if url and bearer else None
 
 
 def mask(secret: str, env: Mapping[str, str] | None = None) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from paved._errors import PavedError
+from paved.ci.actions import run_id
 from paved.ci.tokens import (
     Credentials,
     call,
@@ -83,7 +84,7 @@ def assume_role_with_web_identity(
     role_arn: str, token: str, endpoint: str, env: Mapping[str, str]
 ) -> AwsKeys:
     """STS AssumeRoleWithWebIdentity: session keys for `role_arn` (15 minutes)."""
-    run = re.sub(r"[^\w+=,.@-]", "-", env.get("GITHUB_RUN_ID", "local"), flags=re.ASCII)
+    run = re.sub(r"[^\w+=,.@-]", "-", run_id(env) or "local", flags=re.ASCII)
     body = urllib.parse.urlencode(
         {
             "Action": "AssumeRoleWithWebIdentity",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from paved._errors import CommandError, PavedError
 from paved._proc import QUICK_TIMEOUT, run
-from paved.ci.actions import mask
+from paved.ci.actions import job_token, mask, repository_owner
 from paved.ci.clouds import CLOUDS, cloud_credentials, cloud_for_login
 from paved.ci.tokens import Credentials
 from paved.constants import TELEMETRY_OFF
@@ -299,13 +299,13 @@ def login(
     cloud = cloud_for_login(host, cloud)
     how = ""
     if env.get("REGISTRY_PASSWORD"):
-        user = env.get("REGISTRY_USERNAME") or env.get("GITHUB_REPOSITORY_OWNER", "")
+        user = env.get("REGISTRY_USERNAME") or repository_owner(env)
         credentials = Credentials(user, env["REGISTRY_PASSWORD"])
     elif cloud:
         credentials = cloud_credentials(cloud, host, env)
         how = f" with {CLOUDS[cloud].title} OIDC"
     elif host == "ghcr.io":
-        credentials = Credentials(env.get("GITHUB_ACTOR", ""), env.get("GITHUB_TOKEN", ""))
+        credentials = Credentials(*job_token(env))
     else:
         credentials = Credentials("")
     if not credentials.password:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from paved._errors import PavedError
+from paved.ci.actions import id_token_service
 
 __all__ = [
     "LOOPBACK",
@@ -50,13 +51,14 @@ class Credentials:
 
 def github_id_token(audience: str, env: Mapping[str, str]) -> str:
     """The job's OIDC token for `audience`, from GitHub's token service."""
-    url, bearer = env.get("ACTIONS_ID_TOKEN_REQUEST_URL"), env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-    if not url or not bearer:
+    service = id_token_service(env)
+    if service is None:
         raise PavedError(
             "no OIDC token: ACTIONS_ID_TOKEN_REQUEST_URL is not set. In a workflow the job "
             "needs `permissions: id-token: write`; on a laptop log in with your cloud's CLI "
             "or set REGISTRY_PASSWORD"
         )
+    url, bearer = service
     check_url(url, "ACTIONS_ID_TOKEN_REQUEST_URL")
     separator = "&" if "?" in url else "?"
     query = urllib.parse.urlencode({"audience": audience})
