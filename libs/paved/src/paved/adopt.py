@@ -33,7 +33,7 @@ from paved._git import git, git_env
 from paved._proc import QUICK_TIMEOUT, run
 from paved.releases import pick_release
 from paved.repo import ANSWERS_FILE, read_answers, require_clean, unmerged_paths
-from paved.template import PLATFORM_URL, identity, lock_environment, render
+from paved.template import PLATFORM_URL, Checkpoint, identity, lock_environment, render
 from paved.update import Conflict, count_markers
 
 __all__ = ["AdoptReport", "adopt_project", "map_answers", "show_adopt"]
@@ -362,13 +362,9 @@ def _refuse_ignored_collisions(project: Path, commit: str) -> None:
 
 
 def _merge(project: Path, report: AdoptReport, commit: str, *, lock: bool) -> None:
-    # Where a failure puts the repo back: its branch, or the very commit a detached HEAD was at.
-    branch = git(project, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
-    if branch:
-        start = ["switch", "--quiet", branch]
-    else:
-        start = ["switch", "--quiet", "--detach", git(project, "rev-parse", "HEAD")]
     _refuse_ignored_collisions(project, commit)
+    # Where a failure puts the repo back: its branch, or the very commit a detached HEAD was at.
+    checkpoint = Checkpoint.take(project)
     git(project, "switch", "--quiet", "-c", report.branch)
     try:
         merge = run(
@@ -415,10 +411,7 @@ def _merge(project: Path, report: AdoptReport, commit: str, *, lock: bool) -> No
             f"Adopt the Paved template {report.release}",
         )
     except BaseException:
-        git(project, "merge", "--abort", check=False)
-        git(project, "reset", "--quiet", "--hard", check=False)
-        git(project, *start, check=False)
-        git(project, "branch", "-D", report.branch, check=False)
+        checkpoint.restore()
         raise
 
 

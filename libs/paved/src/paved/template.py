@@ -1,9 +1,10 @@
-"""Driving copier: the one module that renders, updates and locks a team repo.
+"""Driving copier: the one module that renders, updates, locks and rolls back a team repo.
 
 `paved new` renders, then adds what copier leaves to the user and what `copier update`
 needs later: a git repository with a first commit holding the rendered files (update
 diffs against it) and the uv lock file. `paved update` and `paved adopt` render and
-update through the functions here too.
+update through the functions here too, and put a repo back with a `Checkpoint` when a
+change fails.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,14 @@ from paved._proc import run
 
 __all__ = [
     "PLATFORM_URL",
+    "Checkpoint",
     "TemplateClone",
     "TemplateClones",
     "copier_update",
     "identity",
     "lock_environment",
     "new_project",
+    "reject_files",
     "render",
     "require_uv",
 ]
@@ -34,6 +38,8 @@ __all__ = [
 #: The canonical URL of the platform repository. Generated repos record it as their
 #: template source and pin paved-ml and the reusable workflows to it.
 PLATFORM_URL = "https://github.com/acme/paved.git"
+#: Folders of tools, never the template's: not searched for reject files.
+_TOOL_FOLDERS = {".git", ".venv", ".dvc", "node_modules", "mlruns", ".bentoml"}
 
 
 def new_project(
@@ -309,3 +315,69 @@ def identity(dest: Path) -> list[str]:
     if known or os.environ.get("GIT_AUTHOR_EMAIL"):
         return []
     return ["-c", "user.name=Paved", "-c", "user.email=paved@localhost"]
+
+
+def reject_files(project: Path) -> list[str]:
+    """Every `*.rej` file under `project` (ignored ones too), outside tool folders.
+
+    copier leaves one beside a file whose update it could not merge inline.
+    """
+    found = []
+    for folder, subfolders, files in os.walk(project):
+        subfolders[:] = [name for name in subfolders if name not in _TOOL_FOLDERS]
+        found += [
+            (Path(folder) / name).relative_to(project).as_posix()
+            for name in files
+            if name.endswith(".rej")
+        ]
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a clean repo stood before a change, to put it back there if the change fails.
+
+    `paved update` and `paved adopt` take one before they change anything (the tree is
+    clean then: they refuse it otherwise). `restore` drops everything since: an unfinished
+    merge, the index and work tree, new untracked files, the reject files copier left
+    (which a `.gitignore` may hide from git), and the branches made since; and it returns
+    to the branch, or the detached commit, the repo was on.
+    """
+
+    project: Path
+    head: str
+    branch: str  # "" for a detached HEAD
+    branches: frozenset[str]
+    rejects: frozenset[str]
+
+    @classmethod
+    def take(cls, project: Path) -> Checkpoint:
+        """The repo at `project` as it stands now."""
+        return cls(
+            project,
+            git(project, "rev-parse", "HEAD"),
+            git(project, "symbolic-ref", "--quiet", "--short", "HEAD", check=False),
+            frozenset(_branches(project)),
+            frozenset(reject_files(project)),
+        )
+
+    def restore(self) -> None:
+        """Put the repo back as it stood (see the class)."""
+        project = self.project
+        if git(project, "rev-parse", "--verify", "--quiet", "MERGE_HEAD", check=False):
+            git(project, "merge", "--abort", check=False)
+        git(project, "reset", "--quiet", "--hard")
+        git(project, "clean", "--quiet", "-d", "--force")  # the tree was clean: only ours
+        if self.branch:
+            git(project, "switch", "--quiet", self.branch)
+        else:
+            git(project, "switch", "--quiet", "--detach", self.head)
+        git(project, "reset", "--quiet", "--hard", self.head)
+        for branch in sorted(set(_branches(project)) - self.branches):
+            git(project, "branch", "--quiet", "-D", branch)
+        for path in set(reject_files(project)) - self.rejects:
+            (project / path).unlink(missing_ok=True)
+
+
+def _branches(project: Path) -> list[str]:
+    return git(project, "for-each-ref", "--format=%(refname:short)", "refs/heads/").splitlines()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import os
 import re
 import shutil
 import tempfile
@@ -42,9 +41,11 @@ from paved.repo import (
 )
 from paved.template import (
     PLATFORM_URL,
+    Checkpoint,
     TemplateClone,
     TemplateClones,
     copier_update,
+    reject_files,
     render,
     require_uv,
 )
@@ -67,12 +68,9 @@ EXIT_CODES: dict[str, ExitCode] = {
     "failed": ExitCode.FAILED,
     "conflicts": ExitCode.CONFLICTS,
 }
-#: The packages a platform release moves in a team repo's lock; nothing else may move.
-
+#: `uv lock` moving the packages a platform release moves (PLATFORM_PACKAGES), and no other.
 _UPGRADE = tuple(arg for name in PLATFORM_PACKAGES for arg in ("--upgrade-package", name))
 _MARKER = re.compile(r"^<<<<<<< ", re.MULTILINE)
-#: Folders no update writes to, never scanned for leftovers.
-_SKIP = {".git", ".venv", ".dvc", "node_modules", "mlruns", ".bentoml"}
 
 
 @dataclass(frozen=True)
@@ -194,8 +192,7 @@ def _update(
             f"the template, and {source} is not the platform's own URL ({platform_url}): "
             "paved update trusts no other source"
         )
-    head = git(project, "rev-parse", "HEAD")
-    before_rejects = set(_rejects(project))
+    checkpoint = Checkpoint.take(project)
 
     def lock_ahead(commit: str) -> tuple[str, Path] | None:
         with clock("lock ahead (during the merge)"):
@@ -219,11 +216,11 @@ def _update(
                 report.removed_edited = _removed_edited(project, answers, clone, scratch)
                 report.locked, report.locked_ahead = locking.result() if locking else ([], False)
                 report.changed = uncommitted(project)
-                report.conflicts = _conflicts(project, before_rejects, unmerged, report.changed)
+                report.conflicts = _conflicts(project, checkpoint, unmerged, report.changed)
         except (PavedError, OSError, ValueError, RuntimeError) as exc:
             failure = exc
     if failure is not None:
-        _restore(project, head, before_rejects)
+        checkpoint.restore()
         report.status, report.reason = "failed", _reason(failure)
         return report
     report.status = "conflicts" if report.conflicts or report.replaced_answers else "updated"
@@ -246,7 +243,7 @@ class _Clock:
 
 
 def _conflicts(
-    project: Path, before_rejects: set[str], unmerged: list[str], changed: list[str]
+    project: Path, checkpoint: Checkpoint, unmerged: list[str], changed: list[str]
 ) -> list[Conflict]:
     found = [Conflict(path, "unmerged", count_markers(project / path)) for path in unmerged]
     for path in changed:
@@ -256,7 +253,9 @@ def _conflicts(
         if count:
             found.append(Conflict(path, "markers", count))
     found += [
-        Conflict(path, "rejected") for path in _rejects(project) if path not in before_rejects
+        Conflict(path, "rejected")
+        for path in reject_files(project)
+        if path not in checkpoint.rejects
     ]
     return found
 
@@ -267,19 +266,6 @@ def count_markers(path: Path) -> int:
         return len(_MARKER.findall(path.read_text(encoding="utf-8")))
     except (OSError, UnicodeDecodeError):
         return 0
-
-
-def _rejects(project: Path) -> list[str]:
-    """Every `*.rej` file under the project (ignored ones too), outside tool folders."""
-    found = []
-    for folder, subfolders, files in os.walk(project):
-        subfolders[:] = [name for name in subfolders if name not in _SKIP]
-        found += [
-            (Path(folder) / name).relative_to(project).as_posix()
-            for name in files
-            if name.endswith(".rej")
-        ]
-    return sorted(found)
 
 
 def _removed_edited(
@@ -423,14 +409,6 @@ def _locked_versions(lock: Path) -> dict[str, str]:
         str(package["name"]): f"{package.get('version')} {package.get('source')}"
         for package in data.get("package", [])
     }
-
-
-def _restore(project: Path, head: str, before_rejects: set[str]) -> None:
-    """Put the repo back as the update found it: a clean tree at `head`."""
-    git(project, "reset", "--quiet", "--hard", head)
-    git(project, "clean", "--quiet", "-d", "--force")  # the tree was clean: only our files
-    for path in set(_rejects(project)) - before_rejects:
-        (project / path).unlink(missing_ok=True)
 
 
 def _release_notes(clone: TemplateClone, current: str, target: str) -> tuple[str, list[str]]:
