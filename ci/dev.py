@@ -41,8 +41,8 @@ JOBS = {
     "docs": [["mkdocs", "build", "--strict", "-f", "ci/mkdocs.yml"]],
     "run": [[]],
 }
-TIERS = ("render", "project", "libs", "update", "image", "ci")
-#: Commands the image and ci test tiers run, and the Debian package of each: buildah builds
+TIERS = ("render", "project", "libs", "update", "image", "workflows")
+#: Commands the image and workflows test tiers run, and the Debian package of each: buildah builds
 #: and runs images, podman imports the base, skopeo inspects and pushes, Debian's
 #: docker-registry is the test registry, debootstrap makes the base image, binutils' strip
 #: drops the extension modules' symbol tables.
@@ -81,7 +81,7 @@ def ensure_uv() -> str:
 
 
 def tiers_need_images(pytest_args: list[str]) -> bool:
-    """Whether a test run may select a test of the image or ci tier (`-m` decides)."""
+    """Whether a test run may select a test of the image or workflows tier (`-m` decides)."""
     expression = None
     for index, arg in enumerate(pytest_args):
         if arg == "-m" and index + 1 < len(pytest_args):
@@ -93,7 +93,7 @@ def tiers_need_images(pytest_args: list[str]) -> bool:
     try:  # a marker expression is a boolean one over the tier names
         return any(
             eval(expression, {"__builtins__": {}}, {name: name == tier for name in TIERS})
-            for tier in ("image", "ci")
+            for tier in ("image", "workflows")
         )
     except Exception:
         return True
@@ -122,7 +122,7 @@ def ensure_system_tools(tools: dict[str, str], why: str) -> bool:
     print(
         f"dev: {why} need {', '.join(sorted(missing))}, not found on PATH. Install them with\n"
         f"    sudo apt-get install {' '.join(sorted(set(missing.values())))}\n"
-        "or run only the other tiers: python3 ci/dev.py test -m 'not image and not ci'",
+        "or run only the other tiers: python3 ci/dev.py test -m 'not image and not workflows'",
         file=sys.stderr,
     )
     return False
@@ -134,7 +134,7 @@ def main(argv: list[str]) -> int:
         return 2
     job, extra = argv[0], argv[1:]
     needs_images = job == "test" and tiers_need_images(extra)
-    if needs_images and not ensure_system_tools(IMAGE_TOOLS, "the image and ci test tiers"):
+    if needs_images and not ensure_system_tools(IMAGE_TOOLS, "the image and workflows test tiers"):
         return 2
     if job == "bench":
         name = extra[0].removesuffix(".py")

@@ -1,9 +1,9 @@
-"""Running a team repo's workflows under act, as the ci tier does.
+"""Running a team repo's workflows under act, as the workflows tier does.
 
 act runs the jobs on this host (`-P ubuntu-latest=-self-hosted`) and serves the platform's
 reusable workflows from a platform clone (`--local-repository acme/paved@<sha>=...`);
 GitHub's artifact store, out of reach here, is stood in for by two local actions
-(tests/ci/stand-ins).
+(tests/workflows/stand-ins).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from snapshot import LOCK_ENV
 
 ACT = str(Path(sys.executable).parent / "act")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-STAND_INS = Path(__file__).parent / "ci" / "stand-ins"
+STAND_INS = Path(__file__).parent / "workflows" / "stand-ins"
 #: The artifact and cache actions the workflows use, and the stand-ins that serve them here.
 ARTIFACT_ACTIONS = {
     "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",

@@ -78,7 +78,7 @@ def render(platform: tuple[Path, str], tmp_path: Path) -> Render:
 #: The tiers, the longest-running first. `python3 ci/dev.py test` spreads the modules over one
 #: worker per core (pytest-xdist, a module's tests on one worker, so that its fixtures are set
 #: up once): handing out the long modules first keeps the workers' loads even at the end.
-TIER_ORDER = ("ci", "image", "project", "update", "libs", "render")
+TIER_ORDER = ("workflows", "image", "project", "update", "libs", "render")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

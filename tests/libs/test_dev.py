@@ -12,15 +12,15 @@ pytestmark = pytest.mark.libs
     [
         ([], True),
         (["-m", "render"], False),
-        (["-m", "not image and not ci"], False),
+        (["-m", "not image and not workflows"], False),
         (["-m", "libs or render"], False),
         (["-m", "image"], True),
-        (["-mci"], True),
+        (["-mworkflows"], True),
         (["-m", "not project"], True),
         (["-k", "oidc"], True),
     ],
 )
-def test_only_runs_that_may_select_image_or_ci_need_the_image_tools(
+def test_only_runs_that_may_select_image_or_workflows_need_the_image_tools(
     args: list[str], needed: bool
 ) -> None:
     from dev import tiers_need_images
@@ -38,7 +38,7 @@ def test_without_root_the_missing_tools_are_named_once(
     monkeypatch.setattr(
         dev.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "buildah" else None
     )
-    assert dev.ensure_system_tools(tools, "the image and ci test tiers") is False
+    assert dev.ensure_system_tools(tools, "the image and workflows test tiers") is False
     message = capsys.readouterr().err
     assert "need paved-no-such-tool, not found" in message
     assert "sudo apt-get install paved-no-such-package" in message

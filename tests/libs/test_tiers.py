@@ -16,7 +16,7 @@ pytestmark = pytest.mark.libs
 
 #: The tiers that need tools (buildah and a registry, act): a test of one of them may sit
 #: beside the lighter tests of the same code, marked with its own tier.
-TOOL_TIERS = {"image", "ci"}
+TOOL_TIERS = {"image", "workflows"}
 
 
 def test_every_test_is_in_its_tiers_folder(tmp_path: Path) -> None:

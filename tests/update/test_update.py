@@ -229,7 +229,7 @@ def test_plain_copier_update_says_what_to_run_and_that_leaves_the_lock_current(
     )
 
 
-@pytest.mark.ci
+@pytest.mark.workflows
 @pytest.mark.usefixtures("foreign_ci_context")
 def test_the_updated_commit_passes_its_ci_under_act(platform_ab: Platform, tmp_path: Path) -> None:
     """After `paved update` A -> B and a commit, CI in a clone of that commit is green."""

@@ -21,7 +21,7 @@ from helpers import refs
 from snapshot import GIT_IDENTITY
 from throwaway import two_releases
 
-pytestmark = [pytest.mark.ci, pytest.mark.usefixtures("foreign_ci_context")]
+pytestmark = [pytest.mark.workflows, pytest.mark.usefixtures("foreign_ci_context")]
 
 HOOK = """#!/bin/sh
 while read old new ref; do

@@ -24,7 +24,7 @@ from golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve_image, tool
 from oci_registry import Registry, local_registry
 from snapshot import GIT_IDENTITY, PLATFORM_URL
 
-pytestmark = [pytest.mark.ci, pytest.mark.usefixtures("foreign_ci_context")]
+pytestmark = [pytest.mark.workflows, pytest.mark.usefixtures("foreign_ci_context")]
 
 PUSHER, PASSWORD = "paved-ci", "registry-secret-3c1f9a"
 #: An origin with a credential in it, as a careless clone has: no label may carry it.
