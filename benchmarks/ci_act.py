@@ -1,5 +1,5 @@
-"""Wall time of a generated repo's CI under act, warm caches, against the same checks run
-directly (`paved ci check`, the anchor) in the same run.
+"""Wall time of a generated repo's CI under act, warm caches, against the same steps run
+directly (`paved ci verify`, the anchor) in the same run.
 
     uv run python benchmarks/ci_act.py
 
@@ -51,12 +51,12 @@ def main() -> int:
             walls.append(time.perf_counter() - started)
         run(["uv", "sync", "--frozen"], project, env)
         started = time.perf_counter()
-        run(["uv", "run", "--frozen", "paved", "ci", "check"], project, env)
+        run(["uv", "run", "--frozen", "paved", "ci", "verify"], project, env)
         direct = time.perf_counter() - started
     rows = [
         ("act ci.yml, first run", walls[0]),
         ("act ci.yml, warm", walls[1]),
-        ("paved ci check, direct (anchor)", direct),
+        ("paved ci verify, direct (anchor)", direct),
     ]
     print()
     print(f"| {'measure':<34} | seconds | vs direct | vs {TARGET:.0f} s target |")

@@ -1,4 +1,4 @@
-"""Image tier: `paved ci check`, then the service image built with buildah from the bento,
+"""Image tier: `paved ci verify`, then the service image built with buildah from the bento,
 pushed to a local registry, pulled back by digest and run: 200 and 400 from the container.
 """
 
@@ -53,21 +53,21 @@ def registry() -> Iterator[Registry]:
         yield running
 
 
-def test_paved_ci_check_runs_every_check(team: tuple[Path, dict[str, str]]) -> None:
+def test_paved_ci_verify_runs_every_step(team: tuple[Path, dict[str, str]]) -> None:
     repo, env = team
-    out = run(["uv", "run", "--frozen", "paved", "ci", "check"], repo, env).stderr
+    out = run(["uv", "run", "--frozen", "paved", "ci", "verify"], repo, env).stderr
     for check in ("standard", "lint", "format", "types", "tests", "pipeline", "bento"):
         assert re.search(rf"^ok {check} \(", out, re.MULTILINE), out
     assert (repo / "models/champion/MLmodel").is_file()
 
 
-def test_paved_ci_check_fails_on_a_lint_error(team: tuple[Path, dict[str, str]]) -> None:
+def test_paved_ci_verify_fails_on_a_lint_error(team: tuple[Path, dict[str, str]]) -> None:
     repo, env = team
     bad = repo / "src" / "iris_demo" / "bad.py"
     bad.write_text("import os\n")
     try:
         with pytest.raises(RuntimeError, match=r"FAILED lint"):
-            run(["uv", "run", "--frozen", "paved", "ci", "check", "--only", "lint"], repo, env)
+            run(["uv", "run", "--frozen", "paved", "ci", "verify", "--only", "lint"], repo, env)
     finally:
         bad.unlink()
 
@@ -266,7 +266,7 @@ def test_an_xgboost_repo_builds_an_image_that_serves_labels(
     repo = generate(tmp_path / "iris-demo", env, answers)
     run(["uv", "sync", "--frozen"], repo, env)
     checks = ["--only", "pipeline", "--only", "bento"]
-    run(["uv", "run", "--frozen", "paved", "ci", "check", *checks], repo, env)
+    run(["uv", "run", "--frozen", "paved", "ci", "verify", *checks], repo, env)
     commit_all(repo, env, "Champion trained", allow_empty=True)
     image, digest, refs = paved_ci_image(
         repo, env, f"{registry.host}/acme", "--base-image", ensure_base_image(DISTROLESS_IMAGE),

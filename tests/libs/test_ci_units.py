@@ -181,7 +181,7 @@ def test_a_repo_without_tool_paved_is_refused(tmp_path: Path) -> None:
 
 
 def _stamped(name: str, seconds: float, code: int = 0) -> tuple[str, tuple[str, ...]]:
-    """A check that records when it started and ended, sleeps, and exits with `code`."""
+    """A step that records when it started and ended, sleeps, and exits with `code`."""
     script = (
         "import sys, time; started = time.time(); "
         f"time.sleep({seconds}); "
@@ -198,25 +198,25 @@ def test_the_type_check_runs_beside_the_others_and_is_reported_last(
     from paved.ci import jobs as _ci
 
     steps = (_stamped("lint", 0.5), _stamped("tests", 0.5), _stamped("types", 0.8, types_fails))
-    monkeypatch.setattr(_ci, "CHECK_STEPS", steps)
+    monkeypatch.setattr(_ci, "VERIFY_STEPS", steps)
     reported: list[str] = []
-    results = _ci.run_checks(tmp_path, report=lambda result: reported.append(result.name))
+    results = _ci.verify(tmp_path, report=lambda result: reported.append(result.name))
     assert reported == ["lint", "tests", "types"]
     assert [result.ok for result in results] == [True, True, not types_fails]
     times = {
         name: tuple(map(float, (tmp_path / f"{name}.times").read_text().split()))
         for name in reported
     }
-    assert times["types"][0] < times["lint"][1]  # started before the first check ended
+    assert times["types"][0] < times["lint"][1]  # started before the first step ended
 
 
-def test_a_failed_check_stops_the_rest_and_the_type_check_is_still_reported_only_if_reached(
+def test_a_failed_step_stops_the_rest_and_the_type_check_is_still_reported_only_if_reached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from paved.ci import jobs as _ci
 
     steps = (_stamped("lint", 0.1, 1), _stamped("tests", 0.1), _stamped("types", 0.3))
-    monkeypatch.setattr(_ci, "CHECK_STEPS", steps)
-    results = _ci.run_checks(tmp_path)
+    monkeypatch.setattr(_ci, "VERIFY_STEPS", steps)
+    results = _ci.verify(tmp_path)
     assert [(result.name, result.ok) for result in results] == [("lint", False)]
     assert not (tmp_path / "tests.times").exists()

@@ -41,7 +41,7 @@ def test_the_site_builds_strict_with_every_part(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     api = (site / "reference" / "paved-ml" / "index.html").read_text()
-    for name in ("Contract", "batch_predict", "check_drift", "PredictionLog", "ChampionModel"):
+    for name in ("Contract", "batch_predict", "detect_drift", "PredictionLog", "ChampionModel"):
         assert name in api, f"the paved-ml reference lacks {name}"
     cli = (site / "reference" / "cli" / "index.html").read_text()
     assert "paved fleet update" in cli and "paved ci drift" in cli

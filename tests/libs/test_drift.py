@@ -12,7 +12,7 @@ import pytest
 from helpers import fit
 from mlflow.models import infer_signature
 from paved_ml.cli import main
-from paved_ml.drift import DriftSettings, check_drift
+from paved_ml.drift import DriftSettings, detect_drift
 from paved_ml.errors import PavedMLError
 from paved_ml.prediction_log import LogSettings, PredictionLog
 
@@ -134,9 +134,9 @@ def test_log_rows_the_contract_refuses_are_counted(
 def test_too_few_rows_or_a_missing_column_is_refused_not_judged(iris: pd.DataFrame) -> None:
     reference = iris.assign(prediction=iris.species)
     with pytest.raises(PavedMLError, match=r"holds 10 rows, fewer than monitoring\.min_rows"):
-        check_drift(reference, reference.head(10), features=FEATURES, settings=DriftSettings())
+        detect_drift(reference, reference.head(10), features=FEATURES, settings=DriftSettings())
     with pytest.raises(PavedMLError, match="the prediction log has no column 'pw'"):
-        check_drift(
+        detect_drift(
             reference, reference.drop(columns="pw"), features=FEATURES, settings=DriftSettings()
         )
     with pytest.raises(PavedMLError, match=r"monitoring\.drift_share=2"):

@@ -44,7 +44,7 @@ def test_the_repo_passes_its_checks(trained: tuple[Path, dict[str, str], str]) -
     repo, env, _ = trained
     steps = ["standard", "lint", "format", "types", "tests"]
     only = [arg for step in steps for arg in ("--only", step)]
-    out = run(["uv", "run", "--frozen", "paved", "ci", "check", *only], repo, env)
+    out = run(["uv", "run", "--frozen", "paved", "ci", "verify", *only], repo, env)
     for step in steps:
         assert f"ok {step} (" in out.stderr, out.stderr[-3000:]
 

@@ -352,14 +352,14 @@ def test_the_service_serves_whatever_the_prediction_log_storage_does(
         assert running.post("/predict", {"rows": [IRIS_ROW]})[0] == 200  # and it still serves
 
 
-def test_a_change_to_the_contract_reaches_prepare_the_service_and_the_drift_check(
+def test_a_change_to_the_contract_reaches_prepare_the_service_and_the_drift_report(
     repo: Repo, tmp_path: Path
 ) -> None:
     """The contract is declared once: tighten one range, and all three apply it.
 
     The service logs requests under the shipped contract; then petal_length_cm is capped at
     5 cm. prepare refuses the raw table naming the column, check and rows; the service
-    refuses a 5.1 cm petal naming the field; the drift check counts the logged rows the
+    refuses a 5.1 cm petal naming the field; the drift report counts the logged rows the
     contract now refuses.
     """
     log = tmp_path / "predictions"
@@ -460,7 +460,7 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-def test_paved_ci_check_never_registers_in_the_tracking_server(
+def test_paved_ci_verify_never_registers_in_the_tracking_server(
     repo: Repo, tracking_server: str
 ) -> None:
     """CI trains in a throwaway store: the team's server gets no version and no alias."""
@@ -472,7 +472,7 @@ def test_paved_ci_check_never_registers_in_the_tracking_server(
     repo.set_param("train", "C", 2.0)  # a change, so the check's `dvc repro` really trains
     try:
         out = run(
-            ["uv", "run", "--frozen", "paved", "ci", "check", "--only", "pipeline"], repo.path, env
+            ["uv", "run", "--frozen", "paved", "ci", "verify", "--only", "pipeline"], repo.path, env
         )
         assert "ok pipeline" in out.stderr, out.stderr
         assert server.search_registered_models() == []

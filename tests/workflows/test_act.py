@@ -80,8 +80,8 @@ def test_ci_workflow_succeeds_under_act(team: Team) -> None:
     code, output = team.act("ci.yml")
     assert code == 0, output[-6000:]
     assert "Job succeeded" in output
-    for check in ("standard", "lint", "format", "types", "tests", "pipeline", "bento"):
-        assert re.search(rf"ok {check} \(", output), f"check {check} did not run"
+    for step in ("standard", "lint", "format", "types", "tests", "pipeline", "bento"):
+        assert re.search(rf"ok {step} \(", output), f"step {step} did not run"
     assert not team.canary.exists(), "a commit message was executed"
 
 

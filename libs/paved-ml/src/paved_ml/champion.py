@@ -2,7 +2,7 @@
 
 A champion folder (`models/champion` in a team repo) is an MLflow model folder plus
 champion.json. `load_champion` reads it, and `Champion.predict` is how the service, batch
-scoring and the drift check's reference all predict: one model call, and for a classifier
+scoring and the drift report's reference all predict: one model call, and for a classifier
 each row's label the likeliest of its probabilities.
 
 Reading a folder needs no MLflow: the service image carries none. A model with MLflow's

@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _drift(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from paved_ml.drift import DriftSettings, check_drift
+    from paved_ml.drift import DriftSettings, detect_drift
     from paved_ml.prediction_log import read_prediction_log
 
     params = _read_params(args.params)
@@ -83,7 +83,7 @@ def _drift(args: argparse.Namespace) -> int:
         raise PavedMLError(f"no reference table at {args.reference}: run `dvc repro` or `dvc pull`")
     reference = pd.read_csv(args.reference)
     reference[PREDICTION] = _predict(args.model, reference, features)
-    result = check_drift(
+    result = detect_drift(
         reference,
         current,
         contract=contract,

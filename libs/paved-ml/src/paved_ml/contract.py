@@ -9,7 +9,7 @@ and wraps it in a `Contract` naming the target column. From that one declaration
   with the contract's type, range (`ge`, `le`, `gt`, `lt`) and allowed values (`isin`),
   and only values the column's dtype holds (`RowField`, `build_row_model`: the one builder
   of a request row, which a champion without a contract uses too);
-- the drift check's columns (`features`), and the log rows the contract refuses
+- the drift report's columns (`features`), and the log rows the contract refuses
   (`violations`).
 
 Change the contract and the three follow.

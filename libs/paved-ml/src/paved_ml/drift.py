@@ -1,6 +1,6 @@
 """Drift: what the service was asked and answered, against the training reference, by Evidently.
 
-`check_drift` compares the recorded inputs and predictions (the prediction log) with the
+`detect_drift` compares the recorded inputs and predictions (the prediction log) with the
 reference (the training table, and the champion's predictions on it) column by column with
 Evidently's data drift preset: each column is tested with the method Evidently picks for
 its type and size, at `threshold`; the data has drifted when the share of drifted columns
@@ -26,7 +26,7 @@ from paved_ml.prediction_log import PREDICTION
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DriftResult", "DriftSettings", "check_drift"]
+__all__ = ["DriftResult", "DriftSettings", "detect_drift"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +77,7 @@ class DriftResult:
         return asdict(self)
 
 
-def check_drift(
+def detect_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     *,
@@ -150,7 +150,7 @@ def _run_evidently(
         from evidently.presets import DataDriftPreset
     except ImportError as exc:
         raise PavedMLError(
-            f"the drift check needs Evidently ({exc}): install paved-ml's `monitoring` extra "
+            f"the drift report needs Evidently ({exc}): install paved-ml's `monitoring` extra "
             "(in a team repo: `uv sync --group monitoring`)"
         ) from exc
 

@@ -21,9 +21,9 @@ from paved.ci.image import login, push_archive, push_image
 from paved.ci.jobs import (
     StepResult,
     build_and_push,
-    drift_check,
+    drift_report,
     image_build_from_repo,
-    run_checks,
+    verify,
 )
 from paved.fleet import fleet_status
 from paved.fleet.rollout import (
@@ -374,11 +374,9 @@ def _ids(values: list[str] | None) -> frozenset[str]:
     return frozenset(part.strip() for value in values or () for part in value.split(",") if part)
 
 
-@ci_app.command("check")
-def ci_check(
-    only: Annotated[
-        list[str] | None, typer.Option(help="Run only this check (repeatable).")
-    ] = None,
+@ci_app.command("verify")
+def ci_verify(
+    only: Annotated[list[str] | None, typer.Option(help="Run only this step (repeatable).")] = None,
     project: Project = Path("."),
 ) -> None:
     """The standard (paved check), lint, format, tests, `dvc repro`, `bentoml build`, types.
@@ -392,7 +390,7 @@ def ci_check(
         if not result.ok:
             _err.print(escape(result.output[-6000:]), highlight=False, soft_wrap=True)
 
-    results = run_checks(project.absolute(), only=only, report=report)
+    results = verify(project.absolute(), only=only, report=report)
     if not all(result.ok for result in results):
         raise typer.Exit(ExitCode.FAILED)
 
@@ -407,12 +405,12 @@ def ci_drift(
     ] = None,
     project: Project = Path("."),
 ) -> None:
-    """The drift check: the prediction log against the training data (exit 1 on drift).
+    """The drift report: the prediction log against the training data (exit 1 on drift).
 
     Gets the training table and the champion (`dvc pull`, else `dvc repro evaluate`), runs
     `paved-ml drift`, and in GitHub Actions writes the verdict to the step summary.
     """
-    result = drift_check(
+    result = drift_report(
         project.absolute(),
         log=log,
         since_hours=since_hours,

@@ -1,4 +1,4 @@
-"""What a team repo's CI runs, as `paved ci check|image|login|push|drift`.
+"""What a team repo's CI runs, as `paved ci verify|image|login|push|drift`.
 
 - `jobs`: the jobs themselves (check, image, drift) and how each reads the repo;
 - `image`: the service image (what it holds, the Containerfile, the builders), registry

@@ -31,23 +31,23 @@ from paved.repo import (
 )
 
 __all__ = [
-    "CHECK_STEPS",
     "DISTROLESS_BASES",
     "DRIFT_INPUTS",
+    "VERIFY_STEPS",
     "StepResult",
     "default_base_image",
-    "drift_check",
+    "drift_report",
     "image_build_from_repo",
-    "run_checks",
+    "verify",
 ]
 
 #: The distroless Python image for each Python a distroless image has (Debian 12's is 3.11;
 #: Debian 13's, 3.13, is not a Python a team repo can choose).
 DISTROLESS_BASES = {"3.11": "gcr.io/distroless/python3-debian12"}
 
-#: The checks of `paved ci check`, in the order they are reported: name and command (run
+#: The steps of `paved ci verify`, in the order they are reported: name and command (run
 #: with this interpreter). `types` is reported last because it runs beside the others.
-CHECK_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+VERIFY_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("standard", ("-m", "paved", "check", "--quiet")),
     ("lint", ("-m", "ruff", "check", "--no-cache", ".")),
     ("format", ("-m", "ruff", "format", "--check", "--no-cache", ".")),
@@ -62,7 +62,7 @@ CHECK_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 @dataclass(frozen=True)
 class StepResult:
-    """One check's outcome."""
+    """One step's outcome."""
 
     name: str
     ok: bool
@@ -70,39 +70,39 @@ class StepResult:
     output: str
 
 
-def run_checks(
+def verify(
     project: Path,
     *,
     only: Sequence[str] | None = None,
     report: Callable[[StepResult], None] | None = None,
 ) -> list[StepResult]:
-    """Run the checks (all, or `only` those named) and stop at the first failure.
+    """Run the steps (all, or `only` those named) and stop at the first failure.
 
     The pipeline trains and registers into a throwaway tracking store made for the run:
-    a check must never register versions or move `champion` in the team's tracking server,
+    verifying must never register versions or move `champion` in the team's tracking server,
     whatever MLFLOW_TRACKING_URI or [tool.paved] tracking-uri names. The type check reads
-    the sources only, so it starts with the first check and runs beside the rest (on a
-    runner's second core); every result is still reported in CHECK_STEPS order.
+    the sources only, so it starts with the first step and runs beside the rest (on a
+    runner's second core); every result is still reported in VERIFY_STEPS order.
     """
-    known = [name for name, _ in CHECK_STEPS]
+    known = [name for name, _ in VERIFY_STEPS]
     unknown = sorted(set(only or ()) - set(known))
     if unknown:
-        raise PavedError(f"unknown check {', '.join(unknown)}: choose from {', '.join(known)}")
-    steps = [(name, args) for name, args in CHECK_STEPS if not only or name in only]
+        raise PavedError(f"unknown step {', '.join(unknown)}: choose from {', '.join(known)}")
+    steps = [(name, args) for name, args in VERIFY_STEPS if not only or name in only]
     results: list[StepResult] = []
     with (
-        tempfile.TemporaryDirectory(prefix="paved-check-") as scratch,
+        tempfile.TemporaryDirectory(prefix="paved-verify-") as scratch,
         ThreadPoolExecutor(max_workers=1) as beside,
     ):
-        env = _check_env(project, Path(scratch))
+        env = _verify_env(project, Path(scratch))
         early = {
-            name: beside.submit(_check_step, name, args, project, env)
+            name: beside.submit(_verify_step, name, args, project, env)
             for name, args in steps
             if name in BESIDE and len(steps) > 1
         }
         for name, args in steps:
             result = (
-                early[name].result() if name in early else _check_step(name, args, project, env)
+                early[name].result() if name in early else _verify_step(name, args, project, env)
             )
             results.append(result)
             if report:
@@ -112,11 +112,11 @@ def run_checks(
     return results
 
 
-#: Checks that read only the sources: they run beside the others (see run_checks).
+#: Steps that read only the sources: they run beside the others (see verify).
 BESIDE = frozenset({"types"})
 
 
-def _check_step(
+def _verify_step(
     name: str, args: Sequence[str], project: Path, env: Mapping[str, str]
 ) -> StepResult:
     started = time.perf_counter()
@@ -128,7 +128,7 @@ def _check_step(
     return StepResult(name, ok, time.perf_counter() - started, output)
 
 
-def _check_env(project: Path, scratch: Path) -> dict[str, str]:
+def _verify_env(project: Path, scratch: Path) -> dict[str, str]:
     """The process environment, quiet, with a throwaway tracking store in `scratch`."""
     store = f"sqlite:///{scratch / 'mlflow.db'}"
     return {
@@ -140,20 +140,20 @@ def _check_env(project: Path, scratch: Path) -> dict[str, str]:
     }
 
 
-#: What the drift check compares the prediction log with: the training table, the champion.
+#: What the drift report compares the prediction log with: the training table, the champion.
 DRIFT_INPUTS = ("data/prepared/train.csv", "models/champion")
 
 
 @dataclass(frozen=True)
 class DriftRun:
-    """The drift check's outcome: `paved-ml drift`'s exit code and output, how it got inputs."""
+    """The drift report's outcome: `paved-ml drift`'s exit code and output, how it got inputs."""
 
     returncode: int
     output: str
     inputs: str
 
 
-def drift_check(
+def drift_report(
     project: Path, *, log: str, since_hours: float | None = None, summary_file: str | None = None
 ) -> DriftRun:
     """`paved-ml drift` of the prediction log at `log`, after getting its inputs.
@@ -169,7 +169,7 @@ def drift_check(
             "paved-ml drift is not installed in this environment: `uv sync --group monitoring`"
         )
     with tempfile.TemporaryDirectory(prefix="paved-drift-") as scratch:
-        env = _check_env(project, Path(scratch))
+        env = _verify_env(project, Path(scratch))
         inputs = "in the repo"
         if not all((project / path).exists() for path in DRIFT_INPUTS):
             pulled = run(
@@ -199,11 +199,11 @@ def drift_check(
 
 
 def _drift_summary(project: Path, result: DriftRun) -> str:
-    """The drift check as markdown for GitHub's step summary."""
+    """The drift report as markdown for GitHub's step summary."""
     import json
 
     verdict = {0: "no drift", 1: "**drift**"}.get(result.returncode, "**not judged**")
-    lines = [f"## Drift check: {verdict}", "", f"Reference and champion {result.inputs}.", ""]
+    lines = [f"## Drift report: {verdict}", "", f"Reference and champion {result.inputs}.", ""]
     path = project / "reports" / "drift.json"
     if result.returncode in (0, 1) and path.is_file():
         data = json.loads(path.read_text(encoding="utf-8"))
