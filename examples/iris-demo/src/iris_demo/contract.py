@@ -2,7 +2,7 @@
 
 `prepare` validates the raw table against it (naming every column, check and row that
 fails), the service takes its request model from it (types, ranges, allowed values), and
-the drift check its columns ([tool.paved] contract names it). Change it here and the three
+the drift report its columns ([tool.paved] contract names it). Change it here and the three
 follow; a change of the input columns also needs a retrain (`uv run dvc repro`).
 """
 
