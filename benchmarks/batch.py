@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from targets import Target, report
+from benchmarks.targets import Target, report
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The contract of the committed example repo: the template's, rendered.
@@ -29,7 +30,6 @@ CONTRACT_SOURCE = ROOT / "examples" / "iris-demo" / "src"
 RUN = """
 import resource, sys, time
 from pathlib import Path
-sys.path.insert(0, sys.argv[5])
 scratch, mode, source, limit = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
 import mlflow.sklearn, pandas as pd
 from iris_demo.contract import CONTRACT
@@ -99,8 +99,8 @@ def main() -> int:
                         mode,
                         str(scratch / f"{name}.csv"),
                         str(limit),
-                        str(CONTRACT_SOURCE),
                     ],
+                    env={**os.environ, "PYTHONPATH": str(CONTRACT_SOURCE)},  # iris_demo
                     capture_output=True,
                     text=True,
                     check=True,

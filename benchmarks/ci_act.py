@@ -14,12 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "ci"))
+from benchmarks.targets import Target, report
+from ci.golden_path import DEMO_ANSWERS, generate, run, tool_env
+from ci.snapshot import snapshot
 
-from golden_path import DEMO_ANSWERS, generate, run, tool_env  # noqa: E402
-from snapshot import snapshot  # noqa: E402
-from targets import Target, report  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TARGET = 60.0
 

@@ -32,13 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "ci"))
+from benchmarks.targets import Target, report
+from ci.golden_path import DEMO_ANSWERS, generate, run, tool_env
+from ci.snapshot import GIT_IDENTITY, LOCK_ENV
+from ci.throwaway import two_releases
 
-from golden_path import DEMO_ANSWERS, generate, run, tool_env  # noqa: E402
-from snapshot import GIT_IDENTITY, LOCK_ENV  # noqa: E402
-from targets import Target, report  # noqa: E402
-from throwaway import two_releases  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 #: paved fleet update's wall time, at most this many times the floor.
 FLOOR_RATIO = 1.4

@@ -24,14 +24,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "ci"))
+from plumbum import local
 
-from golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve, tool_env  # noqa: E402
-from plumbum import local  # noqa: E402
-from render_examples import render_example  # noqa: E402
-from snapshot import PLATFORM_URL, canonical_env, snapshot  # noqa: E402
-from targets import Target, report  # noqa: E402
+from benchmarks.targets import Target, report
+from ci.golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve, tool_env
+from ci.render_examples import render_example
+from ci.snapshot import PLATFORM_URL, canonical_env, snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TARGET_FIRST_PREDICTION = 45.0
 STAGES = ("ingest", "prepare", "train", "evaluate")

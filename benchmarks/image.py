@@ -32,15 +32,14 @@ import time
 from pathlib import Path
 
 import yaml
+from paved.ci.image import BENTO_DIR, SITE_DIR, runtime_requirements
+
+from benchmarks.targets import Target, report
+from ci.base_image import DISTROLESS_IMAGE, ensure_base_image
+from ci.golden_path import run, trained_repo
+from ci.oci_registry import local_registry
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "ci"))
-
-from base_image import DISTROLESS_IMAGE, ensure_base_image  # noqa: E402
-from golden_path import run, trained_repo  # noqa: E402
-from oci_registry import local_registry  # noqa: E402
-from paved.ci.image import BENTO_DIR, SITE_DIR, runtime_requirements  # noqa: E402
-from targets import Target, report  # noqa: E402
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
 #: The lean image's size at most this share of the default's, uncompressed and compressed.

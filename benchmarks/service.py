@@ -34,11 +34,10 @@ from pathlib import Path
 
 from fastparquet import ParquetFile
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "ci"))
+from benchmarks.targets import Target, report
+from ci.golden_path import IRIS_ROW, Service, run, serve, trained_repo
 
-from golden_path import IRIS_ROW, Service, run, serve, trained_repo  # noqa: E402
-from targets import Target, report  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FEATURES = list(IRIS_ROW)
 #: Targets: the service's lead over `mlflow models serve` (req/s, c=1 and c=8), its p99 at

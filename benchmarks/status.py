@@ -20,13 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "ci"))
+from benchmarks.targets import Target, report
+from ci.golden_path import DEMO_ANSWERS, generate, tool_env
+from ci.snapshot import GIT_IDENTITY
+from ci.throwaway import two_releases
 
-from golden_path import DEMO_ANSWERS, generate, tool_env  # noqa: E402
-from snapshot import GIT_IDENTITY  # noqa: E402
-from targets import Target, report  # noqa: E402
-from throwaway import two_releases  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:

@@ -1,6 +1,6 @@
 """Standing targets of the benchmarks: each printed with its figure, MISSED when missed.
 
-from targets import Target, report
+from benchmarks.targets import Target, report
 return report([Target("req/s vs the anchor", f"{lead:.2f}x", ">= 5x", lead >= 5)])
 """
 

@@ -21,14 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "ci"))
+from benchmarks.targets import Target, report
+from ci.git_trace import git_trace
+from ci.golden_path import DEMO_ANSWERS, generate, run, tool_env
+from ci.snapshot import GIT_IDENTITY
+from ci.throwaway import two_releases
 
-from git_trace import git_trace  # noqa: E402
-from golden_path import DEMO_ANSWERS, generate, run, tool_env  # noqa: E402
-from snapshot import GIT_IDENTITY  # noqa: E402
-from targets import Target, report  # noqa: E402
-from throwaway import two_releases  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:

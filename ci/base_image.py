@@ -1,6 +1,6 @@
 """Debian base images with Python, made locally (base images cannot be pulled here).
 
-    uv run python ci/base_image.py            # make or reuse both images, print their names
+    uv run python -m ci.base_image            # make or reuse both images, print their names
 
 `BASE_IMAGE` stands in for python:3.11-slim: debootstrap (minbase and `INCLUDE`) into a
 scratch folder, drop docs, caches and package lists, then `podman import`. Two of

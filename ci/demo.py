@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve, tool_env
-from snapshot import ROOT, snapshot
+from ci.golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve, tool_env
+from ci.snapshot import ROOT, snapshot
 
 
 def main() -> int:

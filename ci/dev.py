@@ -27,7 +27,7 @@ TOOLS = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "paved"
 UV_VERSION = "0.13.9"
 #: Each job's commands; extra arguments go to the last one.
 JOBS = {
-    "demo": [["python", "ci/demo.py"]],
+    "demo": [["python", "-m", "ci.demo"]],
     # One worker per core; a module's tests stay on one worker (its fixtures are set up once).
     # The 25 slowest steps are listed at the end: where CI's time goes, in every run's log.
     "test": [
@@ -143,7 +143,7 @@ def main(argv: list[str]) -> int:
             return 2
         if not ensure_system_tools(BENCH_TOOLS.get(name, {}), f"benchmarks/{name}.py"):
             return 2
-        extra = [f"benchmarks/{name}.py", *extra[1:]]
+        extra = ["-m", f"benchmarks.{name}", *extra[1:]]
     uv = ensure_uv()
     env = dict(os.environ)
     # Cached bytecode: without it every pipeline stage re-compiles mlflow and scikit-learn.

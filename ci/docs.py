@@ -1,6 +1,6 @@
 """The documentation site's generated pages: the `paved` CLI reference and the code map.
 
-    uv run python ci/docs.py            # rewrite docs/reference/cli.md and code-map.md
+    uv run python -m ci.docs            # rewrite docs/reference/cli.md and code-map.md
     python3 ci/dev.py docs              # build the site (mkdocs build --strict)
 
 The pages are committed so that the site builds without running code; the tests check that
@@ -34,7 +34,7 @@ def cli_reference() -> str:
     lines = [
         "# The `paved` command",
         "",
-        "Generated from the CLI itself (`uv run python ci/docs.py`); `paved COMMAND --help`",
+        "Generated from the CLI itself (`uv run python -m ci.docs`); `paved COMMAND --help`",
         "prints the same.",
         "",
     ]
@@ -83,7 +83,7 @@ def code_map() -> str:
     lines = [
         "# Where each concept lives",
         "",
-        "Generated from the modules' docstrings (`uv run python ci/docs.py`). Each concept has",
+        "Generated from the modules' docstrings (`uv run python -m ci.docs`). Each concept has",
         "one module (decision 0024); the first line of its docstring says which.",
         "",
     ]

@@ -26,7 +26,8 @@ import psutil
 import yaml
 from paved.constants import TELEMETRY_OFF
 from paved.template import PLATFORM_URL
-from snapshot import LOCK_ENV, canonical_env
+
+from ci.snapshot import LOCK_ENV, canonical_env
 
 #: Variables of a CI run (GitHub Actions, act) that describe that run, not a team repo.
 CI_CONTEXT = ("GITHUB_", "RUNNER_", "ACTIONS_", "INPUT_")
@@ -316,7 +317,7 @@ def serve_image(ref: str, cwd: Path, env: Mapping[str, str]) -> Iterator[Service
 
 def trained_repo(scratch: Path) -> tuple[Path, dict[str, str]]:
     """A team repo generated from a snapshot of this checkout, synced, its pipeline run."""
-    from snapshot import snapshot
+    from ci.snapshot import snapshot
 
     snapshot(scratch / "platform")
     env = tool_env(scratch / "platform")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from golden_path import free_port, running
+from ci.golden_path import free_port, running
 
 CONFIG = """\
 version: 0.1

@@ -1,7 +1,7 @@
 """Cut a platform release: one version for the template, paved-ml, paved and the workflows.
 
-    python3 ci/dev.py run python ci/release.py 0.2.0      # or: --bump patch|minor|major
-    python3 ci/dev.py run python ci/release.py --check    # the release tags are sound
+    python3 ci/dev.py run python -m ci.release 0.2.0      # or: --bump patch|minor|major
+    python3 ci/dev.py run python -m ci.release --check    # the release tags are sound
 
 A release is an annotated tag `vX.Y.Z` on a commit that sets the packages' versions to X.Y.Z
 and moves docs/changelog.md's Unreleased section under `## [X.Y.Z] - <date>`. The command

@@ -1,6 +1,6 @@
 """Render every example: examples/<name>.answers.yml -> examples/<name>/.
 
-    uv run python ci/render_examples.py
+    uv run python -m ci.render_examples
 
 The renders record the canonical platform URL: the checkout (or, when it has uncommitted
 changes, a snapshot of its working tree) is served under that URL by git's insteadOf.
@@ -20,7 +20,8 @@ import yaml
 from copier import run_copy
 from paved._git import LOCATION_VARIABLES
 from plumbum import local
-from snapshot import PLATFORM_URL, ROOT, canonical_env, git, snapshot
+
+from ci.snapshot import PLATFORM_URL, ROOT, canonical_env, git, snapshot
 
 EXAMPLES = ROOT / "examples"
 

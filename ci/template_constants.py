@@ -7,7 +7,7 @@
   (`paved._oidc.CLOUDS`), so that a repo is generated for OIDC login exactly when the
   login will recognise its registry's host.
 
-    uv run python ci/template_constants.py
+    uv run python -m ci.template_constants
 
 tests/render/test_render.py fails while either file is stale.
 """

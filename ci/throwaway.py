@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from golden_path import run, tool_env
-from release import release
-from snapshot import GIT_IDENTITY, snapshot
+from ci.golden_path import run, tool_env
+from ci.release import release
+from ci.snapshot import GIT_IDENTITY, snapshot
 
 TEMPLATE = Path("templates") / "ml-project"
 NEW_SECTION = "## Added in the second release\n\nA line every team repo gets.\n"

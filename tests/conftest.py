@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from copier import run_copy
-from golden_path import DEMO_ANSWERS
-from helpers import RELEASE, Render
 from paved.constants import TELEMETRY_OFF
 from paved.template import PLATFORM_URL
 from plumbum import local
-from snapshot import LOCK_ENV, canonical_env, snapshot
+
+from ci.golden_path import DEMO_ANSWERS
+from ci.snapshot import LOCK_ENV, canonical_env, snapshot
+from tests.lib.helpers import RELEASE, Render
 
 
 @pytest.fixture(scope="session", autouse=True)

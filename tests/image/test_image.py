@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from base_image import DISTROLESS_IMAGE, ensure_base_image
-from golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve_image, tool_env
-from helpers import RELEASE, commit_all
-from oci_registry import Registry, local_registry
 from paved._errors import PavedError
 from paved.ci.image import choose_builder
+
+from ci.base_image import DISTROLESS_IMAGE, ensure_base_image
+from ci.golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve_image, tool_env
+from ci.oci_registry import Registry, local_registry
+from tests.lib.helpers import RELEASE, commit_all
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("foreign_ci_context")]
 

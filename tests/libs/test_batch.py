@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,13 @@ import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import fit
-from iris_contract import CONTRACT
 from mlflow.models import infer_signature
 from paved_ml.batch import batch_predict, parse_size
 from paved_ml.cli import main
 from paved_ml.errors import PavedMLError
+
+from tests.lib.helpers import fit
+from tests.lib.iris_contract import CONTRACT
 
 pytestmark = pytest.mark.libs
 
@@ -90,7 +92,7 @@ def test_the_cli_scores_and_refuses_bad_input_with_a_message(
     champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rows(50, 4).to_csv(tmp_path / "in.csv", index=False)
-    common = ["--model", str(champion), "--contract", "iris_contract:CONTRACT"]
+    common = ["--model", str(champion), "--contract", "tests.lib.iris_contract:CONTRACT"]
     out = tmp_path / "scored" / "p.parquet"
     assert main(["batch-predict", str(tmp_path / "in.csv"), "--output", str(out), *common]) == 0
     assert "batch-predict: 50 rows from 1 files in 1 chunks, scored by iris v4" in (
@@ -113,13 +115,12 @@ def test_the_cli_scores_and_refuses_bad_input_with_a_message(
 PEAK = """
 import resource, sys
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from iris_contract import CONTRACT
+from tests.lib.iris_contract import CONTRACT
 from paved_ml.batch import batch_predict
-folder = Path(sys.argv[2])
+folder = Path(sys.argv[1])
 kwargs = dict(model_dir=folder.parent / "champion", contract=CONTRACT, memory_limit=16 << 20)
 batch_predict(folder / "small.csv", folder / "small.parquet", **kwargs)  # every code path warm
-if sys.argv[3] == "big":
+if sys.argv[2] == "big":
     batch_predict(folder / "big.csv", folder / "big.parquet", **kwargs)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
@@ -137,7 +138,8 @@ def test_a_file_larger_than_the_memory_limit_scores_within_it(
     peaks = {}
     for mode in ("small", "big"):
         done = subprocess.run(
-            [sys.executable, "-c", PEAK, str(Path(__file__).parents[1]), str(folder), mode],
+            [sys.executable, "-c", PEAK, str(folder), mode],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},  # tests.lib
             capture_output=True,
             text=True,
             timeout=600,

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import fit
 from mlflow.models import infer_signature
 from paved_ml.champion import load_model, read_mlmodel
 from paved_ml.errors import PavedMLError
+
+from tests.lib.helpers import fit
 
 pytestmark = pytest.mark.libs
 

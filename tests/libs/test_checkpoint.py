@@ -7,8 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import commit_all
 from paved.template import Checkpoint
+
+from tests.lib.helpers import commit_all
 
 pytestmark = pytest.mark.libs
 

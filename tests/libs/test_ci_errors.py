@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from golden_path import free_port, running
 from paved._credentials import without_credentials
+
+from ci.golden_path import free_port, running
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 PYPROJECT = '[project]\nname = "churn"\nversion = "1.0.0"\n\n[tool.paved]\nimage = "{image}"\n'

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dev import UV_VERSION
 from paved.constants import TELEMETRY_OFF
 from paved.template import PLATFORM_URL
-from snapshot import ROOT
+
+from ci.dev import UV_VERSION
+from ci.snapshot import ROOT
 
 pytestmark = pytest.mark.libs
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.libs
 def test_only_runs_that_may_select_image_or_workflows_need_the_image_tools(
     args: list[str], needed: bool
 ) -> None:
-    from dev import tiers_need_images
+    from ci.dev import tiers_need_images
 
     assert tiers_need_images(args) is needed
 
@@ -31,7 +31,7 @@ def test_only_runs_that_may_select_image_or_workflows_need_the_image_tools(
 def test_without_root_the_missing_tools_are_named_once(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import dev
+    from ci import dev
 
     monkeypatch.setattr(dev.os, "geteuid", lambda: 1000)
     tools = {"buildah": "buildah", "paved-no-such-tool": "paved-no-such-package"}
@@ -47,7 +47,7 @@ def test_without_root_the_missing_tools_are_named_once(
 
 
 def test_nothing_missing_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    import dev
+    from ci import dev
 
     monkeypatch.setattr(dev.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(dev.subprocess, "run", lambda *a, **k: pytest.fail("ran a command"))

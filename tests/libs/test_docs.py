@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ci.docs import CODE_MAP, PAGE, cli_reference, code_map
+
 pytestmark = pytest.mark.libs
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "ci"))
-
-from docs import CODE_MAP, PAGE, cli_reference, code_map  # noqa: E402
 
 
 def test_the_site_builds_strict_with_every_part(tmp_path: Path) -> None:
@@ -52,11 +51,11 @@ def test_the_site_builds_strict_with_every_part(tmp_path: Path) -> None:
 
 
 def test_the_cli_reference_is_what_the_cli_says_now() -> None:
-    assert PAGE.read_text() == cli_reference(), "stale: uv run python ci/docs.py"
+    assert PAGE.read_text() == cli_reference(), "stale: uv run python -m ci.docs"
 
 
 def test_the_code_map_lists_every_module_as_its_docstring_says() -> None:
-    assert CODE_MAP.read_text() == code_map(), "stale: uv run python ci/docs.py"
+    assert CODE_MAP.read_text() == code_map(), "stale: uv run python -m ci.docs"
     assert "`paved.releases`" in CODE_MAP.read_text()
 
 

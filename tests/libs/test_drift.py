@@ -9,12 +9,13 @@ import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import fit
 from mlflow.models import infer_signature
 from paved_ml.cli import main
 from paved_ml.drift import DriftSettings, detect_drift
 from paved_ml.errors import PavedMLError
 from paved_ml.prediction_log import LogSettings, PredictionLog
+
+from tests.lib.helpers import fit
 
 pytestmark = pytest.mark.libs
 
@@ -63,7 +64,7 @@ def run_cli(team: Path, log: Path, capsys: pytest.CaptureFixture[str]) -> tuple[
             "drift",
             "--params", str(team / "params.yaml"),
             "--reference", str(team / "data" / "prepared" / "train.csv"),
-            "--contract", "iris_contract:CONTRACT",
+            "--contract", "tests.lib.iris_contract:CONTRACT",
             "--model", str(team / "models" / "champion"),
             "--log", str(log),
             "--report", str(reports / "drift.html"),

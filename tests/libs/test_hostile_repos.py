@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ALIAS_BOMB
 from paved._errors import PavedError
 from paved.fleet.sources import RepoRef, branch_tip
 from paved.releases import release_commits
+
+from tests.lib.helpers import ALIAS_BOMB
 
 pytestmark = pytest.mark.libs
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import paved
 import pytest
 import yaml
-from helpers import RELEASE
-from snapshot import PLATFORM_URL
+
+from ci.snapshot import PLATFORM_URL
+from tests.lib.helpers import RELEASE
 
 pytestmark = pytest.mark.libs
 

@@ -1,7 +1,7 @@
 """`paved ci login` to cloud registries with the job's OIDC token, no stored key.
 
 AWS STS and ECR are emulated by moto; GitHub's token service, Google's STS and IAM
-Credentials, Entra ID and ACR's exchange by `fake_clouds.py`. The credentials each chain
+Credentials, Entra ID and ACR's exchange by `tests/lib/fake_clouds.py`. The credentials each chain
 ends with must then log buildah in to a real registry (Debian's docker-registry asking for
 a password) and push to it.
 """
@@ -22,14 +22,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from fake_clouds import REQUEST_TOKEN, github_token
-from golden_path import free_port, running
-from oci_registry import local_registry
 from paved._errors import PavedError
 from paved.ci.aws import AwsKeys, sigv4_headers
 from paved.ci.clouds import cloud_credentials, cloud_of
 from paved.ci.image import login
 from paved.ci.tokens import github_id_token
+
+from ci.golden_path import free_port, running
+from ci.oci_registry import local_registry
+from tests.lib.fake_clouds import REQUEST_TOKEN, github_token
 
 ROLE = "arn:aws:iam::123456789012:role/paved-push"
 PROVIDER = "projects/123456/locations/global/workloadIdentityPools/github/providers/acme"
@@ -63,7 +64,7 @@ def clouds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     """The fake token services: their base URL and their request log."""
     log = tmp_path_factory.mktemp("clouds") / "requests.jsonl"
     port = free_port()
-    script = str(Path(__file__).parents[1] / "fake_clouds.py")
+    script = str(Path(__file__).parents[1] / "lib" / "fake_clouds.py")
     command = [sys.executable, script, "--port", str(port), "--password", PASSWORD]
     with _server([*command, "--log", str(log)], port):
         yield f"http://127.0.0.1:{port}", log

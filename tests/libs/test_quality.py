@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from snapshot import ROOT
+
+from ci.snapshot import ROOT
 
 pytestmark = pytest.mark.libs
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from paved._errors import PavedError
 from paved.releases import changelog_section
-from release import CHANGELOG, VERSIONED, check, current_version, release
-from snapshot import ROOT, git, snapshot
+
+from ci.release import CHANGELOG, VERSIONED, check, current_version, release
+from ci.snapshot import ROOT, git, snapshot
 
 pytestmark = pytest.mark.libs
 

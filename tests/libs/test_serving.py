@@ -22,14 +22,15 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from golden_path import Service, launch, running, serve, stop
-from helpers import fit
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, Schema
 from paved_ml.errors import PavedMLError
 from paved_ml.serving import MODEL_DIR_ENV, ChampionModel
 from pydantic import ValidationError
 from sklearn.base import BaseEstimator
+
+from ci.golden_path import Service, launch, running, serve, stop
+from tests.lib.helpers import fit
 
 pytestmark = pytest.mark.libs
 

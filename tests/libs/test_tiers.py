@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from dev import TIERS
+
+from ci.dev import TIERS
 
 pytestmark = pytest.mark.libs
 
@@ -24,14 +25,14 @@ def test_every_test_is_in_its_tiers_folder(tmp_path: Path) -> None:
     tool tier, and no other tier (a test in a tool tier may carry the folder's tier too)."""
     tests = Path(__file__).parents[1]
     found = tmp_path / "tiers.json"
-    collect = ["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "tier_plugin"]
+    collect = ["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "tests.lib.tier_plugin"]
     done = subprocess.run(
         [sys.executable, "-m", "pytest", *collect, str(tests)],
         cwd=tests.parent,
         env={
             **os.environ,
             "PAVED_TIERS_OUT": str(found),
-            "PYTHONPATH": f"{tests}:{tests.parent / 'ci'}",
+            "PYTHONPATH": str(tests.parent),
         },
         capture_output=True,
         text=True,

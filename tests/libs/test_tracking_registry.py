@@ -16,7 +16,6 @@ import mlflow
 import mlflow.sklearn
 import pandas as pd
 import pytest
-from helpers import fit
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from paved_ml.champion import read_champion_file
@@ -34,6 +33,8 @@ from paved_ml.registry import (
     save_champion,
 )
 from paved_ml.tracking import lineage_run, pinned_requirements, use_tracking
+
+from tests.lib.helpers import fit
 
 pytestmark = pytest.mark.libs
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve, tool_env
+
+from ci.golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve, tool_env
 
 pytestmark = pytest.mark.project
 

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 import yaml
-from golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve, tool_env
-from helpers import RELEASE
+
+from ci.golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve, tool_env
+from tests.lib.helpers import RELEASE
 
 pytestmark = pytest.mark.project
 
@@ -424,7 +425,7 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
     import sys
     import urllib.request
 
-    from golden_path import free_port, running
+    from ci.golden_path import free_port, running
 
     port = free_port()
     command = [

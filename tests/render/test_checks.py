@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from golden_path import DEMO_ANSWERS
 from paved.checks import check_repo
 from paved.checks.lock import lock_drift
 from paved.checks.rules import RULES
 from paved.repo import platform_pins
 from paved.template import new_project
-from snapshot import ROOT
+
+from ci.golden_path import DEMO_ANSWERS
+from ci.snapshot import ROOT
 
 pytestmark = pytest.mark.render
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from render_examples import EXAMPLES, examples, render_example
-from snapshot import GIT_IDENTITY, ROOT, git
+
+from ci.render_examples import EXAMPLES, examples, render_example
+from ci.snapshot import GIT_IDENTITY, ROOT, git
 
 pytestmark = pytest.mark.render
 
@@ -37,10 +38,10 @@ def test_example_is_a_fresh_render(platform: tuple[Path, str], tmp_path: Path, n
     committed = normalised(EXAMPLES / name)
     rendered = normalised(fresh)
     assert sorted(committed) == sorted(rendered), (
-        "file sets differ: uv run python ci/render_examples.py"
+        "file sets differ: uv run python -m ci.render_examples"
     )
     stale = [path for path in rendered if committed[path] != rendered[path]]
-    assert stale == [], f"stale example files {stale}: uv run python ci/render_examples.py"
+    assert stale == [], f"stale example files {stale}: uv run python -m ci.render_examples"
 
 
 def test_there_is_an_example() -> None:
@@ -70,7 +71,7 @@ def test_examples_hook_keeps_the_index_of_the_commit(
     repo = tmp_path / "platform"
     git(tmp_path, "clone", "--quiet", str(clone), str(repo))
     hook = repo / ".git" / "hooks" / "pre-commit"
-    hook.write_text(f'#!/bin/sh\nexec "{sys.executable}" ci/render_examples.py\n')
+    hook.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m ci.render_examples\n')
     hook.chmod(0o755)
     (repo / "README.md").write_text((repo / "README.md").read_text() + "\nOne more line.\n")
     git(repo, "add", "README.md")

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from golden_path import DEMO_ANSWERS
-from helpers import MATRIX, RELEASE, Render, matrix_id
-from snapshot import PLATFORM_URL, ROOT
+
+from ci.golden_path import DEMO_ANSWERS
+from ci.snapshot import PLATFORM_URL, ROOT
+from tests.lib.helpers import MATRIX, RELEASE, Render, matrix_id
 
 pytestmark = pytest.mark.render
 

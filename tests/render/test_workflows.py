@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import MATRIX, RELEASE, Render, matrix_id
 from paved.checks.rules import PV004, PV005, paved_workflows
 from paved.ci.clouds import cloud_of
 from paved.repo import TeamRepo
-from snapshot import ROOT
+
+from ci.snapshot import ROOT
+from tests.lib.helpers import MATRIX, RELEASE, Render, matrix_id
 
 pytestmark = pytest.mark.render
 
@@ -164,11 +165,11 @@ def test_the_template_knows_a_cloud_registry_as_paved_ci_login_does(
 
 
 def test_the_template_cloud_patterns_are_generated_from_paved() -> None:
-    from template_constants import TARGETS
+    from ci.template_constants import TARGETS
 
     for target, make in TARGETS.items():
         assert target.read_text(encoding="utf-8") == make(), (
-            "run: uv run python ci/template_constants.py"
+            "run: uv run python -m ci.template_constants"
         )
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from golden_path import run, tool_env
-from helpers import commit_all, paved
-from snapshot import GIT_IDENTITY, LOCK_ENV
-from throwaway import NEW_SECTION, two_releases
+
+from ci.golden_path import run, tool_env
+from ci.snapshot import GIT_IDENTITY, LOCK_ENV
+from ci.throwaway import NEW_SECTION, two_releases
+from tests.lib.helpers import commit_all, paved
 
 pytestmark = pytest.mark.update
 

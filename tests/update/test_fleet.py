@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fake_github import serving
-from golden_path import generate, run, tool_env
-from helpers import ALIAS_BOMB, commit_all, paved, refs
 from paved.template import PLATFORM_URL
-from release import release
-from snapshot import GIT_IDENTITY
-from throwaway import TEMPLATE, two_releases
+
+from ci.golden_path import generate, run, tool_env
+from ci.release import release
+from ci.snapshot import GIT_IDENTITY
+from ci.throwaway import TEMPLATE, two_releases
+from tests.lib.fake_github import serving
+from tests.lib.helpers import ALIAS_BOMB, commit_all, paved, refs
 
 pytestmark = pytest.mark.update
 

@@ -1,7 +1,7 @@
 """`paved status` over a folder tree, a manifest of git URLs and a GitHub organisation.
 
 Team repos are generated at two throwaway releases; remotes are bare clones; GitHub is a
-loopback stand-in of the endpoints used (tests/fake_github.py), stopped by PID.
+loopback stand-in of the endpoints used (tests/lib/fake_github.py), stopped by PID.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from pathlib import Path
 
 import paved.fleet.status as status_module
 import pytest
-from fake_github import serving
-from golden_path import generate, run, tool_env
-from helpers import paved
 from paved.fleet import fleet_status
-from snapshot import GIT_IDENTITY
-from throwaway import two_releases
+
+from ci.golden_path import generate, run, tool_env
+from ci.snapshot import GIT_IDENTITY
+from ci.throwaway import two_releases
+from tests.lib.fake_github import serving
+from tests.lib.helpers import paved
 
 pytestmark = pytest.mark.update
 

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from git_trace import git_trace
-from golden_path import DEMO_ANSWERS, generate, run, tool_env
-from helpers import commit_all
-from release import release
-from snapshot import GIT_IDENTITY
-from throwaway import CHANGELOG_LINE, NEW_SECTION, TEMPLATE, two_releases
+
+from ci.git_trace import git_trace
+from ci.golden_path import DEMO_ANSWERS, generate, run, tool_env
+from ci.release import release
+from ci.snapshot import GIT_IDENTITY
+from ci.throwaway import CHANGELOG_LINE, NEW_SECTION, TEMPLATE, two_releases
+from tests.lib.helpers import commit_all
 
 pytestmark = pytest.mark.update
 
@@ -233,7 +234,7 @@ def test_plain_copier_update_says_what_to_run_and_that_leaves_the_lock_current(
 @pytest.mark.usefixtures("foreign_ci_context")
 def test_the_updated_commit_passes_its_ci_under_act(platform_ab: Platform, tmp_path: Path) -> None:
     """After `paved update` A -> B and a commit, CI in a clone of that commit is green."""
-    from act_runner import Team
+    from tests.lib.act_runner import Team
 
     repo = team_repo(platform_ab, tmp_path / "iris-demo")
     done = paved_update(repo, platform_ab)

@@ -1,7 +1,7 @@
 """CI tier: a generated repo's own ci.yml and release.yml run under act.
 
 act runs the jobs on this host and serves the platform's reusable workflows from the
-throwaway release (tests/act_runner.py). The push event carries a hostile commit message:
+throwaway release (tests/lib/act_runner.py). The push event carries a hostile commit message:
 no workflow may execute it. The team pushes to its own registry (not ghcr.io, not a
 cloud), which asks for the password given as the repository secret REGISTRY_PASSWORD. The
 tests run as if this repo's own CI were running them (a foreign GITHUB_SHA and
@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from act_runner import Team
-from base_image import DISTROLESS_IMAGE, ensure_base_image
-from golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve_image, tool_env
-from oci_registry import Registry, local_registry
-from snapshot import GIT_IDENTITY, PLATFORM_URL
+
+from ci.base_image import DISTROLESS_IMAGE, ensure_base_image
+from ci.golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve_image, tool_env
+from ci.oci_registry import Registry, local_registry
+from ci.snapshot import GIT_IDENTITY, PLATFORM_URL
+from tests.lib.act_runner import Team
 
 pytestmark = [pytest.mark.workflows, pytest.mark.usefixtures("foreign_ci_context")]
 

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from act_runner import Team
-from golden_path import generate, run, tool_env
-from helpers import refs
-from snapshot import GIT_IDENTITY
-from throwaway import two_releases
+
+from ci.golden_path import generate, run, tool_env
+from ci.snapshot import GIT_IDENTITY
+from ci.throwaway import two_releases
+from tests.lib.act_runner import Team
+from tests.lib.helpers import refs
 
 pytestmark = [pytest.mark.workflows, pytest.mark.usefixtures("foreign_ci_context")]
 

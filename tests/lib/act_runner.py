@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from snapshot import LOCK_ENV
+from ci.snapshot import LOCK_ENV
 
 ACT = str(Path(sys.executable).parent / "act")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -175,7 +175,7 @@ class Handler(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def serving(state: Path, log: Path) -> Iterator[str]:
     """Run the stand-in on a free loopback port (its own process group, stopped by PID)."""
-    from golden_path import free_port, running
+    from ci.golden_path import free_port, running
 
     port = free_port()
     with log.with_suffix(".out").open("wb") as out:

@@ -1,6 +1,6 @@
 """A pytest plugin for tests/libs/test_tiers.py: write each collected test's tier markers.
 
-PAVED_TIERS_OUT=FILE pytest --collect-only -p tier_plugin
+PAVED_TIERS_OUT=FILE pytest --collect-only -p tests.lib.tier_plugin
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 import pytest
-from dev import TIERS
+
+from ci.dev import TIERS
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
