@@ -18,6 +18,7 @@ import pytest
 from paved._credentials import without_credentials
 
 from ci.golden_path import free_port, running
+from tests.lib import helpers
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 PYPROJECT = '[project]\nname = "churn"\nversion = "1.0.0"\n\n[tool.paved]\nimage = "{image}"\n'
@@ -29,13 +30,7 @@ def paved(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "GITHUB_SHA": SHA,
         "GITHUB_REF": "refs/heads/main",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "paved", "ci", *args, "--project", str(project)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return helpers.paved(env, "ci", *args, "--project", str(project))
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:

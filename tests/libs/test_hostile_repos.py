@@ -13,7 +13,7 @@ from paved._errors import PavedError
 from paved.fleet.sources import RepoRef, branch_tip
 from paved.releases import release_commits
 
-from tests.lib.helpers import ALIAS_BOMB
+from tests.lib.helpers import ALIAS_BOMB, paved
 
 pytestmark = pytest.mark.libs
 
@@ -42,15 +42,8 @@ def repo_with_answers(path: Path, answers: str) -> Path:
     return path
 
 
-def paved(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "paved", *args],
-        cwd=cwd,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def paved_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return paved({**os.environ, "GIT_TERMINAL_PROMPT": "0"}, *args, cwd=cwd)
 
 
 def test_a_template_source_is_never_read_as_a_git_option(tmp_path: Path) -> None:
@@ -63,7 +56,7 @@ def test_a_template_source_is_never_read_as_a_git_option(tmp_path: Path) -> None
     origin = repo_with_answers(tmp_path / "origin", "_commit: v0.1.0\n")
     git(tmp_path, "clone", "--quiet", str(origin), str(here))
 
-    done = paved(here, "status", str(tmp_path / "fleet"), "--no-check", "--json")
+    done = paved_in(here, "status", str(tmp_path / "fleet"), "--no-check", "--json")
 
     row = json.loads(done.stdout)["repos"][0]
     assert "is not a template source or release" in row["error"], row  # refused as read

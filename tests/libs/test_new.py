@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,18 +11,10 @@ import pytest
 import yaml
 
 from ci.snapshot import PLATFORM_URL
+from tests.lib import helpers
 from tests.lib.helpers import RELEASE
 
 pytestmark = pytest.mark.libs
-
-
-def paved_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["paved", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-    )
 
 
 def test_version() -> None:
@@ -31,7 +24,8 @@ def test_version() -> None:
 
 def test_new_generates_a_committed_repo(platform: tuple[Path, str], tmp_path: Path) -> None:
     dest = tmp_path / "churn"
-    result = paved_cli(
+    result = helpers.paved(
+        os.environ,
         "new",
         str(dest),
         "--defaults",
@@ -75,7 +69,9 @@ def test_bad_answers_leave_nothing(
     platform: tuple[Path, str], tmp_path: Path, args: list[str], message: str
 ) -> None:
     dest = tmp_path / "churn"
-    result = paved_cli("new", str(dest), "--defaults", "--no-lock", *args, cwd=tmp_path)
+    result = helpers.paved(
+        os.environ, "new", str(dest), "--defaults", "--no-lock", *args, cwd=tmp_path
+    )
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -84,8 +80,16 @@ def test_bad_answers_leave_nothing(
 
 def test_refuses_a_non_empty_folder(platform: tuple[Path, str], tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
-    result = paved_cli(
-        "new", str(tmp_path), "--defaults", "-d", "project_name=X", "-d", "team=t", cwd=tmp_path
+    result = helpers.paved(
+        os.environ,
+        "new",
+        str(tmp_path),
+        "--defaults",
+        "-d",
+        "project_name=X",
+        "-d",
+        "team=t",
+        cwd=tmp_path,
     )
     assert result.returncode == 1
     assert "already exists and is not an empty folder" in result.stderr
@@ -101,7 +105,9 @@ def test_refuses_a_non_empty_folder(platform: tuple[Path, str], tmp_path: Path) 
     ],
 )
 def test_refuses_sources_that_break_updates(tmp_path: Path, src: str, message: str) -> None:
-    result = paved_cli("new", str(tmp_path / "x"), "--src", src, "--defaults", cwd=tmp_path)
+    result = helpers.paved(
+        os.environ, "new", str(tmp_path / "x"), "--src", src, "--defaults", cwd=tmp_path
+    )
     assert result.returncode == 1
     assert message in result.stderr
     assert not (tmp_path / "x").exists()
