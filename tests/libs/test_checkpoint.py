@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from paved._git import git as paved_git
 from paved.template import Checkpoint
 
+from ci.snapshot import GIT_IDENTITY
 from tests.lib.helpers import commit_all
 
 pytestmark = pytest.mark.libs
 
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@t",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@t",
-}
+IDENTITY = {**os.environ, **GIT_IDENTITY}
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, **IDENTITY}
-    done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True)
-    return done.stdout.strip()
+    """`git <args>` in `repo`: its output, "" when it fails (a conflicted merge does)."""
+    return paved_git(repo, *args, check=False, env=GIT_IDENTITY)
 
 
 def state(repo: Path) -> dict[str, object]:
@@ -50,13 +45,13 @@ def repo(tmp_path: Path) -> Path:
     git(repo, "init", "--quiet", "--initial-branch=main")
     (repo / ".gitignore").write_text("*.rej\nscratch/\n")
     (repo / "train.py").write_text("print('train')\n")
-    commit_all(repo, {**os.environ, **IDENTITY}, "first")
+    commit_all(repo, IDENTITY, "first")
     git(repo, "switch", "--quiet", "-c", "other")
     (repo / "train.py").write_text("print('other')\n")
-    commit_all(repo, {**os.environ, **IDENTITY}, "other")
+    commit_all(repo, IDENTITY, "other")
     git(repo, "switch", "--quiet", "main")
     (repo / "train.py").write_text("print('main')\n")
-    commit_all(repo, {**os.environ, **IDENTITY}, "main")
+    commit_all(repo, IDENTITY, "main")
     # The team's ignored files, and a reject file of their own, are theirs to keep.
     (repo / "scratch").mkdir()
     (repo / "scratch" / "notes.txt").write_text("mine\n")
