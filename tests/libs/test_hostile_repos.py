@@ -183,3 +183,26 @@ def test_a_yaml_file_that_is_not_a_mapping_fails_its_check_not_the_run(tmp_path:
     )
     checks = json.loads(done.stdout)["checks"]
     assert checks["PV007"]["result"] is False and checks["PV009"]["result"] is False, checks
+
+
+def test_a_repos_pyproject_and_python_pin_are_read_once_and_bounded(tmp_path: Path) -> None:
+    """TeamRepo's pyproject and .python-version: what adopt, the image and the checks read."""
+    from paved.repo import YAML_BYTES, TeamRepo
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert TeamRepo(repo).pyproject == {} and TeamRepo(repo).python_pin is None
+    (repo / "pyproject.toml").write_text('[project]\nname = "churn"\n')
+    (repo / ".python-version").write_text(" 3.11.9\n")
+    team = TeamRepo(repo)
+    assert team.pyproject["project"]["name"] == "churn" and team.python_pin == "3.11.9"
+    (repo / "pyproject.toml").write_text("[project\n")
+    assert team.pyproject["project"]["name"] == "churn"  # read once, kept
+    with pytest.raises(PavedError, match=r"pyproject\.toml is not valid TOML"):
+        _ = TeamRepo(repo).pyproject
+    (repo / "pyproject.toml").write_text("# " + "x" * YAML_BYTES + "\n")
+    with pytest.raises(PavedError, match=f"over {YAML_BYTES} bytes"):
+        _ = TeamRepo(repo).pyproject
+    (repo / ".python-version").unlink()
+    os.mkfifo(repo / ".python-version")  # a FIFO would block a plain read forever
+    assert TeamRepo(repo).python_pin is None

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import tempfile
-import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from paved._errors import ExitCode, PavedError
 from paved._git import git, git_env
 from paved._proc import QUICK_TIMEOUT, run
 from paved.releases import pick_release
-from paved.repo import ANSWERS_FILE, read_answers, require_clean, unmerged_paths
+from paved.repo import ANSWERS_FILE, TeamRepo, read_answers, require_clean, unmerged_paths
 from paved.template import PLATFORM_URL, Checkpoint, identity, lock_environment, render
 from paved.update import Conflict, count_markers
 
@@ -139,7 +138,8 @@ def map_answers(project: Path) -> tuple[dict[str, Any], dict[str, str], list[str
             if isinstance(context.get(key), str):
                 take(question, context[key], f".cruft.json cookiecutter.{key}")
                 break
-    metadata, where = _metadata(project)
+    repo = TeamRepo(project)
+    metadata, where = _metadata(project, repo)
     if metadata.get("name"):
         take("distribution_name", metadata["name"], f"{where} name")
     take("description", metadata.get("description"), f"{where} description")
@@ -154,7 +154,7 @@ def map_answers(project: Path) -> tuple[dict[str, Any], dict[str, str], list[str
     take("project_name", title, "README title")
     if "project_name" not in answers and "distribution_name" in answers:
         take("project_name", answers["distribution_name"].replace("-", " ").title(), "the name")
-    python, source = _python(project, metadata, context)
+    python, source = _python(repo, metadata, context)
     take("python_version", python, source)
     kind, url, source = _remote(project, context)
     take("dvc_remote", kind, source)
@@ -213,15 +213,10 @@ def _cookiecutter_context(project: Path) -> dict[str, Any]:
     return context if isinstance(context, dict) else {}
 
 
-def _metadata(project: Path) -> tuple[dict[str, Any], str]:
-    path = project / "pyproject.toml"
-    if path.is_file():
-        try:
-            table = tomllib.loads(path.read_text(encoding="utf-8")).get("project", {})
-        except tomllib.TOMLDecodeError as exc:
-            raise PavedError(f"{path} is not valid TOML: {exc}") from exc
-        if table.get("name"):
-            return table, "pyproject.toml [project]"
+def _metadata(project: Path, repo: TeamRepo) -> tuple[dict[str, Any], str]:
+    table = repo.pyproject.get("project", {})
+    if isinstance(table, dict) and table.get("name"):
+        return table, "pyproject.toml [project]"
     path = project / "setup.cfg"
     if path.is_file():
         config = configparser.ConfigParser()
@@ -269,11 +264,11 @@ def _readme_title(project: Path) -> str | None:
 
 
 def _python(
-    project: Path, metadata: Mapping[str, Any], context: Mapping[str, Any]
+    repo: TeamRepo, metadata: Mapping[str, Any], context: Mapping[str, Any]
 ) -> tuple[str | None, str]:
-    pinned = project / ".python-version"
-    if pinned.is_file():
-        version = ".".join(pinned.read_text(encoding="utf-8").strip().split(".")[:2])
+    pinned = repo.python_pin
+    if pinned is not None:
+        version = ".".join(pinned.split(".")[:2])
         if version in PYTHON_CHOICES:
             return version, ".python-version"
     for key in ("python_version", "python_version_number"):

@@ -172,6 +172,26 @@ class TeamRepo:
         return bounded_text(self.root.joinpath("pyproject.toml"))
 
     @cached_property
+    def pyproject(self) -> dict[str, Any]:
+        """`pyproject.toml`, parsed ({} without one); a broken or oversized one is a PavedError."""
+        path = self.root.joinpath("pyproject.toml")
+        text = self.pyproject_text
+        if text is None:
+            if path.is_file():
+                raise PavedError(f"{path} is not valid TOML: it is over {YAML_BYTES} bytes")
+            return {}
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PavedError(f"{path} is not valid TOML: {exc}") from exc
+
+    @cached_property
+    def python_pin(self) -> str | None:
+        """What `.python-version` names (stripped), or None without one."""
+        text = bounded_text(self.root.joinpath(".python-version"), 1024)
+        return None if text is None else text.strip()
+
+    @cached_property
     def lock_text(self) -> str | None:
         """`uv.lock`'s text, or None (missing, or over LOCK_BYTES)."""
         return bounded_text(self.root.joinpath("uv.lock"), LOCK_BYTES)
@@ -255,13 +275,9 @@ def parse_answers(text: str, where: Path | str) -> dict[str, Any]:
 
 def read_pyproject(project: Path) -> dict[str, Any]:
     """`pyproject.toml` of `project`, parsed; a missing or broken file is a PavedError."""
-    path = project / "pyproject.toml"
-    if not path.is_file():
+    if not (project / "pyproject.toml").is_file():
         raise PavedError(f"{project} has no pyproject.toml: is this a Paved team repo?")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PavedError(f"{path} is not valid TOML: {exc}") from exc
+    return TeamRepo(project).pyproject
 
 
 def tool_paved(pyproject: dict[str, Any], project: Path) -> dict[str, object]:
@@ -278,9 +294,10 @@ def tool_paved(pyproject: dict[str, Any], project: Path) -> dict[str, object]:
 def python_version(project: Path) -> str:
     """The repo's Python (`.python-version`), which its image's base must match."""
     path = project / ".python-version"
-    version = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    pin = TeamRepo(project).python_pin
+    version = pin or ""
     if not re.fullmatch(r"3\.\d+(\.\d+)?", version):
-        found = f"holds {version!r}" if path.is_file() else "is missing"
+        found = f"holds {version!r}" if pin is not None else "is missing"
         raise PavedError(
             f"{path} {found}: it names the repo's Python (e.g. 3.11), which the image's base "
             "must match"
