@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,10 @@ def private_copier_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     platform clone in each session (each worker, when they run in parallel), so a shared
     mirror would serve one session's template to another, or fail while both fetch into it.
     """
-    saved = os.environ.get("COPIER_CACHE_DIR")
-    os.environ["COPIER_CACHE_DIR"] = str(tmp_path_factory.mktemp("copier-cache"))
-    with local.env(COPIER_CACHE_DIR=os.environ["COPIER_CACHE_DIR"]):
+    cache = str(tmp_path_factory.mktemp("copier-cache"))
+    with pytest.MonkeyPatch.context() as patch, local.env(COPIER_CACHE_DIR=cache):
+        patch.setenv("COPIER_CACHE_DIR", cache)
         yield
-    if saved is None:
-        os.environ.pop("COPIER_CACHE_DIR", None)
-    else:
-        os.environ["COPIER_CACHE_DIR"] = saved
 
 
 @pytest.fixture(scope="session")
@@ -46,15 +41,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
     clone = tmp_path_factory.mktemp("platform")
     sha = snapshot(clone, tag=RELEASE)
     extra = {**canonical_env(clone), **TELEMETRY_OFF, **LOCK_ENV}
-    saved = dict(os.environ)
-    os.environ.update(extra)
     # copier runs git through plumbum, whose environment is a copy taken at import time.
-    with local.env(**extra):
-        try:
-            yield clone, sha
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    with pytest.MonkeyPatch.context() as patch, local.env(**extra):
+        for key, value in extra.items():
+            patch.setenv(key, value)
+        yield clone, sha
 
 
 @pytest.fixture
@@ -112,13 +103,7 @@ FOREIGN_CI = {
 @pytest.fixture(scope="module")
 def foreign_ci_context() -> Iterator[None]:
     """Run a module's tests as if this repo's own CI were running them on GitHub."""
-    saved = {key: os.environ.get(key) for key in FOREIGN_CI}
-    os.environ.update(FOREIGN_CI)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in FOREIGN_CI.items():
+            patch.setenv(key, value)
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
