@@ -19,7 +19,7 @@ from ci.snapshot import LOCK_ENV
 
 ACT = str(Path(sys.executable).parent / "act")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-STAND_INS = Path(__file__).parent / "workflows" / "stand-ins"
+STAND_INS = Path(__file__).parents[1] / "workflows" / "stand-ins"
 #: The artifact and cache actions the workflows use, and the stand-ins that serve them here.
 ARTIFACT_ACTIONS = {
     "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",
