@@ -220,3 +220,41 @@ def test_a_failed_step_stops_the_rest_and_the_type_check_is_still_reported_only_
     results = _ci.verify(tmp_path)
     assert [(result.name, result.ok) for result in results] == [("lint", False)]
     assert not (tmp_path / "tests.times").exists()
+
+
+def test_a_service_that_says_no_is_a_service_refusal_naming_it_and_its_status() -> None:
+    """A token service's HTTP refusal is a ServiceRefusal (a PavedError): service, status, why."""
+    import threading
+    import urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from paved._errors import ServiceRefusal
+    from paved.ci.tokens import call
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"this identity may not push"
+            self.send_response(403)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/token"
+        with pytest.raises(ServiceRefusal) as refused:
+            call("the registry's token service", urllib.request.Request(url))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert isinstance(refused.value, PavedError)
+    assert (refused.value.service, refused.value.status) == ("the registry's token service", 403)
+    assert refused.value.reason == "this identity may not push"
+    assert str(refused.value) == (
+        "the registry's token service refused (403): this identity may not push"
+    )

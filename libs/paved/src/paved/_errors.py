@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["CommandError", "ExitCode", "PavedError", "one_line"]
+__all__ = ["CommandError", "ExitCode", "PavedError", "ServiceRefusal", "one_line"]
 
 
 class ExitCode(IntEnum):
@@ -29,6 +29,17 @@ class CommandError(PavedError):
         super().__init__(message)
         self.returncode = returncode
         self.output = output
+
+
+class ServiceRefusal(PavedError):
+    """A service answered no: a cloud's token service, GitHub's, a registry's login.
+
+    `service` names it, `status` is the HTTP status it answered, `reason` what it said.
+    """
+
+    def __init__(self, service: str, status: int, reason: str) -> None:
+        super().__init__(f"{service} refused ({status}): {reason}")
+        self.service, self.status, self.reason = service, status, reason
 
 
 def one_line(exc: BaseException, *, whole: bool = True) -> str:

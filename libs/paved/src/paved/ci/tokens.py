@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from paved._errors import PavedError
+from paved._errors import PavedError, ServiceRefusal
 from paved.ci.actions import id_token_service
 
 __all__ = [
@@ -99,7 +99,7 @@ OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def call(service: str, request: urllib.request.Request) -> bytes:
-    """The body of the answer; a refusal, a broken answer or a huge one is a PavedError."""
+    """The body of the answer; a refusal is a ServiceRefusal, any other failure a PavedError."""
     try:
         with OPENER.open(request, timeout=TIMEOUT) as response:
             body = bytes(response.read(MAX_ANSWER + 1))
@@ -108,7 +108,7 @@ def call(service: str, request: urllib.request.Request) -> bytes:
                 raise http.client.IncompleteRead(body, missing)
     except urllib.error.HTTPError as exc:
         detail = exc.read(MAX_ANSWER).decode(errors="replace").strip()[:500]
-        raise PavedError(f"{service} refused ({exc.code}): {detail or exc.reason}") from exc
+        raise ServiceRefusal(service, exc.code, detail or str(exc.reason)) from exc
     except (OSError, http.client.HTTPException) as exc:
         # HTTPException: a connection cut mid-answer (IncompleteRead), a malformed status line.
         reason = f"{type(exc).__name__}: {exc}"

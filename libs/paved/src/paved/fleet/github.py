@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paved._credentials import GITHUB_API, github_token
-from paved._errors import PavedError
+from paved._errors import PavedError, ServiceRefusal
 
 __all__ = ["GitHub", "GitHubRepo"]
 
@@ -121,7 +121,7 @@ class GitHub:
         except _NotFound:
             if missing_ok:
                 return None
-            raise PavedError(f"GitHub {path}: HTTP 404") from None
+            raise ServiceRefusal(f"GitHub {path}", 404, "not found") from None
         except _RetryAfter as exc:
             raise PavedError(f"GitHub {path}: rate limited for {exc.seconds:.0f} s") from None
 
@@ -147,7 +147,9 @@ class GitHub:
             if exc.code in {403, 429} and retry.isdigit():
                 raise _RetryAfter(min(float(retry), 120.0)) from exc
             detail = exc.read(2000).decode("utf-8", "replace").strip()
-            raise PavedError(f"GitHub {path}: HTTP {exc.code} {detail[:200]}") from exc
+            raise ServiceRefusal(
+                f"GitHub {path}", exc.code, detail[:200] or str(exc.reason)
+            ) from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise PavedError(f"GitHub {path}: {exc}") from exc
         if len(body) > _MAX_BYTES:
