@@ -104,6 +104,13 @@ def test_render_matrix(render: Render, platform: tuple[Path, str], answers: dict
     assert project["tool"]["paved"]["tracking-uri"] == tracking
     registry = answers.get("container_registry", f"ghcr.io/{answers.get('org', 'acme').lower()}")
     assert project["tool"]["paved"]["image"] == f"{registry}/iris-demo"
+    # pyproject is the registry's one home: the release workflow passes only the override.
+    release = yaml.safe_load((repo / ".github/workflows/release.yml").read_text())
+    called = release["jobs"]["release"]["with"]
+    assert called["registry"] == "${{ vars.PAVED_REGISTRY }}"
+    stored = {p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()}
+    stored = {f for f in stored if registry in (repo / f).read_text(encoding="utf-8")}
+    assert stored <= {"pyproject.toml", "README.md", ".copier-answers.yml"}, stored
 
     remote_kind = answers.get("dvc_remote", "local")
     dvc_config = (repo / ".dvc/config").read_text()

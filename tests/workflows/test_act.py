@@ -92,13 +92,19 @@ def registry() -> Iterator[Registry]:
         yield running
 
 
-def release(team: Team, registry: Registry, *extra: str, ref: str = "refs/heads/main") -> str:
-    """Run the generated release.yml against the registry; return act's output (any code)."""
+def release(
+    team: Team, registry: Registry, *extra: str, ref: str = "refs/heads/main", override: bool = True
+) -> str:
+    """Run the generated release.yml against the registry; return act's output (any code).
+
+    `override`: name the registry with the repository variable PAVED_REGISTRY; without it
+    the repo's pyproject must already name it.
+    """
     base = ensure_base_image(DISTROLESS_IMAGE)
+    variable = ["--var", f"PAVED_REGISTRY={registry.host}/acme"] if override else []
     _, output = team.act(
         "release.yml",
-        "--var",
-        f"PAVED_REGISTRY={registry.host}/acme",
+        *variable,
         "--var",
         f"PAVED_BASE_IMAGE={base}",
         "--var",
@@ -148,11 +154,17 @@ def test_release_builds_apart_from_its_push_and_the_image_serves(
     prepare = team.repo / "src" / "iris_demo" / "pipeline" / "prepare.py"
     original = prepare.read_text()
     prepare.write_text(original + HOSTILE.replace("{work}", str(work)))
+    # No PAVED_REGISTRY: the release pushes where pyproject's [tool.paved] image says.
+    pyproject = team.repo / "pyproject.toml"
+    project = pyproject.read_text()
+    pyproject.write_text(project.replace("registry.acme.example/ml/", f"{registry.host}/acme/"))
+    assert pyproject.read_text() != project
     run(["git", "commit", "--quiet", "-am", "prepare: a stage gone bad"], team.repo, team.env)
     try:
-        output = release(team, registry)
+        output = release(team, registry, override=False)
     finally:
         prepare.write_text(original)
+        pyproject.write_text(project)
         run(["git", "commit", "--quiet", "-am", "prepare: mended"], team.repo, team.env)
 
     assert "Job succeeded" in output, output[-6000:]
