@@ -54,6 +54,9 @@ IMAGE_TOOLS = {
     "debootstrap": "debootstrap",
     "strip": "binutils",
 }
+#: The commands each test tier needs beyond the workspace: the render tier renders and checks
+#: a team repo's Kubernetes manifests with kubectl's kustomize.
+TIER_TOOLS = {"render": {"kubectl": "kubectl"}, "image": IMAGE_TOOLS, "workflows": IMAGE_TOOLS}
 #: What each benchmark needs beyond the image tools.
 BENCH_TOOLS = {"service": {"wrk": "wrk"}, "image": IMAGE_TOOLS, "ci_act": IMAGE_TOOLS}
 #: Commits made by the tests (generated repos, throwaway releases) need an identity.
@@ -80,8 +83,8 @@ def ensure_uv() -> str:
     return str(uv)
 
 
-def tiers_need_images(pytest_args: list[str]) -> bool:
-    """Whether a test run may select a test of the image or workflows tier (`-m` decides)."""
+def selected_tiers(pytest_args: list[str]) -> list[str]:
+    """The tiers a test run may select (its `-m` expression decides; without one, all)."""
     expression = None
     for index, arg in enumerate(pytest_args):
         if arg == "-m" and index + 1 < len(pytest_args):
@@ -89,14 +92,22 @@ def tiers_need_images(pytest_args: list[str]) -> bool:
         elif arg.startswith("-m") and len(arg) > 2:
             expression = arg[2:]
     if expression is None:
-        return True
+        return list(TIERS)
     try:  # a marker expression is a boolean one over the tier names
-        return any(
-            eval(expression, {"__builtins__": {}}, {name: name == tier for name in TIERS})
-            for tier in ("image", "workflows")
-        )
+        return [
+            tier
+            for tier in TIERS
+            if eval(expression, {"__builtins__": {}}, {name: name == tier for name in TIERS})
+        ]
     except Exception:
-        return True
+        return list(TIERS)
+
+
+def tier_tools(tiers: list[str]) -> dict[str, str]:
+    """The commands (and their Debian packages) the given tiers need."""
+    return {
+        command: package for tier in tiers for command, package in TIER_TOOLS.get(tier, {}).items()
+    }
 
 
 def ensure_system_tools(tools: dict[str, str], why: str) -> bool:
@@ -122,7 +133,8 @@ def ensure_system_tools(tools: dict[str, str], why: str) -> bool:
     print(
         f"dev: {why} need {', '.join(sorted(missing))}, not found on PATH. Install them with\n"
         f"    sudo apt-get install {' '.join(sorted(set(missing.values())))}\n"
-        "or run only the other tiers: python3 ci/dev.py test -m 'not image and not workflows'",
+        "or run only the tiers that need none: "
+        "python3 ci/dev.py test -m 'libs or project or update'",
         file=sys.stderr,
     )
     return False
@@ -133,9 +145,12 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     job, extra = argv[0], argv[1:]
-    needs_images = job == "test" and tiers_need_images(extra)
-    if needs_images and not ensure_system_tools(IMAGE_TOOLS, "the image and workflows test tiers"):
-        return 2
+    if job == "test":
+        tiers = [tier for tier in selected_tiers(extra) if tier in TIER_TOOLS]
+        if tiers and not ensure_system_tools(
+            tier_tools(tiers), f"the {', '.join(tiers)} test tiers"
+        ):
+            return 2
     if job == "bench":
         name = extra[0].removesuffix(".py")
         if not (ROOT / "benchmarks" / f"{name}.py").is_file():

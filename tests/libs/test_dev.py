@@ -10,22 +10,25 @@ pytestmark = pytest.mark.libs
 @pytest.mark.parametrize(
     ("args", "needed"),
     [
-        ([], True),
-        (["-m", "render"], False),
-        (["-m", "not image and not workflows"], False),
-        (["-m", "libs or render"], False),
-        (["-m", "image"], True),
-        (["-mworkflows"], True),
-        (["-m", "not project"], True),
-        (["-k", "oidc"], True),
+        ([], {"kubectl", "buildah", "docker-registry"}),
+        (["-m", "render"], {"kubectl"}),
+        (["-m", "not image and not workflows"], {"kubectl"}),
+        (["-m", "libs or update"], set()),
+        (["-m", "image"], {"buildah", "docker-registry"}),
+        (["-mworkflows"], {"buildah", "docker-registry"}),
+        (["-m", "not project"], {"kubectl", "buildah", "docker-registry"}),
+        (["-k", "oidc"], {"kubectl", "buildah", "docker-registry"}),
     ],
 )
-def test_only_runs_that_may_select_image_or_workflows_need_the_image_tools(
-    args: list[str], needed: bool
+def test_a_run_needs_the_tools_of_the_tiers_it_may_select(
+    args: list[str], needed: set[str]
 ) -> None:
-    from ci.dev import tiers_need_images
+    from ci.dev import selected_tiers, tier_tools
 
-    assert tiers_need_images(args) is needed
+    tools = tier_tools(selected_tiers(args))
+    assert needed <= tools.keys()
+    assert ("kubectl" in tools) is ("kubectl" in needed)
+    assert ("buildah" in tools) is ("buildah" in needed)
 
 
 def test_without_root_the_missing_tools_are_named_once(
