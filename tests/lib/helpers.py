@@ -27,7 +27,8 @@ MATRIX = [
     {"python_version": "3.12"},
     {"dvc_remote": "s3", "model_framework": "xgboost"},
     {"dvc_remote": "gs", "dvc_remote_url": "gs://ml-bucket/iris"},
-    {"dvc_remote": "azure", "python_version": "3.12"},
+    {"dvc_remote": "azure", "python_version": "3.12", "deploy_target": "none"},
+    {"deploy_target": "kubernetes", "service_cpu": "2", "service_memory": "768Mi"},
     {"mlflow_tracking_uri": "http://mlflow.internal:5000", "org": "Data-Corp"},
     {"container_registry": "registry.internal:5000/ml", "package_name": "iris_model"},
     # Human text is escaped for each file it lands in: this name is inert everywhere.

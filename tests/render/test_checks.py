@@ -145,6 +145,14 @@ def _analytics_on(repo: Path) -> None:
     _edit(repo / ".dvc" / "config", "analytics = false", "analytics = true")
 
 
+def _writable_root(repo: Path) -> None:
+    _edit(
+        repo / "deploy" / "base" / "deployment.yaml",
+        "readOnlyRootFilesystem: true",
+        "readOnlyRootFilesystem: false",
+    )
+
+
 BREAKS: dict[str, Callable[[Path], None]] = {
     "PV001": _answers_path,
     "PV002": _one_pin_moved,
@@ -157,6 +165,7 @@ BREAKS: dict[str, Callable[[Path], None]] = {
     "PV009": _no_size_limit,
     "PV010": _remote_hook,
     "PV011": _analytics_on,
+    "PV012": _writable_root,
 }
 
 

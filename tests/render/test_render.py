@@ -33,6 +33,16 @@ EXPECTED_FILES = {
     ".github/workflows/release.yml",
     "README.md",
     "bentofile.yaml",
+    "deploy/argocd/production.yaml",
+    "deploy/argocd/staging.yaml",
+    "deploy/base/deployment.yaml",
+    "deploy/base/hpa.yaml",
+    "deploy/base/kustomization.yaml",
+    "deploy/base/networkpolicy.yaml",
+    "deploy/base/pdb.yaml",
+    "deploy/base/service.yaml",
+    "deploy/overlays/production/kustomization.yaml",
+    "deploy/overlays/staging/kustomization.yaml",
     "docs/model-card.md",
     "downstream/dvc.yaml",
     "dvc.yaml",
@@ -59,7 +69,10 @@ def files_of(repo: Path) -> set[str]:
 def test_render_matrix(render: Render, platform: tuple[Path, str], answers: dict[str, str]) -> None:
     repo = render(**answers)
     package = answers.get("package_name", PACKAGE)
-    assert files_of(repo) == {f.replace(PACKAGE, package) for f in EXPECTED_FILES}
+    expected = {f.replace(PACKAGE, package) for f in EXPECTED_FILES}
+    if answers.get("deploy_target") == "none":
+        expected = {f for f in expected if not f.startswith("deploy/")}
+    assert files_of(repo) == expected
 
     for path in repo.rglob("*"):
         if path.is_file():
@@ -104,13 +117,15 @@ def test_render_matrix(render: Render, platform: tuple[Path, str], answers: dict
     assert project["tool"]["paved"]["tracking-uri"] == tracking
     registry = answers.get("container_registry", f"ghcr.io/{answers.get('org', 'acme').lower()}")
     assert project["tool"]["paved"]["image"] == f"{registry}/iris-demo"
-    # pyproject is the registry's one home: the release workflow passes only the override.
+    # pyproject is the registry's one home: the release workflow passes only the override;
+    # the overlays, which must name where a cluster pulls from, are held to it by PV012.
     release = yaml.safe_load((repo / ".github/workflows/release.yml").read_text())
     called = release["jobs"]["release"]["with"]
     assert called["registry"] == "${{ vars.PAVED_REGISTRY }}"
     stored = {p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()}
     stored = {f for f in stored if registry in (repo / f).read_text(encoding="utf-8")}
-    assert stored <= {"pyproject.toml", "README.md", ".copier-answers.yml"}, stored
+    overlays = {f"deploy/overlays/{env}/kustomization.yaml" for env in ("staging", "production")}
+    assert stored <= {"pyproject.toml", "README.md", ".copier-answers.yml", *overlays}, stored
 
     remote_kind = answers.get("dvc_remote", "local")
     dvc_config = (repo / ".dvc/config").read_text()
@@ -122,6 +137,15 @@ def test_render_matrix(render: Render, platform: tuple[Path, str], answers: dict
         assert url.startswith(f"{remote_kind}://")
         extra = f"dvc[{remote_kind}]"
         assert any(dep.startswith(extra) for dep in project["dependency-groups"]["dev"])
+
+    if answers.get("deploy_target", "kubernetes") == "kubernetes":
+        deployment = yaml.safe_load((repo / "deploy/base/deployment.yaml").read_text())
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        size = {
+            "cpu": answers.get("service_cpu", "500m"),
+            "memory": answers.get("service_memory", "1Gi"),
+        }
+        assert container["resources"] == {"requests": size, "limits": size}
 
     bentofile = yaml.safe_load((repo / "bentofile.yaml").read_text())
     service_class = "".join(part.capitalize() for part in package.split("_")) + "Service"
@@ -194,6 +218,10 @@ BAD_ANSWERS = [
     ("container_registry", "https://ghcr.io/acme", "without a scheme"),
     ("platform_repo_url", "file:///srv/paved", "git+file"),
     ("org", "-acme", "GitHub organisation"),
+    ("service_cpu", "500 m", "must not contain spaces"),
+    ("service_cpu", "half", "a CPU quantity"),
+    ("service_memory", "1G", "in Mi or Gi"),
+    ("deploy_target", "nomad", "deploy_target"),
 ]
 
 

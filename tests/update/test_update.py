@@ -21,7 +21,7 @@ import yaml
 from ci.git_trace import git_trace
 from ci.golden_path import DEMO_ANSWERS, generate, run, tool_env
 from ci.release import release
-from ci.snapshot import GIT_IDENTITY
+from ci.snapshot import GIT_IDENTITY, snapshot
 from ci.throwaway import CHANGELOG_LINE, NEW_SECTION, TEMPLATE, two_releases
 from tests.lib.helpers import commit_all
 
@@ -228,6 +228,55 @@ def test_plain_copier_update_says_what_to_run_and_that_leaves_the_lock_current(
     assert re.search(
         r"Update to the platform's v0\.2\.0", run(["git", "log", "-1"], repo, {}).stdout
     )
+
+
+#: The questions the release before deploy did not ask (copier.yml blocks).
+DEPLOY_QUESTIONS = ("deploy_target", "service_cpu", "service_memory")
+
+
+def test_an_update_brings_deploy_into_a_repo_made_before_it(tmp_path: Path) -> None:
+    """v0.1.0 asks no deploy question (so renders no deploy/); v0.2.0 is this checkout."""
+    platform = tmp_path / "paved"
+    snapshot(platform, tag=None)
+    env = {**tool_env(platform), **GIT_IDENTITY}
+    copier_yml = platform / "copier.yml"
+    full = copier_yml.read_text()
+    before_deploy = full
+    for question in DEPLOY_QUESTIONS:
+        before_deploy = re.sub(rf"(?ms)^{question}:\n.*?\n\n", "", before_deploy)
+    assert "deploy_target" not in before_deploy
+    copier_yml.write_text(before_deploy)
+    run(["git", "commit", "--quiet", "-am", "Template: before deploy"], platform, env)
+    run(["git", "tag", "--annotate", "v0.1.0", "-m", "Release v0.1.0"], platform, env)
+    copier_yml.write_text(full)
+    run(["git", "commit", "--quiet", "-am", "Template: deploy"], platform, env)
+    release(platform, "0.2.0")
+
+    data = {**DEMO_ANSWERS, "dvc_remote_url": str(tmp_path / "remote")}
+    repo = generate(tmp_path / "iris-demo", env, data, vcs_ref="v0.1.0")
+    assert not (repo / "deploy").exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "paved", "update", str(repo), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "updated" and report["conflicts"] == []
+    answers = yaml.safe_load((repo / ".copier-answers.yml").read_text())
+    assert answers["deploy_target"] == "kubernetes" and answers["service_memory"] == "1Gi"
+    added = run(["git", "status", "--porcelain", "-uall", "--", "deploy"], repo, {}).stdout
+    assert "deploy/overlays/staging/kustomization.yaml" in added
+    assert (repo / "deploy" / "base" / "deployment.yaml").is_file()
+    # What came in is sound: PV012 passes and kubectl renders both overlays.
+    from paved.checks import check_repo
+
+    report_pv = check_repo(repo, select=frozenset({"PV012"}))
+    assert [r.result for r in report_pv.results if r.name == "PV012"] == [True]
+    for environment in ("staging", "production"):
+        run(["kubectl", "kustomize", f"deploy/overlays/{environment}"], repo, env)
 
 
 @pytest.mark.workflows

@@ -29,12 +29,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ANSWERS_FILE",
     "LOCK_BYTES",
+    "MANIFEST_FILES",
     "PLATFORM_PACKAGES",
     "YAML_BYTES",
     "Pin",
     "TeamRepo",
     "UnsafeYaml",
     "bounded_text",
+    "is_link",
     "load_yaml",
     "parse_answers",
     "platform_pins",
@@ -127,6 +129,9 @@ def load_yaml(text: str) -> Any:
     except RecursionError as exc:  # the pure-Python parser, where libyaml is missing
         raise UnsafeYaml("nested too deep to parse") from exc
 
+
+#: The most manifest files `TeamRepo.manifests` reads (a base and a few overlays need ~12).
+MANIFEST_FILES = 64
 
 #: uv.lock is the one large file read whole (300 kB for a team repo's few hundred packages).
 LOCK_BYTES = 64 << 20
@@ -224,6 +229,37 @@ class TeamRepo:
         return parsed
 
     @cached_property
+    def manifests(self) -> dict[str, Any]:
+        """The Kubernetes manifests under `deploy/`, by path, each parsed.
+
+        `deploy/base/*.yaml` and `deploy/overlays/<environment>/*.yaml` (None when over the bound,
+        not a regular file, or not one YAML document). No link is followed, and at most
+        `MANIFEST_FILES` files are read.
+        """
+        found: dict[str, Any] = {}
+        folders = [("deploy/base", self.root.joinpath("deploy", "base"))]
+        overlays = self.root.joinpath("deploy", "overlays")
+        if overlays.is_dir() and not is_link(overlays):
+            folders += [
+                (f"deploy/overlays/{entry.name}", entry)
+                for entry in sorted(overlays.iterdir(), key=lambda entry: entry.name)
+                if entry.is_dir() and not is_link(entry)
+            ][:MANIFEST_FILES]
+        for name, folder in folders:
+            if not folder.is_dir() or is_link(folder):
+                continue
+            for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
+                if len(found) >= MANIFEST_FILES:
+                    return found
+                if entry.name.endswith((".yaml", ".yml")):
+                    text = None if is_link(entry) else bounded_text(entry)
+                    try:
+                        found[f"{name}/{entry.name}"] = None if text is None else load_yaml(text)
+                    except yaml.YAMLError:
+                        found[f"{name}/{entry.name}"] = None
+        return found
+
+    @cached_property
     def pins(self) -> list[Pin]:
         """Every pin of the platform: pyproject, workflows and uv.lock, in that order.
 
@@ -234,6 +270,12 @@ class TeamRepo:
         for name, text in self.workflow_texts.items():
             pins += _scan(f".github/workflows/{name}", text or "", _WORKFLOW_PIN)
         return pins + _lock_pins(self.lock_text or "")
+
+
+def is_link(entry: Traversable) -> bool:
+    """Whether `entry` is a symbolic link (a remote tree has none)."""
+    is_symlink = getattr(entry, "is_symlink", None)
+    return bool(is_symlink and is_symlink())
 
 
 def read_answers(project: Path) -> dict[str, Any]:

@@ -18,11 +18,13 @@ import yaml
 from paved._errors import PavedError
 from paved.checks.lock import lock_drift
 from paved.constants import TELEMETRY_OFF
+from paved.deploy import manifest_problems
 from paved.repo import (
     YAML_BYTES,
     TeamRepo,
     UnsafeYaml,
     bounded_text,
+    is_link,
     load_yaml,
 )
 from paved.template import PLATFORM_URL
@@ -393,7 +395,25 @@ class PV011(Paved):
         return True
 
 
-RULES = (PV001, PV002, PV003, PV004, PV005, PV006, PV007, PV008, PV009, PV010, PV011)
+class PV012(Paved):
+    """The Kubernetes manifests are hardened and pinned by digest"""
+
+    @staticmethod
+    def check(paved_repo: TeamRepo) -> bool | str:
+        """
+        `deploy/base` holds one Deployment whose pod runs non-root with `RuntimeDefault`
+        seccomp; its containers have a read-only root filesystem, no privilege escalation,
+        every capability dropped, requests and a memory limit, no literal credential, and
+        probes on the service's `/livez` and `/readyz` (port 3000). Each overlay
+        (`deploy/overlays/staging`, `production`) pins that image by digest, to the image
+        `[tool.paved] image` names, and no overlay touches the pod's security settings.
+        No Secret is committed. A repo answered `deploy_target: none` has nothing to check.
+        """
+        problems = manifest_problems(paved_repo)
+        return "\n".join(f"- {problem}" for problem in problems[:10]) if problems else True
+
+
+RULES = (PV001, PV002, PV003, PV004, PV005, PV006, PV007, PV008, PV009, PV010, PV011, PV012)
 
 
 # ------------------------------------------------------------------ helpers
@@ -449,8 +469,8 @@ def _python_files(
         here, name, depth = pending.pop()
         if not here.is_dir():
             continue
-        if _is_link(here) or depth > _WALK_DEPTH:
-            unread.append(f"{name} (a link)" if _is_link(here) else f"{name} (too deep)")
+        if is_link(here) or depth > _WALK_DEPTH:
+            unread.append(f"{name} (a link)" if is_link(here) else f"{name} (too deep)")
             continue
         for entry in sorted(here.iterdir(), key=lambda item: item.name):
             seen += 1
@@ -458,7 +478,7 @@ def _python_files(
             if seen > _WALK_FILES:
                 unread.append(f"{name} (over {_WALK_FILES} entries)")
                 return sorted(found), unread
-            if _is_link(entry):
+            if is_link(entry):
                 if entry.name.endswith(".py") or entry.is_dir():
                     unread.append(f"{path} (a link)")
                 continue
@@ -471,11 +491,6 @@ def _python_files(
                 else:
                     found.append((path, text))
     return sorted(found), unread
-
-
-def _is_link(entry: Traversable) -> bool:
-    is_symlink = getattr(entry, "is_symlink", None)  # a remote tree has no links
-    return bool(is_symlink and is_symlink())
 
 
 def _uri_settings(tree: ast.AST) -> list[int]:
