@@ -45,7 +45,8 @@ TIERS = ("render", "project", "libs", "update", "image", "workflows")
 #: Commands the image and workflows test tiers run, and the Debian package of each: buildah builds
 #: and runs images, podman imports the base, skopeo inspects and pushes, Debian's
 #: docker-registry is the test registry, debootstrap makes the base image, binutils' strip
-#: drops the extension modules' symbol tables.
+#: drops the extension modules' symbol tables; kubectl renders the Deployment an image is run
+#: as, and util-linux's unshare, setpriv, nsenter and mount run it so (ci/pod.py).
 IMAGE_TOOLS = {
     "buildah": "buildah",
     "podman": "podman",
@@ -53,6 +54,11 @@ IMAGE_TOOLS = {
     "docker-registry": "docker-registry",
     "debootstrap": "debootstrap",
     "strip": "binutils",
+    "kubectl": "kubectl",
+    "unshare": "util-linux",
+    "setpriv": "util-linux",
+    "nsenter": "util-linux",
+    "mount": "mount",
 }
 #: The commands each test tier needs beyond the workspace: the render tier renders and checks
 #: a team repo's Kubernetes manifests with kubectl's kustomize.

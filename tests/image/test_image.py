@@ -4,6 +4,7 @@ pushed to a local registry, pulled back by digest and run: 200 and 400 from the 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import struct
@@ -11,14 +12,18 @@ import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from paved._errors import PavedError
 from paved.ci.image import choose_builder
+from paved.deploy import overlay_path, pin_image
 
 from ci.base_image import DISTROLESS_IMAGE, ensure_base_image
 from ci.golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve_image, tool_env
 from ci.oci_registry import Registry, local_registry
+from ci.pod import PodRefused, run_job, run_pod
 from tests.lib.helpers import RELEASE, commit_all
 
 pytestmark = [pytest.mark.image, pytest.mark.usefixtures("foreign_ci_context")]
@@ -143,6 +148,9 @@ def test_image_is_tagged_labelled_and_non_root(
     assert labels["org.opencontainers.image.revision"] == sha
     assert labels["org.opencontainers.image.version"] == "0.1.0"
     assert labels["dev.paved.platform.version"] == RELEASE
+    # The model it serves, for deploys and `paved deploy status`.
+    assert labels["dev.paved.model.name"] == "iris-demo"
+    assert labels["dev.paved.model.version"] == "1"
     assert labels["org.opencontainers.image.title"] == "iris-demo"
     assert "org.opencontainers.image.source" in labels
 
@@ -251,6 +259,97 @@ def test_container_serves_the_champion(container_service: Service) -> None:
     )
     assert status == 400 and ["rows", 0, "sepal_width_cm"] in [e["loc"] for e in body["detail"]]
     assert container_service.get("/livez") == 200
+
+
+@pytest.fixture(scope="module")
+def manifests(team: tuple[Path, dict[str, str]], pushed: tuple[str, str]) -> dict[str, Any]:
+    """The production overlay, pinned to the pushed image as a deploy pull request pins it,
+    rendered by kubectl: each resource by kind."""
+    repo, env = team
+    image, digest = pushed
+    overlay = repo / overlay_path("production")
+    original = overlay.read_text()
+    try:
+        pin_image(repo, "production", image=image, digest=digest)
+        rendered = run(["kubectl", "kustomize", "deploy/overlays/production"], repo, env).stdout
+    finally:
+        overlay.write_text(original)
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(rendered) if doc}
+
+
+@pytest.fixture(scope="module")
+def production(manifests: dict[str, Any]) -> dict[str, Any]:
+    return dict(manifests["Deployment"])
+
+
+def test_the_image_runs_as_the_production_deployment_says(
+    team: tuple[Path, dict[str, str]], production: dict[str, Any]
+) -> None:
+    """Command, env, port, user, read-only root and mounts all come from the manifest.
+
+    A manifest that drifts from the image fails: a port or a probe path the service does not
+    serve (checked against the running container: the image listens where it listens, so
+    those two edits change only where the kubelet would look), a user the kubelet refuses, a
+    writable mount the service needs taken away.
+    """
+    _, env = team
+    container = production["spec"]["template"]["spec"]["containers"][0]
+    with run_pod(production, env=env) as pod:
+        assert pod.probe_failures(pod.spec) == []
+        status, body = pod.post("/predict", {"rows": [IRIS_ROW]})
+        assert status == 200 and body["predictions"] == ["virginica"], body
+        assert pod.service_uid() == container["securityContext"]["runAsUser"]
+        assert pod.spec.read_only and "/tmp" in pod.spec.tmpfs
+
+        wrong_port = copy.deepcopy(production)
+        wrong_port["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = 8080
+        assert pod.probe_failures(pod.spec_of(wrong_port)) == [
+            f"{kind} GET {path} on port 8080: refused"
+            for kind, path in (
+                ("startupProbe", "/livez"),
+                ("livenessProbe", "/livez"),
+                ("readinessProbe", "/readyz"),
+            )
+        ]
+        wrong_path = copy.deepcopy(production)
+        probe = wrong_path["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+        probe["httpGet"]["path"] = "/health"
+        assert pod.probe_failures(pod.spec_of(wrong_path)) == [
+            "readinessProbe GET /health on port 3000: 404"
+        ]
+
+    root = copy.deepcopy(production)
+    root["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUser"] = 0
+    refused = pytest.raises(PodRefused, match="runAsNonRoot and image will run as root")
+    with refused, run_pod(root, env=env):
+        pass
+    no_tmp = copy.deepcopy(production)
+    mounts = no_tmp["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    mounts[:] = [mount for mount in mounts if mount["mountPath"] != "/tmp"]
+    with pytest.raises(RuntimeError, match="Read-only file system"), run_pod(no_tmp, env=env):
+        pass
+
+
+def test_the_smoke_job_passes_beside_the_service_and_fails_without_it(
+    team: tuple[Path, dict[str, str]], manifests: dict[str, Any]
+) -> None:
+    """The PostSync Job, run as it says (command, workdir, user, read-only root), against
+    the production pod through the Service's name: `paved-ml smoke` passes, reading the
+    budget from the image's params.yaml. Where the name leads nowhere it fails (a failed
+    Job, so a failed sync)."""
+    _, env = team
+    service = manifests["Service"]
+    name, job = service["metadata"]["name"], manifests["Job"]
+    with run_pod(manifests["Deployment"], env=env) as pod:
+        code, log = run_job(job, env=env, beside=pod, services=[service])
+        assert code == 0, log
+        assert "ok  answer: 200, 3 predictions from iris-demo v1" in log
+        assert re.search(r"ok  p99: [0-9.]+ ms over 100 requests, within the 250 ms budget", log)
+        assert f"smoke passed: http://{name}" in log
+
+        code, log = run_job(job, env=env, beside=pod, services=[])
+        assert code == 1, log
+        assert f"FAILED  answer: no answer from http://{name}" in log
 
 
 def test_an_xgboost_repo_builds_an_image_that_serves_labels(

@@ -82,3 +82,26 @@ def commit_all(
     empty = ["--allow-empty"] if allow_empty else []
     for command in (["add", "--all"], ["commit", "--quiet", "--no-verify", *empty, "-m", message]):
         subprocess.run(["git", *command], cwd=repo, env=dict(env), check=True, capture_output=True)
+
+
+#: A bare remote's pre-receive hook that refuses every push to main: what reaches main fails.
+PROTECT_MAIN = """#!/bin/sh
+while read old new ref; do
+  if [ "$ref" = "refs/heads/main" ]; then echo "main is protected" >&2; exit 1; fi
+done
+"""
+
+
+def protected_origin(repo: Path, origin: Path, env: Mapping[str, str]) -> Path:
+    """A bare clone of `repo` at `origin` that refuses pushes to main, added as its origin."""
+    for command, cwd in (
+        (["git", "clone", "--quiet", "--bare", str(repo), str(origin)], repo.parent),
+        (["git", "remote", "add", "origin", str(origin)], repo),
+        (["git", "fetch", "--quiet", "origin"], repo),
+    ):
+        subprocess.run(command, cwd=cwd, env=dict(env), check=True, capture_output=True)
+        if command[1] == "clone":
+            hook = origin / "hooks" / "pre-receive"
+            hook.write_text(PROTECT_MAIN)
+            hook.chmod(0o755)
+    return origin

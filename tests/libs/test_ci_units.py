@@ -144,6 +144,17 @@ def test_image_build_from_a_repo_and_its_ci_context(tmp_path: Path) -> None:
     assert build.labels["org.opencontainers.image.source"] == "https://github.com/acme/churn"
     assert build.labels["org.opencontainers.image.version"] == "v1.4.0"
     assert build.labels["dev.paved.platform.version"] == "v2.0.0"
+    assert "dev.paved.model.version" not in build.labels  # no champion yet
+    (tmp_path / "models" / "champion").mkdir(parents=True)
+    record = tmp_path / "models" / "champion" / "champion.json"
+    record.write_text('{"model_name": "churn", "version": "12", "metrics": {}}')
+    labelled = image_build_from_repo(tmp_path, env=env).labels
+    model = (labelled["dev.paved.model.name"], labelled["dev.paved.model.version"])
+    assert model == ("churn", "12")
+    record.write_text("[1, 2]")
+    with pytest.raises(PavedError, match=r"champion\.json is not a JSON object"):
+        image_build_from_repo(tmp_path, env=env)
+    record.unlink()
     other = image_build_from_repo(
         tmp_path, registry="127.0.0.1:5000/ml", image_name="svc", base_image="local/base:1", env=env
     )

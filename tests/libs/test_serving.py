@@ -29,7 +29,7 @@ from paved_ml.serving import MODEL_DIR_ENV, ChampionModel
 from pydantic import ValidationError
 from sklearn.base import BaseEstimator
 
-from ci.golden_path import Service, launch, running, serve, stop
+from ci.golden_path import Service, free_port, launch, running, serve, stop
 from tests.lib.helpers import fit
 
 pytestmark = pytest.mark.libs
@@ -246,6 +246,56 @@ def test_bentoml_service_serves_and_rejects(service: Service) -> None:
     assert status == 400 and body["detail"][0]["loc"] == ["rows", 0, "sl"]
     status, body = service.post("/predict", {"rows": [ROW] * 1001})
     assert status == 400 and body["detail"][0]["loc"] == ["rows"]
+
+
+def test_smoke_passes_a_sound_service_and_names_each_check_that_fails(service: Service) -> None:
+    from paved_ml.smoke import smoke
+
+    from tests.lib.iris_contract import CONTRACT, NARROW
+
+    report = smoke(service.url, CONTRACT, p99_ms=5000, requests=20)
+    assert report.ok, report.checks
+    assert [check.name for check in report.checks] == ["answer", "labels", "p99"]
+    assert "3 predictions from iris v7" in report.checks[0].detail
+    assert "over 20 requests, within the 5000 ms budget" in report.checks[2].detail
+
+    labels = smoke(service.url, NARROW, p99_ms=5000, requests=1)
+    assert [check.ok for check in labels.checks] == [True, False, True]
+    assert "predictions break the contract" in labels.checks[1].detail
+    assert "isin" in labels.checks[1].detail
+
+    slow = smoke(service.url, CONTRACT, p99_ms=0.001, requests=5)
+    assert not slow.ok and "over the 0.001 ms budget" in slow.checks[2].detail
+    elsewhere = smoke(service.url + "/v2", CONTRACT, p99_ms=5000)
+    assert not elsewhere.ok and "status 404" in elsewhere.checks[0].detail
+    nobody = smoke(f"http://127.0.0.1:{free_port()}", CONTRACT, p99_ms=5000)
+    assert not nobody.ok and "no answer from" in nobody.checks[0].detail
+
+
+def test_paved_ml_smoke_exits_by_what_it_found(
+    service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from paved_ml.cli import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text("deploy:\n  smoke_p99_ms: 5000\n")
+    common = ["--params", str(params), "--requests", "5"]
+    assert (
+        main(["smoke", service.url, "--contract", "tests.lib.iris_contract:CONTRACT", *common]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "ok  labels: valid for 'species'" in out and f"smoke passed: {service.url}" in out
+    params.write_text("deploy:\n  smoke_p99_ms: 0.001\n")
+    assert (
+        main(["smoke", service.url, "--contract", "tests.lib.iris_contract:CONTRACT", *common]) == 1
+    )
+    assert "FAILED  p99:" in capsys.readouterr().out
+    bare = "tests.lib.iris_contract:WITHOUT_EXAMPLES"
+    assert main(["smoke", service.url, "--contract", bare, *common]) == 2
+    assert "the contract has no examples" in capsys.readouterr().err
+    params.write_text("deploy:\n  smoke_p99_ms: fast\n")
+    assert main(["smoke", service.url, "--contract", bare, *common]) == 2
+    assert "deploy.smoke_p99_ms='fast'" in capsys.readouterr().err
 
 
 def test_each_answer_carries_its_own_request_id(service: Service) -> None:

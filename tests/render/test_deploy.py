@@ -58,19 +58,29 @@ def test_each_overlay_renders_and_validates_against_the_pinned_schema(
     kinds = {str(doc["kind"]): doc for doc in documents}
     assert set(kinds) == {
         *("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"),
-        "NetworkPolicy",
+        *("NetworkPolicy", "Job"),
     }
+    # The smoke test runs after each sync, from the same image, against the Service.
+    job = kinds["Job"]
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PostSync"  # type: ignore[index]
+    (smoke,) = job["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+    assert smoke["image"] == f"ghcr.io/acme/iris-demo@{UNDEPLOYED}"
+    assert smoke["command"][3:5] == ["smoke", "http://iris-demo"]
     assert {doc["metadata"]["namespace"] for doc in documents} == {f"iris-demo-{environment}"}  # type: ignore[index]
     pod = kinds["Deployment"]["spec"]["template"]["spec"]  # type: ignore[index]
     (container,) = pod["containers"]
     assert container["image"] == f"ghcr.io/acme/iris-demo@{UNDEPLOYED}"
-    # The PDB, the Service and the NetworkPolicy select the Deployment's pods.
+    smoke_labels = job["spec"]["template"]["metadata"]["labels"]  # type: ignore[index]
+    # The PDB and the Service select the Deployment's pods, not the Job's; the NetworkPolicy
+    # selects both (and admits traffic only to the named port the service has).
     labels = kinds["Deployment"]["spec"]["template"]["metadata"]["labels"]  # type: ignore[index]
-    for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
+    policy = kinds["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"]  # type: ignore[index]
+    assert policy.items() <= labels.items() and policy.items() <= smoke_labels.items()
+    for kind in ("Service", "PodDisruptionBudget"):
         spec = kinds[kind]["spec"]  # type: ignore[index]
-        selector = spec.get("selector", spec.get("podSelector"))
-        selector = selector.get("matchLabels", selector)
+        selector = spec["selector"].get("matchLabels", spec["selector"])
         assert selector and selector.items() <= labels.items(), kind
+        assert not selector.items() <= smoke_labels.items(), kind
 
     output = tmp_path / f"{environment}.yaml"
     output.write_text(yaml.safe_dump_all(documents))
@@ -191,6 +201,12 @@ BREAKS: dict[str, tuple[Callable[[Path], None], str]] = {
             "          env:\n            - name: DB_PASSWORD\n              value: hunter2\n",
         ),
         "DB_PASSWORD holds a literal value",
+    ),
+    "the smoke job as root": (
+        lambda repo: _edit(
+            repo / "deploy/base/smoke-job.yaml", "runAsNonRoot: true", "runAsNonRoot: false", -1
+        ),
+        "deploy/base/smoke-job.yaml: container smoke may run as root",
     ),
     "an alias bomb": (
         lambda repo: (repo / BASE).write_text("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"),

@@ -30,6 +30,7 @@ EXPECTED_FILES = {
     ".github/dependabot.yml",
     ".github/workflows/ci.yml",
     ".github/workflows/drift.yml",
+    ".github/workflows/promote.yml",
     ".github/workflows/release.yml",
     "README.md",
     "bentofile.yaml",
@@ -41,6 +42,7 @@ EXPECTED_FILES = {
     "deploy/base/networkpolicy.yaml",
     "deploy/base/pdb.yaml",
     "deploy/base/service.yaml",
+    "deploy/base/smoke-job.yaml",
     "deploy/overlays/production/kustomization.yaml",
     "deploy/overlays/staging/kustomization.yaml",
     "docs/model-card.md",
@@ -71,7 +73,7 @@ def test_render_matrix(render: Render, platform: tuple[Path, str], answers: dict
     package = answers.get("package_name", PACKAGE)
     expected = {f.replace(PACKAGE, package) for f in EXPECTED_FILES}
     if answers.get("deploy_target") == "none":
-        expected = {f for f in expected if not f.startswith("deploy/")}
+        expected = {f for f in expected if not f.startswith("deploy/") and "promote" not in f}
     assert files_of(repo) == expected
 
     for path in repo.rglob("*"):

@@ -69,7 +69,10 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     assert result.returncode == 0 and "No findings" in result.stdout + result.stderr, result.stdout
 
     flows = workflows(repo)
-    assert set(flows) == {"ci.yml", "drift.yml", "release.yml"}
+    deploys = answers.get("deploy_target", "kubernetes") == "kubernetes"
+    assert set(flows) == {"ci.yml", "drift.yml", "release.yml"} | (
+        {"promote.yml"} if deploys else set()
+    )
     # The Paved standard's own rules: every `uses:` pinned by SHA with its release, empty
     # top-level permissions, write scopes only where allowed, no dangerous triggers.
     assert PV004.check(TeamRepo(repo)) is True
@@ -110,11 +113,20 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     cloud_inputs = {name for names in identity.values() for name in names}
     found = cloud_of(answers.get("container_registry", "ghcr.io").split("/")[0])
     assert set(release["with"]) & cloud_inputs == identity.get(found or "", set())
-    for name, job in (
-        ("team-ci.yml", ci),
-        ("team-release.yml", release),
-        ("team-drift.yml", drift),
-    ):
+    called = [("team-ci.yml", ci), ("team-release.yml", release), ("team-drift.yml", drift)]
+    assert ("deploy" in flows["release.yml"]["jobs"]) == deploys
+    if deploys:
+        # After a release from the default branch, a pull request moves staging to it; only
+        # a promotion, in the production environment, moves production.
+        deploy = flows["release.yml"]["jobs"]["deploy"]
+        assert deploy["needs"] == "release" and "default_branch" in deploy["if"]
+        assert deploy["with"]["environment"] == "staging"
+        assert deploy["permissions"] == {"contents": "write", "pull-requests": "write"}
+        promote = flows["promote.yml"]["jobs"]["promote"]
+        assert set(flows["promote.yml"][True]) == {"workflow_dispatch"}
+        assert promote["with"]["environment"] == "production"
+        called += [("team-deploy.yml", deploy), ("team-deploy.yml", promote)]
+    for name, job in called:
         reusable = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())[True]
         assert set(job["with"]) <= set(reusable["workflow_call"]["inputs"]), name
 
@@ -138,6 +150,13 @@ def test_platform_workflows_are_least_privilege_and_pinned() -> None:
         for name, job in flow["jobs"].items():
             granted = job.get("permissions", {})
             writes = {scope for scope, level in granted.items() if level == "write"}
+            if (path.name, name) == ("team-deploy.yml", "propose"):
+                # A branch and a pull request, in the GitHub environment being deployed:
+                # production's required reviewers hold the job (its steps run no repo code:
+                # test_no_job_that_can_write_runs_the_repos_code).
+                assert granted == {"contents": "write", "pull-requests": "write"}
+                assert job["environment"] == "${{ inputs.environment }}"
+                continue
             if (path.name, name) == ("docs.yml", "deploy"):
                 # Publishing to Pages needs both, and the job runs no repository code: one
                 # pinned action deploys the artifact the read-only build job made.
@@ -201,7 +220,8 @@ def test_no_job_that_can_write_runs_the_repos_code() -> None:
             holds_secret = "secrets." in text
             if not (can_write or holds_secret):
                 continue
-            assert job.get("needs"), f"{path.name}:{name} can write but builds nothing itself"
+            if path.name == "team-release.yml":
+                assert job.get("needs"), f"{path.name}:{name} can write but builds nothing"
             for step in job["steps"]:
                 if "uses" in step:
                     assert step["uses"].startswith(WRITER_ACTIONS), f"{path.name}:{name}: {step}"

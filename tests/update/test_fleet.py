@@ -23,17 +23,12 @@ from ci.release import release
 from ci.snapshot import GIT_IDENTITY
 from ci.throwaway import TEMPLATE, two_releases
 from tests.lib.fake_github import serving
-from tests.lib.helpers import ALIAS_BOMB, commit_all, paved, refs
+from tests.lib.helpers import ALIAS_BOMB, PROTECT_MAIN, commit_all, paved, protected_origin, refs
 
 pytestmark = pytest.mark.update
 
 FORK = "https://github.com/acme-fork/paved.git"
 ELSEWHERE = "https://github.com/elsewhere/paved.git"
-HOOK = """#!/bin/sh
-while read old new ref; do
-  if [ "$ref" = "refs/heads/main" ]; then echo "main is protected" >&2; exit 1; fi
-done
-"""
 
 
 def platform_with_three_releases(repo: Path) -> dict[str, str]:
@@ -77,13 +72,8 @@ def team(env: dict[str, str], root: Path, name: str, release_tag: str = "v0.1.0"
     dest = root / name
     answers = {"project_name": name.title(), "team": "fleet"}
     generate(dest, env, answers, vcs_ref=release_tag, lock=False)
-    origin = root / "remotes" / f"{name}.git"
-    run(["git", "clone", "--quiet", "--bare", str(dest), str(origin)], root, env)
-    hook = origin / "hooks" / "pre-receive"
-    hook.write_text(HOOK)
-    hook.chmod(0o755)
-    run(["git", "remote", "add", "origin", str(origin)], dest, env)
-    run(["git", "fetch", "--quiet", "origin"], dest, env)
+    (root / "remotes").mkdir(exist_ok=True)
+    protected_origin(dest, root / "remotes" / f"{name}.git", env)
     return dest
 
 
@@ -487,7 +477,7 @@ def test_a_local_branch_an_earlier_push_left_behind_is_pushed(tmp_path: Path) ->
     local = team(env, tmp_path, "local")
     origin = tmp_path / "remotes" / "local.git"
     down = origin / "hooks" / "pre-receive"
-    down.write_text(HOOK + 'echo "the remote is down for maintenance" >&2; exit 1\n')
+    down.write_text(PROTECT_MAIN + 'echo "the remote is down for maintenance" >&2; exit 1\n')
     (tmp_path / "fleet.yml").write_text(yaml.safe_dump([{"path": "local", "name": "local"}]))
 
     first = paved(env, "fleet", "update", "fleet.yml", "--no-lock", "--json", cwd=tmp_path)
@@ -496,7 +486,7 @@ def test_a_local_branch_an_earlier_push_left_behind_is_pushed(tmp_path: Path) ->
     assert "the remote is down for maintenance" in failed["reason"]
     assert "paved/update-v0.2.0" not in refs(origin)
 
-    down.write_text(HOOK)
+    down.write_text(PROTECT_MAIN)
     again = paved(env, "fleet", "update", "fleet.yml", "--no-lock", "--json", cwd=tmp_path)
     pending = json.loads(again.stdout)["repos"][0]
     assert pending["outcome"] == "pending" and "pushed now" in pending["reason"], pending

@@ -20,16 +20,9 @@ from ci.golden_path import generate, run, tool_env
 from ci.snapshot import GIT_IDENTITY
 from ci.throwaway import two_releases
 from tests.lib.act_runner import Team
-from tests.lib.helpers import refs
+from tests.lib.helpers import PROTECT_MAIN, refs
 
 pytestmark = [pytest.mark.workflows, pytest.mark.usefixtures("foreign_ci_context")]
-
-HOOK = """#!/bin/sh
-while read old new ref; do
-  if [ "$ref" = "refs/heads/main" ]; then echo "main is protected" >&2; exit 1; fi
-done
-"""
-
 
 def test_the_matrix_rolls_a_release_out_to_bare_remotes(tmp_path: Path) -> None:
     platform = tmp_path / "paved"
@@ -42,7 +35,7 @@ def test_the_matrix_rolls_a_release_out_to_bare_remotes(tmp_path: Path) -> None:
         generate(repo, env, {"project_name": name.title(), "team": "fleet"}, vcs_ref=release)
         bare = remotes / f"{name}.git"
         run(["git", "clone", "--quiet", "--bare", str(repo), str(bare)], tmp_path, env)
-        (bare / "hooks" / "pre-receive").write_text(HOOK)
+        (bare / "hooks" / "pre-receive").write_text(PROTECT_MAIN)
         (bare / "hooks" / "pre-receive").chmod(0o755)
         manifest.append({"url": bare.as_uri(), "name": name})
     before = {p.name: run(["git", "rev-parse", "main"], p, env).stdout for p in remotes.iterdir()}

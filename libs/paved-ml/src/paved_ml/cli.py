@@ -2,10 +2,11 @@
 
     paved-ml batch-predict INPUT    score a CSV or Parquet file (or a folder) with the champion
     paved-ml drift                  the prediction log against the training data
+    paved-ml smoke URL              the contract's examples against a deployed service
 
-Exit codes: 0 done (drift: no drift), 1 drift past the thresholds in params.yaml, 2 bad
-input, nothing to judge or a setting that is wrong (the message says which); never a
-traceback for those.
+Exit codes: 0 done (drift: no drift; smoke: every check held), 1 drift past the thresholds
+in params.yaml or a smoke check failed, 2 bad input, nothing to judge or a setting that is
+wrong (the message says which); never a traceback for those.
 """
 
 from __future__ import annotations
@@ -56,9 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch.add_argument("--contract", default=None, help="module:attribute (default: [tool.paved])")
     batch.add_argument("--memory-limit", default="256MB", help="memory for data, e.g. 512MB")
     batch.add_argument("--chunk-rows", type=int, default=None, help="rows per chunk (overrides)")
+    check = commands.add_parser("smoke", help="the contract's examples against a service")
+    check.add_argument("url", help="the service's base URL, e.g. http://iris-demo")
+    check.add_argument("--contract", default=None, help="module:attribute (default: [tool.paved])")
+    check.add_argument("--params", type=Path, default=Path("params.yaml"))
+    check.add_argument("--requests", type=int, default=None, help="single-row requests timed")
     args = parser.parse_args(argv)
+    commands_run = {"batch-predict": _batch, "drift": _drift, "smoke": _smoke}
     try:
-        return _batch(args) if args.command == "batch-predict" else _drift(args)
+        return commands_run[args.command](args)
     except PavedMLError as exc:
         print(f"paved-ml {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -104,6 +111,22 @@ def _drift(args: argparse.Namespace) -> int:
         f"report {args.report}, summary {args.summary}"
     )
     return 1 if result.drifted else 0
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from paved_ml.smoke import DEFAULT_REQUESTS, p99_budget, smoke
+
+    budget = p99_budget(_read_params(args.params))
+    report = smoke(
+        args.url,
+        _contract(args.contract),
+        p99_ms=budget,
+        requests=DEFAULT_REQUESTS if args.requests is None else args.requests,
+    )
+    for found in report.checks:
+        print(f"{'ok' if found.ok else 'FAILED':>8}  {found.name}: {found.detail}")
+    print(f"smoke {'passed' if report.ok else 'FAILED'}: {report.url}")
+    return 0 if report.ok else 1
 
 
 def _contract(spec: str | None) -> Contract:

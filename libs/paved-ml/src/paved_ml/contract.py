@@ -10,7 +10,9 @@ and wraps it in a `Contract` naming the target column. From that one declaration
   and only values the column's dtype holds (`RowField`, `build_row_model`: the one builder
   of a request row, which a champion without a contract uses too);
 - the drift report's columns (`features`), and the log rows the contract refuses
-  (`violations`).
+  (`violations`);
+- the smoke test after a deploy: its `examples` are what it sends, and what comes back must
+  be valid values of the target (`validate_predictions`).
 
 Change the contract and the three follow.
 """
@@ -55,10 +57,15 @@ class ContractError(SchemaError):
 
 @dataclass(frozen=True)
 class Contract:
-    """A pandera DataFrameModel (or DataFrameSchema) and the name of its target column."""
+    """A pandera DataFrameModel (or DataFrameSchema), its target column, and example rows.
+
+    The examples are request rows (the inputs only) that the smoke test sends a deployed
+    service.
+    """
 
     model: Any
     target: str
+    examples: Sequence[Mapping[str, Any]] = ()
 
     @cached_property
     def schema(self) -> Any:
@@ -102,6 +109,13 @@ class Contract:
                 counts[column] = counts.get(column, 0) + len(set(rows))
             return counts
         return {}
+
+    def validate_predictions(self, predictions: Sequence[Any]) -> None:
+        """A ContractError unless every prediction is a valid value of the target column."""
+        import pandas as pd
+
+        target = self.schema.remove_columns(self.features)
+        _validated(target, pd.DataFrame({self.target: list(predictions)}))
 
     @cached_property
     def row_model(self) -> type[BaseModel]:

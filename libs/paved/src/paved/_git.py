@@ -8,7 +8,7 @@ from pathlib import Path
 
 from paved._proc import QUICK_TIMEOUT, run
 
-__all__ = ["LOCATION_VARIABLES", "git", "git_env"]
+__all__ = ["LOCATION_VARIABLES", "bare_copy", "git", "git_env"]
 
 #: What `git rev-parse --local-env-vars` lists, less the `-c` settings (GIT_CONFIG_*), which
 #: are configuration rather than location. A git hook runs with some of these set
@@ -52,3 +52,15 @@ def git(cwd: Path, *args: str, check: bool = True, env: Mapping[str, str] | None
         failure=f"`git {' '.join(args)}` failed in {cwd}",
     )
     return "" if done.returncode else done.stdout.strip()
+
+
+def bare_copy(source: Path, branch: str, clean: Path, *, ref: str | None = None) -> None:
+    """A new bare repository at `clean` holding `branch` of `source` (shallow or not).
+
+    The branch is made from `ref` of `source` if given (a worktree's HEAD, say). Nothing
+    else of `source` comes with it: no hooks, settings or other refs. A push that holds
+    credentials is made from here, never from a checkout team code ran in.
+    """
+    run(["git", "init", "--quiet", "--bare", str(clean)], env=git_env(), timeout=120)
+    spec = f"+{ref or f'refs/heads/{branch}'}:refs/heads/{branch}"
+    git(clean, "fetch", "--quiet", "--no-tags", "--update-shallow", "--", str(source), spec)

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from paved import __version__
+from paved._credentials import held
 from paved._errors import ExitCode, PavedError
 from paved.adopt import adopt_project, show_adopt
 from paved.checks import check_repo, show_check
@@ -25,6 +26,7 @@ from paved.ci.jobs import (
     image_build_from_repo,
     verify,
 )
+from paved.deploy import deploy_status, propose, show_deploy_status
 from paved.fleet import fleet_status
 from paved.fleet.rollout import (
     FETCHED_MANIFEST,
@@ -59,6 +61,11 @@ fleet_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(fleet_app, name="fleet")
+deploy_app = typer.Typer(
+    help="Deploy a team repo's service: pull requests that move an environment's image.",
+    no_args_is_help=True,
+)
+app.add_typer(deploy_app, name="deploy")
 _err = Console(stderr=True)
 
 # Options shared by the `paved fleet` commands.
@@ -267,6 +274,70 @@ def _print_rollout(report: FleetReport) -> None:
 
 def _print_json(report: FleetReport) -> None:
     typer.echo(json.dumps(report.as_json(), indent=2))
+
+
+@deploy_app.command("propose")
+def deploy_propose(
+    environment: Annotated[str, typer.Argument(help="staging or production.")],
+    project: Project = Path("."),
+    digest: Annotated[
+        str | None,
+        typer.Option(
+            help="The digest to deploy (sha256:...): a release's, or an earlier one (a rollback)."
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--from", help="Promote: deploy the digest this environment runs."),
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option(help="The image (default: [tool.paved] image).")
+    ] = None,
+    github: Annotated[
+        str | None,
+        typer.Option(help="OWNER/NAME: open or update the pull request there (GITHUB_TOKEN)."),
+    ] = None,
+) -> None:
+    """Open (or update) the one pull request that moves ENVIRONMENT to an image.
+
+    One commit on paved/deploy-ENVIRONMENT, from the current commit; the branch is pushed
+    to origin (never the default branch), and merging the pull request deploys. Runs none
+    of the repo's code.
+    """
+    with held() as credentials:
+        proposal = propose(
+            project.absolute(),
+            environment,
+            digest=digest,
+            source=source,
+            image=image,
+            github=github,
+            held=credentials,
+        )
+    if not proposal.commit:
+        _err.print(
+            f"{environment} runs {proposal.image}@{proposal.digest} already: nothing to propose"
+        )
+        return
+    where = proposal.pull_request or f"branch {proposal.branch}"
+    typer.echo(f"proposed {environment}: {proposal.image}@{proposal.digest} ({where})")
+    step_output(branch=proposal.branch, commit=proposal.commit, pull_request=proposal.pull_request)
+
+
+@deploy_app.command("status")
+def deploy_status_command(
+    project: Project = Path("."),
+    labels: Annotated[
+        bool, typer.Option(help="Read each image's release and model from its registry.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """What each environment runs: digest, release, model version, and when it was promoted."""
+    found = deploy_status(project.absolute(), labels=labels)
+    if as_json:
+        typer.echo(json.dumps([status.as_json() for status in found], indent=2))
+        return
+    show_deploy_status(found, Console())
 
 
 @app.command()

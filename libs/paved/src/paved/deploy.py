@@ -14,13 +14,26 @@ security settings is refused for the same reason: what the base declares is what
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from paved._credentials import AMBIENT, Held, without_credentials
 from paved._errors import PavedError
+from paved._git import bare_copy, git
+from paved._proc import run
 from paved.ci.image import APP_UID, SERVICE_PORT
 from paved.repo import TeamRepo
+from paved.template import identity
 
 __all__ = [
     "BASE",
@@ -28,9 +41,18 @@ __all__ = [
     "LIVENESS_PATH",
     "READINESS_PATH",
     "UNDEPLOYED",
+    "EnvironmentStatus",
     "ImagePin",
+    "Proposal",
+    "deploy_branch",
+    "deploy_status",
+    "image_labels",
     "image_pins",
     "manifest_problems",
+    "overlay_path",
+    "pin_image",
+    "propose",
+    "show_deploy_status",
 ]
 
 #: The environments every team repo deploys to, in promotion order.
@@ -42,6 +64,8 @@ UNDEPLOYED = "sha256:" + "0" * 64
 LIVENESS_PATH, READINESS_PATH = "/livez", "/readyz"
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+#: Other kinds that run pods, held to the same hardening as the Deployment.
+_WORKLOADS = {"Job", "CronJob", "StatefulSet", "DaemonSet", "Pod"}
 #: An env variable named like a credential must not hold a literal value.
 _CREDENTIAL_NAME = re.compile(r"(PASSWORD|PASSWD|TOKEN|SECRET|_KEY|CREDENTIALS?)$", re.IGNORECASE)
 #: What an overlay's patch may not touch: the base's hardening is what runs.
@@ -83,6 +107,255 @@ def image_pins(repo: TeamRepo) -> dict[str, ImagePin]:
     return pins
 
 
+def pin_image(root: Path, environment: str, *, image: str, digest: str) -> ImagePin:
+    """Point `environment`'s overlay at `image@digest`, in place; return the pin it replaced.
+
+    Only the two values change (the file's comments and layout stay): what a deploy pull
+    request shows is one line, or two when the image moved.
+    """
+    if not _DIGEST.match(digest):
+        raise PavedError(f"{digest!r} is not a digest (sha256:<64 hex>)")
+    repo = TeamRepo(root)
+    old = image_pins(repo).get(environment)
+    if old is None:
+        raise PavedError(f"{overlay_path(environment)} pins no image by digest")
+    path = root / overlay_path(environment)
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(rf"(?m)^(\s*digest:\s*){re.escape(old.digest)}\s*$", rf"\g<1>{digest}", text)
+    text = re.sub(rf"(?m)^(\s*newName:\s*){re.escape(old.image)}\s*$", rf"\g<1>{image}", text)
+    path.write_text(text, encoding="utf-8")
+    now = image_pins(TeamRepo(root)).get(environment)
+    if now != ImagePin(environment, image, digest):
+        raise PavedError(f"{overlay_path(environment)}: could not pin {image}@{digest}")
+    return old
+
+
+def deploy_branch(environment: str) -> str:
+    """The one branch (and pull request) that moves `environment`."""
+    return f"paved/deploy-{environment}"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A pull request that moves an environment to an image: what it changes, and where."""
+
+    environment: str
+    image: str
+    digest: str
+    previous: str  # the digest the environment runs now
+    branch: str
+    commit: str  # "" when the environment runs that digest already
+    pull_request: str  # its URL; "" without GitHub (the branch was pushed, or kept)
+
+
+def propose(
+    project: Path,
+    environment: str,
+    *,
+    digest: str | None = None,
+    source: str | None = None,
+    image: str | None = None,
+    github: str | None = None,
+    held: Held = AMBIENT,
+) -> Proposal:
+    """Open, or update, the one pull request that moves `environment` to an image.
+
+    The image is `image@digest` (the image defaults to `[tool.paved] image`), or what
+    `source` (another environment) runs: a promotion. A rollback is a proposal of an
+    earlier digest. The change is one commit on `paved/deploy-<environment>`, made from the
+    repo's current commit in a worktree of its own, without hooks; the branch is pushed to
+    the repo's `origin` from a bare copy (never to the default branch), and with `github`
+    (owner/name) its pull request is opened or updated. Nothing of the repo runs.
+    """
+    if environment not in ENVIRONMENTS:
+        raise PavedError(f"{environment!r} is not an environment: {', '.join(ENVIRONMENTS)}")
+    repo = TeamRepo(project)
+    pins = image_pins(repo)
+    if environment not in pins:
+        raise PavedError(f"{overlay_path(environment)} pins no image by digest")
+    if source is not None:
+        if source not in pins or source == environment:
+            raise PavedError(f"cannot promote from {source!r} to {environment!r}")
+        if not pins[source].deployed:
+            raise PavedError(f"{source} runs no release yet: nothing to promote")
+        image, digest = image or pins[source].image, digest or pins[source].digest
+    if not digest:
+        raise PavedError(
+            "name the digest to deploy (--digest sha256:...), or --from an environment"
+        )
+    image = image or str(repo.pyproject.get("tool", {}).get("paved", {}).get("image") or "")
+    if not image:
+        raise PavedError("no image: set [tool.paved] image in pyproject.toml, or pass --image")
+    default = git(project, "branch", "--show-current") or "HEAD"
+    branch = deploy_branch(environment)
+    if branch == default:
+        raise PavedError(f"refusing to propose on the default branch {default}")
+    previous = pins[environment].digest
+    work = Path(tempfile.mkdtemp(prefix="paved-deploy-"))
+    tree = work / "tree"
+    try:
+        git(project, "worktree", "add", "--quiet", "--detach", str(tree), "HEAD")
+        pin_image(tree, environment, image=image, digest=digest)
+        if not git(tree, "status", "--porcelain"):
+            return Proposal(environment, image, digest, previous, branch, "", "")
+        title = f"Deploy {environment}: {image.rsplit('/', 1)[-1]}@{digest[7:19]}"
+        body = (
+            f"Moves `{environment}` from `{previous}` to `{image}@{digest}`"
+            + (f", the image `{source}` runs" if source else "")
+            + ".\n\nMerging deploys it: the GitOps controller applies "
+            f"`deploy/overlays/{environment}` from the default branch."
+        )
+        git(tree, "add", "--", overlay_path(environment))
+        git(
+            tree,
+            *identity(tree),
+            "-c",
+            "core.hooksPath=/dev/null",
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "-m",
+            f"{title}\n\n{body}",
+        )
+        commit = git(tree, "rev-parse", "HEAD")
+        _hand_over(project, tree, branch, work / "bare", held)
+        pull_request = ""
+        if github:
+            from paved.fleet.github import GitHub, PullRequests
+
+            client = GitHub({**os.environ, **held.variables})
+            pull_request = PullRequests(None).open(client, github, branch, default, title, body)
+        return Proposal(environment, image, digest, previous, branch, commit, pull_request)
+    finally:
+        git(project, "worktree", "remove", "--force", str(tree), check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _hand_over(project: Path, tree: Path, branch: str, bare: Path, held: Held) -> None:
+    """Push `tree`'s commit as `branch` (and only it) to the repo's origin, from a bare copy.
+
+    The repo's own refs stay as they were; a repo without an origin gets the branch.
+    """
+    url = git(project, "remote", "get-url", "origin", check=False)
+    if not url:
+        git(project, "branch", "--force", branch, git(tree, "rev-parse", "HEAD"))
+        return
+    bare_copy(tree, branch, bare, ref="HEAD")
+    spec = f"+refs/heads/{branch}:refs/heads/{branch}"
+    done = held.git(["push", "--quiet", "--", url, spec], url=url, cwd=bare)
+    if done.returncode:
+        where = without_credentials(url)
+        raise PavedError(f"cannot push {branch} to {where}: {done.stderr.strip()[-2000:]}")
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    """What one environment runs: the image, and what its labels and git say of it."""
+
+    environment: str
+    image: str
+    digest: str
+    release: str  # the image's version label ("" unknown)
+    model: str  # "<name> v<version>", from the image's labels ("" unknown)
+    promoted: str  # when the digest reached the overlay (its commit's date), "" never
+    commit: str  # that commit
+    note: str = ""  # why something is unknown
+
+    def as_json(self) -> dict[str, str]:
+        """The status as plain JSON values."""
+        return dict(self.__dict__)
+
+
+def deploy_status(project: Path, *, labels: bool = True) -> list[EnvironmentStatus]:
+    """What each environment runs, and since when.
+
+    The image and digest come from the overlay; when it was promoted from the commit that
+    brought the digest into the overlay; the release and model from the image's labels
+    (read with skopeo, unless `labels` is false).
+    """
+    pins = image_pins(TeamRepo(project))
+    found = []
+    for environment in ENVIRONMENTS:
+        pin = pins.get(environment)
+        if pin is None:
+            found.append(EnvironmentStatus(environment, "", "", "", "", "", "", "no overlay"))
+            continue
+        if not pin.deployed:
+            found.append(
+                EnvironmentStatus(environment, pin.image, pin.digest, "", "", "", "", "undeployed")
+            )
+            continue
+        log = git(
+            project,
+            "log",
+            "-1",
+            "--format=%H %cI",
+            f"-S{pin.digest}",
+            "--",
+            overlay_path(environment),
+            check=False,
+        )
+        commit, _, when = log.partition(" ")
+        release = model = note = ""
+        if labels:
+            try:
+                found_labels = image_labels(f"{pin.image}@{pin.digest}")
+                release = found_labels.get("org.opencontainers.image.version", "")
+                name = found_labels.get("dev.paved.model.name", "")
+                version = found_labels.get("dev.paved.model.version", "")
+                model = f"{name} v{version}" if name and version else ""
+            except PavedError as exc:
+                note = str(exc)
+        found.append(
+            EnvironmentStatus(
+                environment, pin.image, pin.digest, release, model, when, commit[:12], note
+            )
+        )
+    return found
+
+
+def image_labels(ref: str) -> dict[str, str]:
+    """The labels of the image `ref` (image@digest), read from its registry with skopeo.
+
+    The registry's login is skopeo's own (`paved ci login`, `skopeo login`);
+    PAVED_REGISTRY_TLS_VERIFY=false reads a registry on plain HTTP.
+    """
+    if not shutil.which("skopeo"):
+        raise PavedError("skopeo is not on PATH: the image's labels are unread")
+    tls = os.environ.get("PAVED_REGISTRY_TLS_VERIFY", "true").lower() != "false"
+    done = run(
+        ["skopeo", "inspect", "--config", f"--tls-verify={str(tls).lower()}", f"docker://{ref}"],
+        check=False,
+        timeout=120,
+    )
+    if done.returncode:
+        lines = done.stderr.strip().splitlines() or ["skopeo failed"]
+        raise PavedError(f"cannot read {ref}: {lines[-1][-300:]}")
+    try:
+        config = json.loads(done.stdout).get("config") or {}
+    except (ValueError, AttributeError) as exc:
+        raise PavedError(f"cannot read {ref}: skopeo's answer is not an image config") from exc
+    return {str(k): str(v) for k, v in (config.get("Labels") or {}).items()}
+
+
+def show_deploy_status(found: list[EnvironmentStatus], console: Console) -> None:
+    """The deploy status as a table: one row per environment."""
+    table = Table(title="deploy", title_justify="left")
+    for column in ("environment", "digest", "release", "model", "promoted", "note"):
+        table.add_column(column)
+    for status in found:
+        digest = status.digest[:19] if status.digest else ""
+        table.add_row(
+            status.environment,
+            escape(digest),
+            escape(status.release),
+            escape(status.model),
+            escape(status.promoted),
+            escape(status.note),
+        )
+    console.print(table)
+
+
 def manifest_problems(repo: TeamRepo) -> list[str]:
     """Where `deploy/` breaks the standard, one line each ([] when it keeps it).
 
@@ -115,15 +388,33 @@ def manifest_problems(repo: TeamRepo) -> list[str]:
     if len(deployments) != 1:
         return [*problems, f"{BASE} holds {len(deployments)} Deployments, not one"]
     path, deployment = deployments[0]
-    pod = _map(_map(_map(deployment.get("spec")).get("template")).get("spec"))
+    pod = _pod_spec(deployment)
     containers = [_map(container) for container in _list(pod.get("containers"))]
     if not containers:
         return [*problems, f"{path}: the Deployment has no container"]
     problems += _pod_problems(path, pod)
     for container in containers:
         problems += _container_problems(path, pod, container)
+        problems += _service_problems(path, container)
+    # Every other pod the base runs (the smoke test's Job) is hardened the same way.
+    for other, data in documents.items():
+        if other.startswith(f"{BASE}/") and data.get("kind") in _WORKLOADS:
+            job = _pod_spec(data)
+            problems += _pod_problems(other, job)
+            for container in map(_map, _list(job.get("containers"))):
+                problems += _container_problems(other, job, container)
     problems += _overlay_problems(repo, documents, str(containers[0].get("image", "")))
     return problems
+
+
+def _pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    """The pod a workload runs: a Pod's spec, a CronJob's job's template, else the template."""
+    spec = _map(workload.get("spec"))
+    if workload.get("kind") == "Pod":
+        return spec
+    if workload.get("kind") == "CronJob":
+        spec = _map(_map(spec.get("jobTemplate")).get("spec"))
+    return _map(_map(spec.get("template")).get("spec"))
 
 
 def _pod_problems(path: str, pod: dict[str, Any]) -> list[str]:
@@ -156,6 +447,23 @@ def _container_problems(path: str, pod: dict[str, Any], container: dict[str, Any
         problems.append(f"{name} may gain privileges (allowPrivilegeEscalation: false)")
     if "ALL" not in _list(_map(security.get("capabilities")).get("drop")):
         problems.append(f"{name} keeps Linux capabilities (capabilities: drop: [ALL])")
+    resources = _map(container.get("resources"))
+    requests, limits = _map(resources.get("requests")), _map(resources.get("limits"))
+    if not {"cpu", "memory"} <= requests.keys() or "memory" not in limits:
+        problems.append(f"{name}: set requests (cpu, memory) and a memory limit")
+    for variable in map(_map, _list(container.get("env"))):
+        if _CREDENTIAL_NAME.search(str(variable.get("name", ""))) and "value" in variable:
+            problems.append(
+                f"{name}: {variable.get('name')} holds a literal value: "
+                "use a secret the cluster holds"
+            )
+    return problems
+
+
+def _service_problems(path: str, container: dict[str, Any]) -> list[str]:
+    """The model service's port and probes, as the image serves them."""
+    name = f"{path}: container {container.get('name', '?')}"
+    problems = []
     ports = {
         _map(port).get("name"): _map(port).get("containerPort")
         for port in _list(container.get("ports"))
@@ -167,16 +475,6 @@ def _container_problems(path: str, pod: dict[str, Any], container: dict[str, Any
         port = ports.get(get.get("port"), get.get("port"))
         if get.get("path") != want or port != SERVICE_PORT:
             problems.append(f"{name}: {probe} must get {want} on port {SERVICE_PORT}")
-    resources = _map(container.get("resources"))
-    requests, limits = _map(resources.get("requests")), _map(resources.get("limits"))
-    if not {"cpu", "memory"} <= requests.keys() or "memory" not in limits:
-        problems.append(f"{name}: set requests (cpu, memory) and a memory limit")
-    for variable in map(_map, _list(container.get("env"))):
-        if _CREDENTIAL_NAME.search(str(variable.get("name", ""))) and "value" in variable:
-            problems.append(
-                f"{name}: {variable.get('name')} holds a literal value: "
-                "use a secret the cluster holds"
-            )
     return problems
 
 

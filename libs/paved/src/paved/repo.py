@@ -8,6 +8,7 @@ once, bounded, and keeps what it read: the checks' fixtures and `paved status` s
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 import urllib.parse
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANSWERS_FILE",
+    "CHAMPION_RECORD",
     "LOCK_BYTES",
     "MANIFEST_FILES",
     "PLATFORM_PACKAGES",
@@ -130,6 +132,9 @@ def load_yaml(text: str) -> Any:
         raise UnsafeYaml("nested too deep to parse") from exc
 
 
+#: Where a team repo keeps its champion's record (paved-ml's champion.json).
+CHAMPION_RECORD = ("models", "champion", "champion.json")
+
 #: The most manifest files `TeamRepo.manifests` reads (a base and a few overlays need ~12).
 MANIFEST_FILES = 64
 
@@ -227,6 +232,25 @@ class TeamRepo:
                 data = None
             parsed[name] = data if isinstance(data, dict) else {}
         return parsed
+
+    @cached_property
+    def champion(self) -> dict[str, Any]:
+        """The champion's record (`models/champion/champion.json`), or {} without one.
+
+        It names the model and its version (and metrics); a record that is not a JSON
+        object is a PavedError.
+        """
+        path = self.root.joinpath(*CHAMPION_RECORD)
+        text = bounded_text(path, 1 << 16)
+        if text is None:
+            return {}
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PavedError(f"{'/'.join(CHAMPION_RECORD)} is not JSON: {exc}") from exc
+        if not isinstance(record, dict):
+            raise PavedError(f"{'/'.join(CHAMPION_RECORD)} is not a JSON object")
+        return record
 
     @cached_property
     def manifests(self) -> dict[str, Any]:

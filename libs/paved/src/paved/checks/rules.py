@@ -43,6 +43,12 @@ _CANONICAL = re.compile(r"^(https://[^/\s]+/[^/\s]+/[^/\s]+|ssh://git@[^/\s]+/[^
 PIPELINE_STAGES = ("ingest", "prepare", "train", "evaluate")
 #: Write scopes a team repo's workflows may grant, and only outside pull-request runs.
 WRITE_SCOPES = {"packages", "id-token"}
+#: What a job calling the platform's team-deploy.yml may write too: its branch and its pull
+#: request (that workflow runs none of the repo's code).
+DEPLOY_SCOPES = {"contents", "pull-requests"}
+_DEPLOY_WORKFLOW = re.compile(
+    r"^[\w.-]+/[\w.-]+/\.github/workflows/team-deploy\.yml@[0-9a-f]{40}$"
+)
 # ------------------------------------------------------------------ fixtures
 
 
@@ -191,7 +197,9 @@ class PV005(Paved):
     def check(paved_workflows: dict[str, dict[Any, Any]]) -> bool | str:
         """
         Each workflow sets `permissions: {}` at the top and each job asks for what it needs
-        (`contents: read`; `packages`/`id-token: write` only in the release job). No
+        (`contents: read`; `packages`/`id-token: write` only in the release job;
+        `contents`/`pull-requests: write` only in a job calling the platform's
+        `team-deploy.yml`, which runs none of the repo's code). No
         `write-all`, no write scope in a workflow that pull requests run, and no
         `pull_request_target` or `workflow_run` trigger (they run with secrets on foreign code).
         """
@@ -211,7 +219,10 @@ class PV005(Paved):
                     problems.append(f"{name}: job {job_name} declares no permissions map")
                     continue
                 writes = {scope for scope, level in granted.items() if level == "write"}
-                if extra := writes - WRITE_SCOPES:
+                allowed = WRITE_SCOPES
+                if _DEPLOY_WORKFLOW.search(str(job.get("uses", ""))):
+                    allowed = allowed | DEPLOY_SCOPES  # a branch and a pull request, no code run
+                if extra := writes - allowed:
                     problems.append(f"{name}: job {job_name} may write {', '.join(sorted(extra))}")
                 if writes and events & {"pull_request", "pull_request_target"}:
                     problems.append(f"{name}: job {job_name} may write on pull requests")
@@ -407,7 +418,8 @@ class PV012(Paved):
         probes on the service's `/livez` and `/readyz` (port 3000). Each overlay
         (`deploy/overlays/staging`, `production`) pins that image by digest, to the image
         `[tool.paved] image` names, and no overlay touches the pod's security settings.
-        No Secret is committed. A repo answered `deploy_target: none` has nothing to check.
+        Every other pod the base runs (the smoke test's Job) is hardened the same way. No
+        Secret is committed. A repo answered `deploy_target: none` has nothing to check.
         """
         problems = manifest_problems(paved_repo)
         return "\n".join(f"- {problem}" for problem in problems[:10]) if problems else True

@@ -23,6 +23,7 @@ from paved.ci.actions import repository_url, run_commit
 from paved.ci.image import ImageBuild, build_image, image_tags, push_image
 from paved.constants import TELEMETRY_OFF
 from paved.repo import (
+    TeamRepo,
     platform_version,
     python_version,
     read_pyproject,
@@ -267,6 +268,7 @@ def image_build_from_repo(
         "org.opencontainers.image.title": image_name,
         "org.opencontainers.image.base.name": base_image,
         "dev.paved.platform.version": platform_version(project),
+        **champion_labels(project),
     }
     return ImageBuild(
         project=project,
@@ -276,6 +278,19 @@ def image_build_from_repo(
         python_version=python,
         labels=labels,
     )
+
+
+def champion_labels(project: Path) -> dict[str, str]:
+    """The model the image serves, from the champion's record (`TeamRepo.champion`).
+
+    Deploys and `paved deploy status` read it from the image. {} without a record.
+    """
+    record = TeamRepo(project).champion
+    labels = {
+        "dev.paved.model.name": record.get("model_name"),
+        "dev.paved.model.version": record.get("version"),
+    }
+    return {key: str(value) for key, value in labels.items() if value not in (None, "")}
 
 
 def build_and_push(

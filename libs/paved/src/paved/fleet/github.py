@@ -23,7 +23,7 @@ from typing import Any
 from paved._credentials import GITHUB_API, github_token
 from paved._errors import PavedError, ServiceRefusal
 
-__all__ = ["GitHub", "GitHubRepo"]
+__all__ = ["GitHub", "GitHubRepo", "PullRequests"]
 
 _TIMEOUT = 30
 _MAX_BYTES = 16 << 20
@@ -158,6 +158,41 @@ class GitHub:
             return json.loads(body)
         except json.JSONDecodeError as exc:
             raise PavedError(f"GitHub {path}: the answer is not JSON") from exc
+
+
+class PullRequests:
+    """Opens or updates pull requests, at most `cap` open at once across the run."""
+
+    def __init__(self, cap: int | None) -> None:
+        self.cap = cap
+        self.opened = 0
+        self.lock = threading.Lock()
+
+    def open(
+        self,
+        github: GitHub,
+        repo: str,
+        branch: str,
+        base: str,
+        title: str,
+        body: str,
+        *,
+        keep: bool = False,
+    ) -> str:
+        """The pull request from `branch`: updated (unless `keep`), or opened if under the cap."""
+        existing = github.open_pull(repo, branch)
+        if existing:
+            if not keep:
+                path = f"/repos/{repo}/pulls/{existing['number']}"
+                github.write("PATCH", path, {"title": title, "body": body})
+            return str(existing.get("html_url", ""))
+        with self.lock:
+            if self.cap is not None and self.opened >= self.cap:
+                return f"not opened: {self.cap} update pull requests are open (--max-open-prs)"
+            self.opened += 1
+        payload = {"title": title, "head": branch, "base": base, "body": body}
+        answer = github.write("POST", f"/repos/{repo}/pulls", payload)
+        return str(answer.get("html_url", "")) if isinstance(answer, dict) else ""
 
 
 class _SameHostAuthorization(urllib.request.HTTPRedirectHandler):

@@ -49,10 +49,10 @@ from rich.table import Table
 
 from paved._credentials import Held, held, redact
 from paved._errors import ExitCode, PavedError, one_line
-from paved._git import git, git_env
+from paved._git import bare_copy, git, git_env
 from paved._proc import run
 from paved.checks import check_repo
-from paved.fleet.github import GitHub
+from paved.fleet.github import GitHub, PullRequests
 from paved.fleet.sources import (
     RepoRef,
     branch_tip,
@@ -206,7 +206,7 @@ def _context(
         workspace=workspace,
         mirrors=mirrors or _Mirrors(workspace, credentials),
         github=GitHub(api_env) if any(ref.github for ref in chosen) else None,
-        prs=_PullRequests(max_open_prs),
+        prs=PullRequests(max_open_prs),
         workers=_Workers(workers, workspace / "templates"),
     )
 
@@ -504,7 +504,7 @@ def _one_commit(copy: Path, clean: Path, branch: str, update: Mapping[str, Any],
     commit = str(update.get("commit") or "")
     if update.get("branch") != branch or not commit:
         raise PavedError(f"the update reported no commit on {branch}")
-    _bare_copy(copy, branch, clean)
+    bare_copy(copy, branch, clean)
     tip = local_tip(clean, branch)
     if tip != commit:
         raise PavedError(f"{branch} is at {tip[:12]} in the copy, not {commit[:12]} as reported")
@@ -531,7 +531,7 @@ class _Run:
     workspace: Path
     mirrors: _Mirrors
     github: GitHub | None
-    prs: _PullRequests
+    prs: PullRequests
     workers: _Workers
 
 
@@ -735,23 +735,13 @@ def _push(url: str, work: Path, ctx: _Run, *, branch: str, default: str) -> None
         raise PavedError(f"refusing to push to the default branch {default}")
     clean = Path(tempfile.mkdtemp(prefix="push-", dir=ctx.workspace))
     try:
-        _bare_copy(work, branch, clean)
+        bare_copy(work, branch, clean)
         spec = f"refs/heads/{branch}:refs/heads/{branch}"
         done = ctx.held.git(["push", "--quiet", "--", url, spec], url=url, cwd=clean)
         if done.returncode:
             raise PavedError(f"cannot push {branch} to {url}: {done.stderr.strip()[-2000:]}")
     finally:
         shutil.rmtree(clean, ignore_errors=True)
-
-
-def _bare_copy(source: Path, branch: str, clean: Path) -> None:
-    """A new bare repository at `clean` holding `branch` of `source` (shallow or not).
-
-    Nothing else of `source` comes with it: no hooks, settings or other refs.
-    """
-    run(["git", "init", "--quiet", "--bare", str(clean)], env=git_env(), timeout=120)
-    spec = f"refs/heads/{branch}:refs/heads/{branch}"
-    git(clean, "fetch", "--quiet", "--no-tags", "--update-shallow", "--", str(source), spec)
 
 
 def _cleanup(ref: RepoRef, work: Path) -> None:
@@ -979,41 +969,6 @@ def _select(
     wanted = {item for item in only if item in names}
     wanted |= {name for name, past in record.items() if past.get("outcome") in set(only)}
     return [ref for ref in repos if ref.name in wanted]
-
-
-class _PullRequests:
-    """Opens or updates pull requests, at most `cap` open at once across the run."""
-
-    def __init__(self, cap: int | None) -> None:
-        self.cap = cap
-        self.opened = 0
-        self.lock = threading.Lock()
-
-    def open(
-        self,
-        github: GitHub,
-        repo: str,
-        branch: str,
-        base: str,
-        title: str,
-        body: str,
-        *,
-        keep: bool = False,
-    ) -> str:
-        """The pull request from `branch`: updated (unless `keep`), or opened if under the cap."""
-        existing = github.open_pull(repo, branch)
-        if existing:
-            if not keep:
-                path = f"/repos/{repo}/pulls/{existing['number']}"
-                github.write("PATCH", path, {"body": body})
-            return str(existing.get("html_url", ""))
-        with self.lock:
-            if self.cap is not None and self.opened >= self.cap:
-                return f"not opened: {self.cap} update pull requests are open (--max-open-prs)"
-            self.opened += 1
-        payload = {"title": title, "head": branch, "base": base, "body": body}
-        answer = github.write("POST", f"/repos/{repo}/pulls", payload)
-        return str(answer.get("html_url", "")) if isinstance(answer, dict) else ""
 
 
 def show_rollout(report: FleetReport, console: Console) -> None:
