@@ -143,6 +143,50 @@ def test_champion_challenger(project: Path, iris: pd.DataFrame) -> None:
         promote_if_better(config, v4, metric="f1", value=0.99)
 
 
+def test_deployed_versions_get_the_environments_aliases_and_champion_stays(
+    project: Path, iris: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`paved-ml deployed` reads `paved deploy status --json` and moves staging/production."""
+    from paved_ml.cli import main
+
+    config = load_config()
+    v1, _ = log_version(project, iris, 0.01, 0.80)
+    promote_if_better(config, v1, metric="f1", value=0.80)
+    v2, _ = log_version(project, iris, 1.0, 0.95)
+    status = project / "status.json"
+
+    def rows(staging: str, production: str) -> str:
+        model = {"model_name": "lib-test-model"}
+        return json.dumps(
+            [
+                {"environment": "staging", **model, "model_version": staging},
+                {"environment": "production", **model, "model_version": production, "note": "-"},
+            ]
+        )
+
+    status.write_text(rows(v2, ""))
+    assert main(["deployed", str(status)]) == 0
+    out = capsys.readouterr().out
+    assert "staging: lib-test-model v2 (was unset)" in out
+    assert "production: no model version known (-)" in out
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("lib-test-model", "staging").version) == "2"
+    status.write_text(rows(v1, v2))
+    assert main(["deployed", str(status)]) == 0
+    assert "staging: lib-test-model v1 (was v2)" in capsys.readouterr().out
+    assert str(client.get_model_version_by_alias("lib-test-model", "production").version) == "2"
+    assert str(champion(config).version) == "1", "deploys never move the champion"
+
+    status.write_text(rows("9", ""))
+    assert main(["deployed", str(status)]) == 2
+    assert "lib-test-model v9 is not in the registry" in capsys.readouterr().err
+    assert main(["deployed", "--shared-only", str(status)]) == 0  # this registry is a file
+    assert "nothing shared to record in" in capsys.readouterr().out
+    status.write_text("not json")
+    assert main(["deployed", str(status)]) == 2
+    assert "not the JSON of `paved deploy status --json`" in capsys.readouterr().err
+
+
 def test_lower_is_better_metrics(project: Path, iris: pd.DataFrame) -> None:
     config = load_config()
     v1, _ = log_version(project, iris, 1.0, 0.5)

@@ -29,6 +29,7 @@ EXPECTED_FILES = {
     ".python-version",
     ".github/dependabot.yml",
     ".github/workflows/ci.yml",
+    ".github/workflows/deployed.yml",
     ".github/workflows/drift.yml",
     ".github/workflows/promote.yml",
     ".github/workflows/release.yml",
@@ -73,7 +74,7 @@ def test_render_matrix(render: Render, platform: tuple[Path, str], answers: dict
     package = answers.get("package_name", PACKAGE)
     expected = {f.replace(PACKAGE, package) for f in EXPECTED_FILES}
     if answers.get("deploy_target") == "none":
-        expected = {f for f in expected if not f.startswith("deploy/") and "promote" not in f}
+        expected = {f for f in expected if not f.startswith("deploy") and "promote" not in f}
     assert files_of(repo) == expected
 
     for path in repo.rglob("*"):

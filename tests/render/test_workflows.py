@@ -70,9 +70,8 @@ def test_generated_workflows_are_least_privilege_and_pinned(
 
     flows = workflows(repo)
     deploys = answers.get("deploy_target", "kubernetes") == "kubernetes"
-    assert set(flows) == {"ci.yml", "drift.yml", "release.yml"} | (
-        {"promote.yml"} if deploys else set()
-    )
+    deploy_flows = {"promote.yml", "deployed.yml"} if deploys else set()
+    assert set(flows) == {"ci.yml", "drift.yml", "release.yml"} | deploy_flows
     # The Paved standard's own rules: every `uses:` pinned by SHA with its release, empty
     # top-level permissions, write scopes only where allowed, no dangerous triggers.
     assert PV004.check(TeamRepo(repo)) is True
@@ -125,7 +124,14 @@ def test_generated_workflows_are_least_privilege_and_pinned(
         promote = flows["promote.yml"]["jobs"]["promote"]
         assert set(flows["promote.yml"][True]) == {"workflow_dispatch"}
         assert promote["with"]["environment"] == "production"
-        called += [("team-deploy.yml", deploy), ("team-deploy.yml", promote)]
+        record = flows["deployed.yml"]["jobs"]["record"]
+        assert record["permissions"] == {"contents": "read", "packages": "read"}
+        assert flows["deployed.yml"][True]["push"]["paths"] == ["deploy/overlays/**"]
+        called += [
+            ("team-deploy.yml", deploy),
+            ("team-deploy.yml", promote),
+            ("team-deployed.yml", record),
+        ]
     for name, job in called:
         reusable = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())[True]
         assert set(job["with"]) <= set(reusable["workflow_call"]["inputs"]), name
@@ -230,10 +236,13 @@ def test_no_job_that_can_write_runs_the_repos_code() -> None:
                 assert found is None, f"{path.name}:{name} runs repo code: {found[0]!r} in {step}"
             if path.name == "team-ci.yml":
                 raise AssertionError(f"{path.name}:{name} must not be able to write")
-        builders = [job for job in flow["jobs"].values() if job.get("permissions")]
-        for job in builders:
-            text = yaml.safe_dump(job)
-            assert "secrets." not in text and "id-token" not in text, path.name
+        # And the other way round: a job that runs the repo's code holds nothing.
+        for name, job in flow["jobs"].items():
+            runs = [REPO_CODE.search(step.get("run", "")) for step in job.get("steps", [])]
+            if any(runs):
+                text = yaml.safe_dump(job)
+                assert "secrets." not in text and "id-token" not in text, f"{path.name}:{name}"
+                assert job.get("permissions") == {"contents": "read"}, f"{path.name}:{name}"
 
 
 def test_the_fleet_rollout_runs_team_code_only_in_a_job_without_secrets() -> None:

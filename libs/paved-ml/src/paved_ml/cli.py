@@ -3,6 +3,7 @@
     paved-ml batch-predict INPUT    score a CSV or Parquet file (or a folder) with the champion
     paved-ml drift                  the prediction log against the training data
     paved-ml smoke URL              the contract's examples against a deployed service
+    paved-ml deployed STATUS        record in the registry which version each environment runs
 
 Exit codes: 0 done (drift: no drift; smoke: every check held), 1 drift past the thresholds
 in params.yaml or a smoke check failed, 2 bad input, nothing to judge or a setting that is
@@ -62,8 +63,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--contract", default=None, help="module:attribute (default: [tool.paved])")
     check.add_argument("--params", type=Path, default=Path("params.yaml"))
     check.add_argument("--requests", type=int, default=None, help="single-row requests timed")
+    deployed = commands.add_parser(
+        "deployed", help="set the staging/production aliases from `paved deploy status --json`"
+    )
+    deployed.add_argument("status", type=Path, help="the JSON `paved deploy status --json` wrote")
+    deployed.add_argument(
+        "--shared-only",
+        action="store_true",
+        help="do nothing (and say so) when the registry is a local sqlite file (CI)",
+    )
     args = parser.parse_args(argv)
-    commands_run = {"batch-predict": _batch, "drift": _drift, "smoke": _smoke}
+    commands_run = {
+        "batch-predict": _batch,
+        "drift": _drift,
+        "smoke": _smoke,
+        "deployed": _deployed,
+    }
     try:
         return commands_run[args.command](args)
     except PavedMLError as exc:
@@ -127,6 +142,41 @@ def _smoke(args: argparse.Namespace) -> int:
         print(f"{'ok' if found.ok else 'FAILED':>8}  {found.name}: {found.detail}")
     print(f"smoke {'passed' if report.ok else 'FAILED'}: {report.url}")
     return 0 if report.ok else 1
+
+
+def _deployed(args: argparse.Namespace) -> int:
+    import json
+
+    from paved_ml.config import load_config
+    from paved_ml.registry import record_deployed
+
+    try:
+        rows = json.loads(args.status.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PavedMLError(
+            f"{args.status}: not the JSON of `paved deploy status --json`: {exc}"
+        ) from exc
+    if not isinstance(rows, list):
+        raise PavedMLError(f"{args.status}: not the JSON of `paved deploy status --json`")
+    config = load_config()
+    if args.shared_only and config.tracking_uri.startswith("sqlite:"):
+        print(
+            f"the registry is a local file ({config.tracking_uri}): nothing shared to record in; "
+            "set MLFLOW_TRACKING_URI to the tracking server"
+        )
+        return 0
+    for row in rows:
+        environment, name = str(row.get("environment")), str(row.get("model_name") or "")
+        version = str(row.get("model_version") or "")
+        if not version:
+            print(f"{environment}: no model version known ({row.get('note') or 'undeployed'})")
+            continue
+        if name != config.model_name:
+            raise PavedMLError(f"{environment} serves {name}, not this repo's {config.model_name}")
+        before = record_deployed(config, environment, version)
+        moved = "already" if before == version else f"was {'v' + before if before else 'unset'}"
+        print(f"{environment}: {name} v{version} ({moved})")
+    return 0
 
 
 def _contract(spec: str | None) -> Contract:

@@ -2,9 +2,10 @@
 
 The alias `champion` marks the model version that serves. A newly trained version (the
 challenger) takes the alias only when it beats the champion on the configured metric;
-otherwise the champion stays and the decision says why. The champion is also copied to a
-plain folder (`models/champion`, tracked by DVC) so that serving and image builds never
-need the tracking database.
+otherwise the champion stays and the decision says why. The aliases `staging` and
+`production` say which version each deploy environment runs (`record_deployed`). The
+champion is also copied to a plain folder (`models/champion`, tracked by DVC) so that
+serving and image builds never need the tracking database.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from paved_ml.tracking import use_tracking
 
 __all__ = [
     "CHAMPION_ALIAS",
+    "ENVIRONMENT_ALIASES",
     "SETTLE_SECONDS",
     "Decision",
     "Reason",
@@ -39,11 +41,14 @@ __all__ = [
     "export_champion",
     "load_registered_champion",
     "promote_if_better",
+    "record_deployed",
     "register",
     "save_champion",
 ]
 
 CHAMPION_ALIAS = "champion"
+#: The aliases that say which version each deploy environment serves.
+ENVIRONMENT_ALIASES = ("staging", "production")
 
 # How long a promotion waits after setting the alias before checking that it still holds:
 # longer than any other promotion's re-read-then-set, so a racing writer is seen.
@@ -222,6 +227,30 @@ def load_registered_champion(config: ProjectConfig) -> Any:
     return mlflow.pyfunc.load_model(f"models:/{config.model_name}@{CHAMPION_ALIAS}")
 
 
+def record_deployed(config: ProjectConfig, environment: str, version: str) -> str | None:
+    """Give `version` the alias `environment` (staging, production); return the previous holder.
+
+    The registry then says which version each environment serves. Deploys set it from the
+    deployed image's labels once its pull request is merged; it never touches `champion`,
+    which only the champion gate moves. None when no version held the alias.
+    """
+    if environment not in ENVIRONMENT_ALIASES:
+        raise RegistryError(
+            f"{environment!r} is not an environment: {', '.join(ENVIRONMENT_ALIASES)}"
+        )
+    use_tracking(config)
+    client = MlflowClient()
+    try:
+        client.get_model_version(config.model_name, version)
+    except MlflowException as exc:
+        raise RegistryError(
+            f"{config.model_name} v{version} is not in the registry: {exc.message}"
+        ) from None
+    before = _by_alias(client, config.model_name, environment)
+    client.set_registered_model_alias(config.model_name, environment, version)
+    return None if before is None else str(before.version)
+
+
 def decision_record(decision: Decision) -> dict[str, Any]:
     """The decision as JSON-ready data, for a stage's output file (NaN and inf become null)."""
     record = asdict(decision)
@@ -234,9 +263,9 @@ _Holder = tuple[str, float | None] | None
 """The alias holder's version and its run's value of the metric (None: no such metric)."""
 
 
-def _by_alias(client: MlflowClient, model_name: str) -> Any | None:
+def _by_alias(client: MlflowClient, model_name: str, alias: str = CHAMPION_ALIAS) -> Any | None:
     try:
-        return client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
+        return client.get_model_version_by_alias(model_name, alias)
     except MlflowException as exc:
         if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
             return None

@@ -256,7 +256,8 @@ class EnvironmentStatus:
     image: str
     digest: str
     release: str  # the image's version label ("" unknown)
-    model: str  # "<name> v<version>", from the image's labels ("" unknown)
+    model_name: str  # the model it serves, from the image's labels ("" unknown)
+    model_version: str
     promoted: str  # when the digest reached the overlay (its commit's date), "" never
     commit: str  # that commit
     note: str = ""  # why something is unknown
@@ -278,11 +279,13 @@ def deploy_status(project: Path, *, labels: bool = True) -> list[EnvironmentStat
     for environment in ENVIRONMENTS:
         pin = pins.get(environment)
         if pin is None:
-            found.append(EnvironmentStatus(environment, "", "", "", "", "", "", "no overlay"))
+            found.append(EnvironmentStatus(environment, "", "", "", "", "", "", "", "no overlay"))
             continue
         if not pin.deployed:
             found.append(
-                EnvironmentStatus(environment, pin.image, pin.digest, "", "", "", "", "undeployed")
+                EnvironmentStatus(
+                    environment, pin.image, pin.digest, "", "", "", "", "", "undeployed"
+                )
             )
             continue
         log = git(
@@ -296,19 +299,24 @@ def deploy_status(project: Path, *, labels: bool = True) -> list[EnvironmentStat
             check=False,
         )
         commit, _, when = log.partition(" ")
-        release = model = note = ""
+        read: dict[str, str] = {}
+        note = ""
         if labels:
             try:
-                found_labels = image_labels(f"{pin.image}@{pin.digest}")
-                release = found_labels.get("org.opencontainers.image.version", "")
-                name = found_labels.get("dev.paved.model.name", "")
-                version = found_labels.get("dev.paved.model.version", "")
-                model = f"{name} v{version}" if name and version else ""
+                read = image_labels(f"{pin.image}@{pin.digest}")
             except PavedError as exc:
                 note = str(exc)
         found.append(
             EnvironmentStatus(
-                environment, pin.image, pin.digest, release, model, when, commit[:12], note
+                environment,
+                pin.image,
+                pin.digest,
+                read.get("org.opencontainers.image.version", ""),
+                read.get("dev.paved.model.name", ""),
+                read.get("dev.paved.model.version", ""),
+                when,
+                commit[:12],
+                note,
             )
         )
     return found
@@ -345,11 +353,12 @@ def show_deploy_status(found: list[EnvironmentStatus], console: Console) -> None
         table.add_column(column)
     for status in found:
         digest = status.digest[:19] if status.digest else ""
+        model = f"{status.model_name} v{status.model_version}" if status.model_version else ""
         table.add_row(
             status.environment,
             escape(digest),
             escape(status.release),
-            escape(status.model),
+            escape(model),
             escape(status.promoted),
             escape(status.note),
         )

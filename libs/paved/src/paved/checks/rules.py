@@ -46,9 +46,7 @@ WRITE_SCOPES = {"packages", "id-token"}
 #: What a job calling the platform's team-deploy.yml may write too: its branch and its pull
 #: request (that workflow runs none of the repo's code).
 DEPLOY_SCOPES = {"contents", "pull-requests"}
-_DEPLOY_WORKFLOW = re.compile(
-    r"^[\w.-]+/[\w.-]+/\.github/workflows/team-deploy\.yml@[0-9a-f]{40}$"
-)
+_DEPLOY_WORKFLOW = re.compile(r"^[\w.-]+/[\w.-]+/\.github/workflows/team-deploy\.yml@[0-9a-f]{40}$")
 # ------------------------------------------------------------------ fixtures
 
 
