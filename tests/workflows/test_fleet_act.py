@@ -24,6 +24,7 @@ from tests.lib.helpers import PROTECT_MAIN, refs
 
 pytestmark = [pytest.mark.workflows, pytest.mark.usefixtures("foreign_ci_context")]
 
+
 def test_the_matrix_rolls_a_release_out_to_bare_remotes(tmp_path: Path) -> None:
     platform = tmp_path / "paved"
     _, b_sha = two_releases(platform)
