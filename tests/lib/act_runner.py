@@ -38,10 +38,12 @@ class Team:
     def __init__(self, repo: Path, env: dict[str, str], clone: Path, sha: str, work: Path) -> None:
         self.repo, self.env, self.clone, self.sha, self.work = repo, env, clone, sha, work
         self.canary = work / "canary"
+        #: Arguments every run of this team's workflows gets (a GitHub stand-in's, say).
+        self.extra: list[str] = []
 
-    def event(self, ref: str) -> Path:
+    def event(self, ref: str, inputs: dict[str, str] | None = None) -> Path:
         message = f'x"; touch {self.canary}; echo "'
-        event = {
+        event: dict[str, object] = {
             "ref": ref,
             "repository": {
                 "default_branch": "main",
@@ -51,14 +53,22 @@ class Team:
             },
             "head_commit": {"message": message, "id": self.sha},
         }
+        if inputs is not None:  # a workflow_dispatch's inputs
+            event["inputs"] = inputs
         path = self.work / "push.json"
         path.write_text(json.dumps(event))
         return path
 
     def act(
-        self, workflow: str, *extra: str, ref: str = "refs/heads/main", event: str = "push"
+        self,
+        workflow: str,
+        *extra: str,
+        ref: str = "refs/heads/main",
+        event: str = "push",
+        inputs: dict[str, str] | None = None,
     ) -> tuple[int, str]:
-        """Run one workflow on an event (push); return the exit code and the plain output."""
+        """Run one workflow on an event (push, or workflow_dispatch with `inputs`); return the
+        exit code and the plain output."""
         artifacts = self.work / "artifacts"
         stand_ins = [
             arg
@@ -83,7 +93,8 @@ class Team:
                 f"GITHUB_RUN_ID={next(RUN_IDS)}",
                 *lock,
                 "-e",
-                str(self.event(ref)),
+                str(self.event(ref, inputs)),
+                *self.extra,
                 *extra,
             ],
             cwd=self.repo,

@@ -18,16 +18,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ci.base_image import DISTROLESS_IMAGE, ensure_base_image
 from ci.golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve_image, tool_env
 from ci.oci_registry import Registry, local_registry
 from ci.snapshot import GIT_IDENTITY, PLATFORM_URL
 from tests.lib.act_runner import Team
+from tests.lib.fake_github import serving
+from tests.lib.helpers import PROTECT_MAIN
 
 pytestmark = [pytest.mark.workflows, pytest.mark.usefixtures("foreign_ci_context")]
 
 PUSHER, PASSWORD = "paved-ci", "registry-secret-3c1f9a"
+GITHUB_TOKEN = "gh-stand-in-token-5d2e"
 #: An origin with a credential in it, as a careless clone has: no label may carry it.
 ORIGIN = "https://ci-bot:origin-token-77e1@github.com/acme/iris-demo.git"
 
@@ -74,7 +78,30 @@ def team(platform: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -
     }
     repo = generate(work / "iris-demo", env, answers)
     run(["git", "remote", "add", "origin", ORIGIN], repo, env)
+    # Pushes (the deploy job's branches) go to a bare repo that refuses pushes to main.
+    bare = work / "iris-demo.git"
+    run(["git", "clone", "--quiet", "--bare", str(repo), str(bare)], work, env)
+    (bare / "hooks" / "pre-receive").write_text(PROTECT_MAIN)
+    (bare / "hooks" / "pre-receive").chmod(0o755)
+    run(["git", "remote", "set-url", "--push", "origin", str(bare)], repo, env)
     return Team(repo, env, clone, sha, work)
+
+
+@pytest.fixture(scope="module")
+def github(team: Team) -> Iterator[Path]:
+    """The GitHub stand-in every run of the module's workflows talks to; its state file."""
+    state = team.work / "github.json"
+    remote = {"full_name": "acme/iris-demo", "default_branch": "main"}
+    state.write_text(json.dumps({"token": GITHUB_TOKEN, "repos": [remote], "pulls": []}))
+    with serving(state, team.work / "github.log") as api:
+        team.extra = [
+            "--env",
+            f"PAVED_GITHUB_API={api}",
+            "--secret",
+            f"GITHUB_TOKEN={GITHUB_TOKEN}",
+        ]
+        yield state
+        team.extra = []
 
 
 def test_ci_workflow_succeeds_under_act(team: Team) -> None:
@@ -87,7 +114,7 @@ def test_ci_workflow_succeeds_under_act(team: Team) -> None:
 
 
 @pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
+def registry(github: Path) -> Iterator[Registry]:
     with local_registry(users={PUSHER: PASSWORD}) as running:
         yield running
 
@@ -292,3 +319,56 @@ def test_the_drift_workflow_fails_on_a_shifted_log_and_keeps_the_report(team: Te
     assert summary["drifted"] is True
     assert {"petal_length_cm", "petal_width_cm"} <= set(summary["drifted_columns"])
     assert (kept / "drift.html").stat().st_size > 10_000
+
+
+def overlay_digest(tree: Path | str, environment: str, *, bare: Path | None = None) -> str:
+    """The digest `environment`'s overlay pins: in a checkout, or on a branch of `bare`."""
+    path = f"deploy/overlays/{environment}/kustomization.yaml"
+    if bare is None:
+        text = (Path(tree) / path).read_text()
+    else:
+        text = run(["git", "show", f"{tree}:{path}"], bare, {}).stdout
+    return str(yaml.safe_load(text)["images"][0]["digest"])
+
+
+def test_a_release_proposes_staging_and_a_promotion_production_by_pull_request(
+    team: Team, registry: Registry, github: Path
+) -> None:
+    """release.yml's deploy job opens the staging pull request (main is never pushed); after
+    it is merged, promote.yml opens production's with staging's digest, then with an
+    earlier one: a rollback. Each job runs under act, the pushes go to a bare repo that
+    refuses main, the pull requests to the GitHub stand-in."""
+    bare = team.work / "iris-demo.git"
+    main = run(["git", "rev-parse", "main"], bare, {}).stdout
+    head = run(["git", "rev-parse", "HEAD"], team.repo, {}).stdout.strip()
+    output = release(team, registry)
+    found = pushed(output, registry)
+    assert found, output[-4000:]
+    image, digest = found
+    assert re.search(rf"proposed staging: {re.escape(image)}@{digest}", output), output[-3000:]
+    assert overlay_digest("paved/deploy-staging", "staging", bare=bare) == digest
+    pulls = json.loads(github.read_text())["pulls"]
+    assert [(p["head"], p["base"]) for p in pulls] == [("paved/deploy-staging", "main")]
+    assert run(["git", "rev-parse", "main"], bare, {}).stdout == main, "main was pushed to"
+
+    # The staging pull request is merged (here, into the checkout act runs).
+    run(["git", "fetch", "--quiet", str(bare), "paved/deploy-staging"], team.repo, team.env)
+    run(["git", "merge", "--quiet", "--ff-only", "FETCH_HEAD"], team.repo, team.env)
+    try:
+        code, output = team.act("promote.yml", event="workflow_dispatch", inputs={"digest": ""})
+        assert code == 0, output[-4000:]
+        assert overlay_digest("paved/deploy-production", "production", bare=bare) == digest
+        earlier = "sha256:" + "e" * 64
+        code, output = team.act(
+            "promote.yml", event="workflow_dispatch", inputs={"digest": earlier}
+        )
+        assert code == 0, output[-4000:]
+        assert overlay_digest("paved/deploy-production", "production", bare=bare) == earlier
+        pulls = json.loads(github.read_text())["pulls"]
+        assert sorted(p["head"] for p in pulls) == [
+            "paved/deploy-production",
+            "paved/deploy-staging",
+        ]
+        assert run(["git", "rev-parse", "main"], bare, {}).stdout == main
+    finally:
+        run(["git", "reset", "--quiet", "--hard", head], team.repo, team.env)

@@ -236,7 +236,7 @@ def _hand_over(project: Path, tree: Path, branch: str, bare: Path, held: Held) -
 
     The repo's own refs stay as they were; a repo without an origin gets the branch.
     """
-    url = git(project, "remote", "get-url", "origin", check=False)
+    url = git(project, "remote", "get-url", "--push", "origin", check=False)
     if not url:
         git(project, "branch", "--force", branch, git(tree, "rev-parse", "HEAD"))
         return
