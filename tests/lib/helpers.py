@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,36 @@ def protected_origin(repo: Path, origin: Path, env: Mapping[str, str]) -> Path:
             hook.write_text(PROTECT_MAIN)
             hook.chmod(0o755)
     return origin
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path) -> Iterator[str]:
+    """`mlflow server` on a free loopback port, its store and artifacts in `folder`; its URL.
+
+    Stopped by PID on the way out.
+    """
+    import urllib.request
+
+    from ci.golden_path import free_port, running
+
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
+        *("--backend-store-uri", f"sqlite:///{folder / 'server.db'}"),
+        *("--default-artifact-root", str(folder / "artifacts"), "--workers", "1"),
+    ]
+    log = folder / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    with running(process, ready, timeout=90, failure=lambda: log.read_text()[-3000:]):
+        yield f"http://127.0.0.1:{port}"

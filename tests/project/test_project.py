@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from ci.golden_path import DEMO_ANSWERS, IRIS_ROW, Service, generate, run, serve, tool_env
-from tests.lib.helpers import RELEASE
+from tests.lib.helpers import RELEASE, mlflow_server
 
 pytestmark = pytest.mark.project
 
@@ -421,44 +421,8 @@ def test_a_change_to_the_contract_reaches_prepare_the_service_and_the_drift_repo
 @pytest.fixture
 def tracking_server(tmp_path: Path) -> Iterator[str]:
     """`mlflow server` on a free loopback port (sqlite store); stopped by PID afterwards."""
-    import subprocess
-    import sys
-    import urllib.request
-
-    from ci.golden_path import free_port, running
-
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{tmp_path / 'server.db'}",
-        "--default-artifact-root",
-        str(tmp_path / "artifacts"),
-        "--workers",
-        "1",
-    ]
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
-
-    with running(process, ready, timeout=90, failure=lambda: log.read_text()[-3000:]):
-        yield f"http://127.0.0.1:{port}"
+    with mlflow_server(tmp_path) as url:
+        yield url
 
 
 def test_paved_ci_verify_never_registers_in_the_tracking_server(

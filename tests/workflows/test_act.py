@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 
 from ci.base_image import DISTROLESS_IMAGE, ensure_base_image
 from ci.golden_path import DEMO_ANSWERS, IRIS_ROW, generate, run, serve_image, tool_env
@@ -26,12 +27,14 @@ from ci.oci_registry import Registry, local_registry
 from ci.snapshot import GIT_IDENTITY, PLATFORM_URL
 from tests.lib.act_runner import Team
 from tests.lib.fake_github import serving
-from tests.lib.helpers import PROTECT_MAIN
+from tests.lib.helpers import PROTECT_MAIN, mlflow_server
 
 pytestmark = [pytest.mark.workflows, pytest.mark.usefixtures("foreign_ci_context")]
 
 PUSHER, PASSWORD = "paved-ci", "registry-secret-3c1f9a"
 GITHUB_TOKEN = "gh-stand-in-token-5d2e"
+#: The output of the module's release from main, for the test of what follows it.
+LAST_RELEASE: dict[str, str] = {}
 #: An origin with a credential in it, as a careless clone has: no label may carry it.
 ORIGIN = "https://ci-bot:origin-token-77e1@github.com/acme/iris-demo.git"
 
@@ -189,6 +192,7 @@ def test_release_builds_apart_from_its_push_and_the_image_serves(
     run(["git", "commit", "--quiet", "-am", "prepare: a stage gone bad"], team.repo, team.env)
     try:
         output = release(team, registry, override=False)
+        LAST_RELEASE["output"] = output
     finally:
         prepare.write_text(original)
         pyproject.write_text(project)
@@ -341,7 +345,9 @@ def test_a_release_proposes_staging_and_a_promotion_production_by_pull_request(
     bare = team.work / "iris-demo.git"
     main = run(["git", "rev-parse", "main"], bare, {}).stdout
     head = run(["git", "rev-parse", "HEAD"], team.repo, {}).stdout.strip()
-    output = release(team, registry)
+    # The release of test_release_builds_apart_from_its_push... went on to staging; run one
+    # here only when this test runs alone.
+    output = LAST_RELEASE.get("output") or release(team, registry)
     found = pushed(output, registry)
     assert found, output[-4000:]
     image, digest = found
@@ -353,8 +359,41 @@ def test_a_release_proposes_staging_and_a_promotion_production_by_pull_request(
 
     # The staging pull request is merged (here, into the checkout act runs).
     run(["git", "fetch", "--quiet", str(bare), "paved/deploy-staging"], team.repo, team.env)
-    run(["git", "merge", "--quiet", "--ff-only", "FETCH_HEAD"], team.repo, team.env)
+    run(["git", "merge", "--quiet", "--no-edit", "FETCH_HEAD"], team.repo, team.env)
     try:
+        # What staging runs now, read from the overlay, git and the image's own labels.
+        login = ["skopeo", "login", "--tls-verify=false", "-u", PUSHER, "--password-stdin"]
+        subprocess.run([*login, registry.host], input=PASSWORD, text=True, env=team.env, check=True)
+        env = {**team.env, "PAVED_REGISTRY_TLS_VERIFY": "false"}
+        done = subprocess.run(
+            [sys.executable, "-m", "paved", "deploy", "status", "--json"],
+            cwd=team.repo, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        staging = next(row for row in json.loads(done.stdout) if row["environment"] == "staging")
+        assert (staging["digest"], staging["note"]) == (digest, "")
+        assert (staging["model_name"], staging["model_version"]) == ("iris-demo", "1")
+        assert staging["release"] == "0.1.0" and staging["promoted"] and staging["commit"]
+
+        # The merge reached main: deployed.yml gives that model version the alias staging
+        # in the team's tracking server (champion is not touched).
+        with mlflow_server(team.work) as tracking:
+            server = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+            server.create_registered_model("iris-demo")
+            server.create_model_version("iris-demo", "s3://models/iris-demo/1")
+            code, output = team.act(
+                "deployed.yml",
+                *("--var", f"PAVED_REGISTRY={registry.host}/acme"),
+                *("--var", "PAVED_REGISTRY_TLS_VERIFY=false"),
+                *("--var", f"PAVED_REGISTRY_USERNAME={PUSHER}"),
+                *("--secret", f"REGISTRY_PASSWORD={PASSWORD}"),
+                *("--secret", f"MLFLOW_TRACKING_URI={tracking}"),
+            )
+            assert code == 0, output[-4000:]
+            assert "staging: iris-demo v1 (was unset)" in output, output[-3000:]
+            assert str(server.get_model_version_by_alias("iris-demo", "staging").version) == "1"
+            assert PASSWORD not in output
+
         code, output = team.act("promote.yml", event="workflow_dispatch", inputs={"digest": ""})
         assert code == 0, output[-4000:]
         assert overlay_digest("paved/deploy-production", "production", bare=bare) == digest
