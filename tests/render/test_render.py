@@ -74,7 +74,8 @@ def test_render_matrix(render: Render, platform: tuple[Path, str], answers: dict
     package = answers.get("package_name", PACKAGE)
     expected = {f.replace(PACKAGE, package) for f in EXPECTED_FILES}
     if answers.get("deploy_target") == "none":
-        expected = {f for f in expected if not f.startswith("deploy") and "promote" not in f}
+        workflows = {".github/workflows/promote.yml", ".github/workflows/deployed.yml"}
+        expected = {f for f in expected if not f.startswith("deploy/") and f not in workflows}
     assert files_of(repo) == expected
 
     for path in repo.rglob("*"):

@@ -119,6 +119,7 @@ def test_generated_workflows_are_least_privilege_and_pinned(
         # a promotion, in the production environment, moves production.
         deploy = flows["release.yml"]["jobs"]["deploy"]
         assert deploy["needs"] == "release" and "default_branch" in deploy["if"]
+        assert "vars.PAVED_DEPLOY_STAGING != 'false'" in deploy["if"]  # a freeze pauses it
         assert deploy["with"]["environment"] == "staging"
         assert deploy["permissions"] == {"contents": "write", "pull-requests": "write"}
         promote = flows["promote.yml"]["jobs"]["promote"]

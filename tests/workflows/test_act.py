@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.workflows, pytest.mark.usefixtures("foreign_ci_context
 
 PUSHER, PASSWORD = "paved-ci", "registry-secret-3c1f9a"
 GITHUB_TOKEN = "gh-stand-in-token-5d2e"
-#: The output of the module's last release from main, for the test of what follows it.
+#: The output of the module's release that went on to staging, for the test of what follows.
 LAST_RELEASE: dict[str, str] = {}
 #: An origin with a credential in it, as a careless clone has: no label may carry it.
 ORIGIN = "https://ci-bot:origin-token-77e1@github.com/acme/iris-demo.git"
@@ -123,15 +123,22 @@ def registry(github: Path) -> Iterator[Registry]:
 
 
 def release(
-    team: Team, registry: Registry, *extra: str, ref: str = "refs/heads/main", override: bool = True
+    team: Team,
+    registry: Registry,
+    *extra: str,
+    ref: str = "refs/heads/main",
+    override: bool = True,
+    deploy: bool = False,
 ) -> str:
     """Run the generated release.yml against the registry; return act's output (any code).
 
     `override`: name the registry with the repository variable PAVED_REGISTRY; without it
-    the repo's pyproject must already name it.
+    the repo's pyproject must already name it. `deploy`: let the release go on to propose
+    staging (PAVED_DEPLOY_STAGING pauses it otherwise).
     """
     base = ensure_base_image(DISTROLESS_IMAGE)
     variable = ["--var", f"PAVED_REGISTRY={registry.host}/acme"] if override else []
+    variable += [] if deploy else ["--var", "PAVED_DEPLOY_STAGING=false"]
     _, output = team.act(
         "release.yml",
         *variable,
@@ -146,7 +153,7 @@ def release(
         *extra,
         ref=ref,
     )
-    if ref == "refs/heads/main":
+    if deploy:
         LAST_RELEASE["output"] = output
     return output
 
@@ -193,7 +200,7 @@ def test_release_builds_apart_from_its_push_and_the_image_serves(
     assert pyproject.read_text() != project
     run(["git", "commit", "--quiet", "-am", "prepare: a stage gone bad"], team.repo, team.env)
     try:
-        output = release(team, registry, override=False)
+        output = release(team, registry, override=False, deploy=True)
     finally:
         prepare.write_text(original)
         pyproject.write_text(project)
@@ -346,9 +353,9 @@ def test_a_release_proposes_staging_and_a_promotion_production_by_pull_request(
     bare = team.work / "iris-demo.git"
     main = run(["git", "rev-parse", "main"], bare, {}).stdout
     head = run(["git", "rev-parse", "HEAD"], team.repo, {}).stdout.strip()
-    # The module's last release from main went on to staging; run one here only when this
-    # test runs alone.
-    output = LAST_RELEASE.get("output") or release(team, registry)
+    # The module's hostile release went on to staging; run one here only when this test
+    # runs alone.
+    output = LAST_RELEASE.get("output") or release(team, registry, deploy=True)
     found = pushed(output, registry)
     assert found, output[-4000:]
     image, digest = found
