@@ -24,6 +24,7 @@ from paved_ml.data import file_md5
 from paved_ml.errors import RegistryError
 from paved_ml.registry import (
     Decision,
+    SameTestSet,
     champion,
     decision_record,
     export_champion,
@@ -33,6 +34,7 @@ from paved_ml.registry import (
     save_champion,
 )
 from paved_ml.tracking import lineage_run, pinned_requirements, use_tracking
+from sklearn.metrics import f1_score
 
 from tests.lib.helpers import fit
 
@@ -141,6 +143,93 @@ def test_champion_challenger(project: Path, iris: pd.DataFrame) -> None:
 
     with pytest.raises(RegistryError, match="already the champion"):
         promote_if_better(config, v4, metric="f1", value=0.99)
+
+
+def todays_test_set(project: Path, iris: pd.DataFrame) -> SameTestSet:
+    """Today's test set (all of iris, as a file with its md5) and the f1 a model scores on it."""
+    path = project / "test.csv"
+    iris.to_csv(path, index=False)
+
+    def score(uri: str) -> float:
+        predicted = mlflow.sklearn.load_model(uri).predict(iris[["sl", "sw", "pl", "pw"]])
+        return float(f1_score(iris.species, predicted, average="macro"))
+
+    return SameTestSet(md5=file_md5(path), score=score)
+
+
+def test_the_fair_gate_scores_the_champion_on_the_challengers_test_set(
+    project: Path, iris: pd.DataFrame
+) -> None:
+    """A champion that looks better only because its old test set was easier loses."""
+    config = load_config()
+    weak, _ = log_version(project, iris, 0.001, 0.99)  # 0.99 on an easy test set of its day
+    promote_if_better(config, weak, metric="f1", value=0.99)
+    strong, strong_run = log_version(project, iris, 1.0, 0.0)
+    today = todays_test_set(project, iris)
+    challenger = today.score(f"models:/lib-test-model/{strong}")
+    assert 0.95 < challenger < 0.99, "the challenger is better today, yet under the old figure"
+
+    unfair = promote_if_better(config, strong, metric="f1", value=challenger)
+    assert not unfair.promoted and unfair.champion_value == 0.99, "the old gate keeps it"
+    assert unfair.basis == "training_run" and unfair.fallback is None
+
+    fair = promote_if_better(config, strong, metric="f1", value=challenger, same_test_set=today)
+    assert fair.promoted and fair.reason == "better" and str(champion(config).version) == strong
+    assert fair.basis == "same_test_set" and fair.test_set_md5 == today.md5
+    assert fair.champion_value is not None and fair.champion_value < 0.75  # weak, today
+    assert fair.champion_logged_value == 0.99
+    assert fair.message == (
+        f"promoted lib-test-model v{strong} (f1={challenger:.4f}) to 'champion': it beats "
+        f"v{weak} (f1={fair.champion_value:.4f}) (both scored on the same test set, "
+        f"md5 {today.md5})"
+    )
+    # Both scores, the test set's hash and the verdict are on the challenger's run.
+    logged = MlflowClient().get_run(strong_run).data
+    assert logged.metrics["paved.gate.challenger.f1"] == pytest.approx(challenger)
+    assert logged.metrics["paved.gate.champion.f1"] == pytest.approx(fair.champion_value)
+    assert logged.metrics["paved.gate.champion_logged.f1"] == 0.99
+    assert logged.tags["paved.gate.test_set_md5"] == today.md5
+    assert logged.tags["paved.gate.basis"] == "same_test_set"
+    assert logged.tags["paved.gate.reason"] == "better"
+    assert logged.tags["paved.gate.promoted"] == "true"
+    assert decision_record(fair)["champion_logged_value"] == 0.99
+
+    # The same test set judges the next challenger against the new champion's real score.
+    worse, _ = log_version(project, iris, 0.01, 0.0)
+    kept = promote_if_better(
+        config,
+        worse,
+        metric="f1",
+        value=today.score(f"models:/lib-test-model/{worse}"),
+        same_test_set=today,
+    )
+    assert not kept.promoted and kept.champion_value == pytest.approx(challenger)
+
+
+def test_a_champion_that_cannot_be_loaded_is_judged_by_its_logged_figure(
+    project: Path, iris: pd.DataFrame
+) -> None:
+    config = load_config()
+    old, _ = log_version(project, iris, 0.001, 0.99)
+    promote_if_better(config, old, metric="f1", value=0.99)
+    stored = [found.parent for found in (project / "mlruns").rglob("MLmodel")]
+    assert stored, "the store keeps the champion's model under mlruns/"
+    for folder in stored:
+        shutil.rmtree(folder)  # every stored copy of its model is gone
+    new, new_run = log_version(project, iris, 1.0, 0.0)
+    today = todays_test_set(project, iris)
+    decision = promote_if_better(config, new, metric="f1", value=0.97, same_test_set=today)
+    assert not decision.promoted and decision.reason == "not_better"
+    assert decision.basis == "training_run" and decision.champion_value == 0.99
+    assert decision.fallback is not None
+    assert decision.message.startswith(
+        f"kept champion v{old} (f1=0.9900): challenger lib-test-model v{new} (f1=0.9700) does "
+        f"not beat it (the champion's figure is from its own training run: it could not be "
+        f"scored on this test set, md5 {today.md5}: "
+    )
+    tags = MlflowClient().get_run(new_run).data.tags
+    assert tags["paved.gate.basis"] == "training_run" and tags["paved.gate.fallback"]
+    assert "paved.gate.champion.f1" in MlflowClient().get_run(new_run).data.metrics
 
 
 def test_deployed_versions_get_the_environments_aliases_and_champion_stays(

@@ -7,6 +7,7 @@ Real tools throughout: `paved new` (copier), uv, ruff, pytest, DVC, MLflow's sql
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -205,6 +206,35 @@ def test_better_challenger_becomes_champion(repo: Repo) -> None:
     assert "promoted iris-demo v3 (f1_macro=0.9487) to 'champion': it beats v1" in out
     assert repo.champion()["version"] == "3"
     assert json.loads((repo.path / "models/champion/champion.json").read_text())["version"] == "3"
+
+
+def test_the_gate_scores_the_champion_on_the_challengers_test_set(repo: Repo) -> None:
+    """A new split: the champion is scored on it too, not judged by its old test set's figure."""
+    repo.set_param("prepare", "seed", 7)
+    repo.set_param("train", "C", 0.001)
+    out = repo.run("dvc", "repro")
+    test_md5 = hashlib.md5((repo.path / "data/prepared/test.csv").read_bytes()).hexdigest()
+    verdict = re.search(
+        r"kept champion v3 \(f1_macro=(\d\.\d{4})\): challenger iris-demo v4 "
+        r"\(f1_macro=\d\.\d{4}\) does not beat it \(both scored on the same test set, "
+        r"md5 (\w+)\)",
+        out,
+    )
+    assert verdict, out
+    assert verdict[2] == test_md5
+    assert float(verdict[1]) != pytest.approx(0.9487, abs=1e-4), "v3's score on the new split"
+    gate = repo.python(
+        "import json; from mlflow import MlflowClient; from paved_ml.config import load_config; "
+        "from paved_ml.tracking import use_tracking; use_tracking(load_config()); "
+        "c = MlflowClient(); run = c.get_model_version('iris-demo', '4').run_id; "
+        "data = c.get_run(run).data; print(json.dumps([data.metrics, data.tags]))"
+    )
+    metrics, tags = gate
+    assert metrics["paved.gate.champion.f1_macro"] == pytest.approx(float(verdict[1]), abs=1e-4)
+    assert metrics["paved.gate.champion_logged.f1_macro"] == pytest.approx(0.9487, abs=1e-4)
+    assert tags["paved.gate.test_set_md5"] == test_md5
+    assert tags["paved.gate.basis"] == "same_test_set" and tags["paved.gate.reason"] == "not_better"
+    assert repo.champion()["version"] == "3"
 
 
 def test_bad_data_fails_prepare_naming_the_column(repo: Repo) -> None:

@@ -2,7 +2,11 @@
 
 The alias `champion` marks the model version that serves. A newly trained version (the
 challenger) takes the alias only when it beats the champion on the configured metric;
-otherwise the champion stays and the decision says why. The aliases `staging` and
+otherwise the champion stays and the decision says why. The gate is fair when it is given
+the challenger's test set (`SameTestSet`): the champion is then scored on that same test
+set, in the same run, rather than judged by the figure logged when it was trained on a test
+set of its own; the decision is logged on the challenger's run with both scores and the
+test set's hash. The aliases `staging` and
 `production` say which version each deploy environment runs (`record_deployed`). The
 champion is also copied to a plain folder (`models/champion`, tracked by DVC) so that
 serving and image builds never need the tracking database.
@@ -14,7 +18,7 @@ import math
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ from typing import Any, Literal
 
 import mlflow
 import mlflow.pyfunc
+from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -36,6 +41,7 @@ __all__ = [
     "SETTLE_SECONDS",
     "Decision",
     "Reason",
+    "SameTestSet",
     "champion",
     "decision_record",
     "export_champion",
@@ -57,6 +63,11 @@ SETTLE_SECONDS = 1.0
 # How many times a promotion redoes its comparison when other writers keep moving the alias.
 _ATTEMPTS = 5
 
+#: Where the champion's figure came from: the challenger's test set, or its own training run.
+Basis = Literal["same_test_set", "training_run"]
+#: The run tags and metric names a decision is logged under, on the challenger's run.
+GATE_PREFIX = "paved.gate."
+
 Reason = Literal[
     "no_champion",
     "better",
@@ -65,6 +76,18 @@ Reason = Literal[
     "champion_not_a_number",
     "challenger_not_a_number",
 ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SameTestSet:
+    """The challenger's test set, for the fair gate: the champion is scored on it too.
+
+    `score` takes a model URI (`models:/<name>/<version>`) and returns that model's value of
+    the metric on this test set; `md5` is the test set's data hash (as DVC records it).
+    """
+
+    md5: str
+    score: Callable[[str], float]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,10 +102,29 @@ class Decision:
     champion_version: str | None
     champion_value: float | None
     reason: Reason
+    #: Where `champion_value` came from (None without a champion).
+    basis: Basis | None = None
+    #: The figure the champion's own training run logged (what the unfair gate compared).
+    champion_logged_value: float | None = None
+    #: The data hash of the test set both were scored on (with `SameTestSet`).
+    test_set_md5: str | None = None
+    #: Why the champion could not be scored on the challenger's test set, if it could not.
+    fallback: str | None = None
 
     @property
     def message(self) -> str:
         """One line for a person reading the pipeline's output."""
+        line = self._verdict()
+        if self.basis == "same_test_set":
+            line += f" (both scored on the same test set, md5 {self.test_set_md5})"
+        elif self.fallback:
+            line += (
+                f" (the champion's figure is from its own training run: it could not be "
+                f"scored on this test set, md5 {self.test_set_md5}: {self.fallback})"
+            )
+        return line
+
+    def _verdict(self) -> str:
         challenger = f"{self.model_name} v{self.version} ({self.metric}={_fmt(self.value)})"
         champ = f"v{self.champion_version} ({self.metric}={_fmt(self.champion_value)})"
         promoted = f"promoted {challenger} to '{CHAMPION_ALIAS}'"
@@ -137,14 +179,19 @@ def promote_if_better(
     metric: str,
     value: float | None,
     greater_is_better: bool = True,
+    same_test_set: SameTestSet | None = None,
     settle: float = SETTLE_SECONDS,
 ) -> Decision:
     """Give `version` the champion alias only if its `value` of `metric` beats the champion's.
 
-    The champion's figure is read from the run that produced it, so the comparison holds
-    whichever machine trained it. A tie keeps the champion; a challenger whose value is not
-    a finite number is never promoted; a champion whose run lacks the metric is kept (the
-    message says how to promote by hand), one whose value is not finite is replaced.
+    With `same_test_set` the gate is fair: the champion is loaded from the registry and
+    scored on the challenger's test set, in this run, and that score is what the challenger
+    must beat. Without it, or when the champion cannot be loaded or scored there (the
+    decision says why), the champion's figure is the one its own training run logged. A tie
+    keeps the champion; a challenger whose value is not a finite number is never promoted; a
+    champion without a figure is kept (the message says how to promote by hand), one whose
+    figure is not finite is replaced. The decision is logged on the challenger's run (tags
+    and metrics under `paved.gate.`).
 
     The registry has no compare-and-set, so concurrent promotions of one model are settled
     optimistically: the alias is re-read just before it is set and again `settle` seconds
@@ -157,29 +204,31 @@ def promote_if_better(
     use_tracking(config)
     client = MlflowClient()
     version = str(version)
-    holder = _holder(client, config.model_name, metric)
-    if holder is not None and holder[0] == version:
+    holders = _Holders(client, config.model_name, metric, same_test_set)
+    holder = holders.current()
+    if holder is not None and holder.version == version:
         raise RegistryError(f"{config.model_name} v{version} is already the champion")
+    judge = _Judge(config.model_name, version, metric, value, greater_is_better, same_test_set)
     for _ in range(_ATTEMPTS):
-        decision = _judge(config.model_name, version, metric, value, greater_is_better, holder)
+        decision = judge(holder)
         if not decision.promoted:
-            return decision
+            return _logged(client, decision)
         # Right before writing: if another promotion moved the alias, compare again.
         moved = _by_alias(client, config.model_name)
         if _version_of(holder) != (None if moved is None else str(moved.version)):
-            holder = _holder(client, config.model_name, metric)
+            holder = holders.current()
             if _version_of(holder) == version:
-                return decision
+                return _logged(client, decision)
             continue
         client.set_registered_model_alias(config.model_name, CHAMPION_ALIAS, version)
         # Give a racing writer time to land, then check who holds the alias now.
         time.sleep(settle)
-        holder = _holder(client, config.model_name, metric)
+        holder = holders.current()
         if _version_of(holder) == version:
-            return decision
-    decision = _judge(config.model_name, version, metric, value, greater_is_better, holder)
+            return _logged(client, decision)
+    decision = judge(holder)
     if not decision.promoted:
-        return decision
+        return _logged(client, decision)
     raise RegistryError(
         f"the '{CHAMPION_ALIAS}' alias of {config.model_name} kept moving while v{version} "
         f"was being promoted ({_ATTEMPTS} attempts): run the promotion again"
@@ -211,7 +260,9 @@ def export_champion(config: ProjectConfig, dest: Path) -> Path:
                 f"{config.model_name} v{current.version} downloaded without an MLmodel file: "
                 "its artifacts are incomplete"
             )
-        metrics = MlflowClient().get_run(current.run_id).data.metrics
+        logged = MlflowClient().get_run(current.run_id).data.metrics
+        # The model's own metrics: not the gate's figures logged beside them.
+        metrics = {k: v for k, v in logged.items() if not k.startswith(GATE_PREFIX)}
         write_champion_file(new, config.model_name, str(current.version), metrics)
     return dest
 
@@ -254,13 +305,20 @@ def record_deployed(config: ProjectConfig, environment: str, version: str) -> st
 def decision_record(decision: Decision) -> dict[str, Any]:
     """The decision as JSON-ready data, for a stage's output file (NaN and inf become null)."""
     record = asdict(decision)
-    for key in ("value", "champion_value"):
+    for key in ("value", "champion_value", "champion_logged_value"):
         record[key] = _finite(record[key])
     return {**record, "message": decision.message}
 
 
-_Holder = tuple[str, float | None] | None
-"""The alias holder's version and its run's value of the metric (None: no such metric)."""
+@dataclass(frozen=True)
+class _Holder:
+    """The alias holder: its version and figure, where the figure came from, and why."""
+
+    version: str
+    value: float | None
+    logged: float | None
+    basis: Basis
+    fallback: str | None = None
 
 
 def _by_alias(client: MlflowClient, model_name: str, alias: str = CHAMPION_ALIAS) -> Any | None:
@@ -272,52 +330,123 @@ def _by_alias(client: MlflowClient, model_name: str, alias: str = CHAMPION_ALIAS
         raise
 
 
-def _holder(client: MlflowClient, model_name: str, metric: str) -> _Holder:
-    current = _by_alias(client, model_name)
-    if current is None:
-        return None
-    metrics = client.get_run(current.run_id).data.metrics if current.run_id else {}
-    value = metrics.get(metric)
-    return str(current.version), None if value is None else float(value)
+class _Holders:
+    """Reads the alias holder; scores each holder on the same test set once per promotion."""
+
+    def __init__(
+        self, client: MlflowClient, model_name: str, metric: str, same: SameTestSet | None
+    ) -> None:
+        self.client, self.model_name, self.metric, self.same = client, model_name, metric, same
+        self._scored: dict[str, float | str] = {}
+
+    def current(self) -> _Holder | None:
+        held = _by_alias(self.client, self.model_name)
+        if held is None:
+            return None
+        version = str(held.version)
+        metrics = self.client.get_run(held.run_id).data.metrics if held.run_id else {}
+        logged = metrics.get(self.metric)
+        logged = None if logged is None else float(logged)
+        if self.same is None:
+            return _Holder(version, logged, logged, "training_run")
+        if version not in self._scored:
+            self._scored[version] = self._score(version)
+        scored = self._scored[version]
+        if isinstance(scored, str):
+            return _Holder(version, logged, logged, "training_run", fallback=scored)
+        return _Holder(version, scored, logged, "same_test_set")
+
+    def _score(self, version: str) -> float | str:
+        """The holder's figure on the test set, or why there is none (the fallback's note)."""
+        assert self.same is not None
+        try:
+            return float(self.same.score(f"models:/{self.model_name}/{version}"))
+        except Exception as exc:  # any model that cannot be loaded or scored: say why
+            detail = " ".join(str(exc).split())[:300]
+            return f"{type(exc).__name__}: {detail}"
 
 
-def _version_of(holder: _Holder) -> str | None:
-    return None if holder is None else holder[0]
+def _version_of(holder: _Holder | None) -> str | None:
+    return None if holder is None else holder.version
 
 
-def _judge(
-    model_name: str,
-    version: str,
-    metric: str,
-    value: float | None,
-    greater_is_better: bool,
-    holder: _Holder,
-) -> Decision:
-    """Compare the challenger with the alias holder; nothing is written."""
-    champion_version, champion_value = (None, None) if holder is None else holder
-    reason: Reason
-    if _finite(value) is None:
-        reason = "challenger_not_a_number"
-    elif champion_version is None:
-        reason = "no_champion"
-    elif champion_value is None:
-        reason = "champion_metric_missing"
-    elif _finite(champion_value) is None:
-        reason = "champion_not_a_number"
-    else:
-        assert value is not None
-        beats = value > champion_value if greater_is_better else value < champion_value
-        reason = "better" if beats else "not_better"
-    return Decision(
-        model_name=model_name,
-        version=version,
-        metric=metric,
-        value=value,
-        promoted=reason in {"no_champion", "better", "champion_not_a_number"},
-        champion_version=champion_version,
-        champion_value=champion_value,
-        reason=reason,
+@dataclass(frozen=True)
+class _Judge:
+    """Compares the challenger with an alias holder; nothing is written."""
+
+    model_name: str
+    version: str
+    metric: str
+    value: float | None
+    greater_is_better: bool
+    same: SameTestSet | None
+
+    def __call__(self, holder: _Holder | None) -> Decision:
+        champion_value = None if holder is None else holder.value
+        reason: Reason
+        if _finite(self.value) is None:
+            reason = "challenger_not_a_number"
+        elif holder is None:
+            reason = "no_champion"
+        elif champion_value is None:
+            reason = "champion_metric_missing"
+        elif _finite(champion_value) is None:
+            reason = "champion_not_a_number"
+        else:
+            assert self.value is not None
+            beats = (
+                self.value > champion_value
+                if self.greater_is_better
+                else self.value < champion_value
+            )
+            reason = "better" if beats else "not_better"
+        return Decision(
+            model_name=self.model_name,
+            version=self.version,
+            metric=self.metric,
+            value=self.value,
+            promoted=reason in {"no_champion", "better", "champion_not_a_number"},
+            champion_version=_version_of(holder),
+            champion_value=champion_value,
+            reason=reason,
+            basis=None if holder is None else holder.basis,
+            champion_logged_value=None if holder is None else holder.logged,
+            test_set_md5=None if self.same is None else self.same.md5,
+            fallback=None if holder is None else holder.fallback,
+        )
+
+
+def _logged(client: MlflowClient, decision: Decision) -> Decision:
+    """Log the decision on the challenger's run: tags, and each finite figure as a metric."""
+    run_id = client.get_model_version(decision.model_name, decision.version).run_id
+    if not run_id:
+        return decision
+    tags = {
+        "reason": decision.reason,
+        "promoted": str(decision.promoted).lower(),
+        "metric": decision.metric,
+        "champion_version": decision.champion_version or "",
+        "basis": decision.basis or "",
+        "test_set_md5": decision.test_set_md5 or "",
+        "fallback": decision.fallback or "",
+        "message": decision.message[:4000],
+    }
+    figures = {
+        "challenger": decision.value,
+        "champion": decision.champion_value,
+        "champion_logged": decision.champion_logged_value,
+    }
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(f"{GATE_PREFIX}{key}.{decision.metric}", float(figure), now, 0)
+            for key, figure in figures.items()
+            if figure is not None and math.isfinite(figure)
+        ],
+        tags=[RunTag(f"{GATE_PREFIX}{key}", text) for key, text in tags.items()],
     )
+    return decision
 
 
 @contextmanager
