@@ -1,4 +1,9 @@
-"""Evaluate: score the challenger, and promote it to champion only if it is better."""
+"""Evaluate: score the challenger, and promote it to champion only if it is better.
+
+The gate is fair: the champion is scored on this run's test set too, and the challenger
+must beat that score, not the one the champion got on its own test set when it was
+trained. The decision (both scores, the test set's md5) is logged on the challenger's run.
+"""
 
 import json
 from typing import Any
@@ -8,7 +13,13 @@ import mlflow.sklearn
 import pandas as pd
 from paved_ml.config import load_config
 from paved_ml.contract import Contract
-from paved_ml.registry import export_champion, promote_if_better, save_champion
+from paved_ml.data import file_md5
+from paved_ml.registry import (
+    SameTestSet,
+    export_champion,
+    promote_if_better,
+    save_champion,
+)
 from paved_ml.tracking import lineage_run
 from sklearn.metrics import accuracy_score, f1_score
 
@@ -30,18 +41,25 @@ def main() -> None:
     settings = params("evaluate")
     config = load_config()
     registration = json.loads(REGISTRATION.read_text(encoding="utf-8"))
-    metrics = score(mlflow.sklearn.load_model(str(CANDIDATE)), pd.read_csv(TEST), CONTRACT)
-    if settings["metric"] not in metrics:
-        raise SystemExit(f"evaluate: metric {settings['metric']!r} is not one of {sorted(metrics)}")
+    test = pd.read_csv(TEST)
+    metric = settings["metric"]
+    metrics = score(mlflow.sklearn.load_model(str(CANDIDATE)), test, CONTRACT)
+    if metric not in metrics:
+        raise SystemExit(f"evaluate: metric {metric!r} is not one of {sorted(metrics)}")
 
     with lineage_run(config, run_id=registration["run_id"]):
         mlflow.log_metrics(metrics)
     decision = promote_if_better(
         config,
         registration["version"],
-        metric=settings["metric"],
-        value=metrics[settings["metric"]],
+        metric=metric,
+        value=metrics[metric],
         greater_is_better=settings["greater_is_better"],
+        # The champion, loaded from the registry, scored on this same test set.
+        same_test_set=SameTestSet(
+            md5=file_md5(TEST),
+            score=lambda uri: score(mlflow.sklearn.load_model(uri), test, CONTRACT)[metric],
+        ),
     )
     if decision.promoted:
         save_champion(CANDIDATE, CHAMPION, decision)
