@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
 from paved_ml.cli import main
+from paved_ml.config import load_config
 from paved_ml.drift import DriftSettings, detect_drift
 from paved_ml.errors import PavedMLError
 from paved_ml.prediction_log import LogSettings, PredictionLog
@@ -57,7 +59,9 @@ def logged(folder: Path, frame: pd.DataFrame, model: object) -> Path:
     return folder
 
 
-def run_cli(team: Path, log: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+def run_cli(
+    team: Path, log: Path, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[int, str, str]:
     reports = log.parent / f"{log.name}-reports"
     code = main(
         [
@@ -69,6 +73,7 @@ def run_cli(team: Path, log: Path, capsys: pytest.CaptureFixture[str]) -> tuple[
             "--log", str(log),
             "--report", str(reports / "drift.html"),
             "--summary", str(reports / "drift.json"),
+            *extra,
         ]
     )  # fmt: skip
     out, err = capsys.readouterr()
@@ -76,7 +81,11 @@ def run_cli(team: Path, log: Path, capsys: pytest.CaptureFixture[str]) -> tuple[
 
 
 def test_a_shifted_log_fails_naming_the_drifted_features_with_a_report(
-    team: Path, iris: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    team: Path,
+    iris: pd.DataFrame,
+    tmp_path: Path,
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     model = mlflow.sklearn.load_model(str(team / "models" / "champion"))
     shifted = sample(iris, 400, seed=1, shift={"pl": 2.0, "pw": 1.0})
@@ -87,11 +96,19 @@ def test_a_shifted_log_fails_naming_the_drifted_features_with_a_report(
     assert {"pl", "pw"} <= set(summary["drifted_columns"])
     assert not {"sl", "sw"} & set(summary["drifted_columns"])
     assert summary["violations"] == {}  # shifted, but still inside the contract's ranges
-    assert (
-        "DRIFTED  pl" in out
-        and "DRIFTED  pw" in out
-        and out.rstrip().splitlines()[-1].startswith("drift:")
+    assert "DRIFTED  pl" in out and "DRIFTED  pw" in out
+    assert out.rstrip().splitlines()[-2].startswith("drift:")
+    # The result is a run of the project's experiment, for a platform view to read.
+    assert "logged to MLflow: run " in out.rstrip().splitlines()[-1]
+    client = MlflowClient(load_config().tracking_uri)
+    [run] = client.search_runs(
+        [client.get_experiment_by_name("lib-test").experiment_id],
+        "tags.`paved.monitoring.kind` = 'drift'",
     )
+    assert run.data.tags["paved.monitoring.failed"] == "true"
+    assert run.data.tags["paved.monitoring.model_version"] == "3"
+    assert run.data.metrics["drift.share"] == summary["share"]
+    assert run.data.metrics["drift.columns_drifted"] == len(summary["drifted_columns"])
     html = (tmp_path / "log-reports" / "drift.html").read_text()
     assert "<html" in html.lower() and len(html) > 10_000  # Evidently's own report
 
@@ -101,11 +118,12 @@ def test_an_unshifted_log_passes(
 ) -> None:
     model = mlflow.sklearn.load_model(str(team / "models" / "champion"))
     same = sample(iris, 400, seed=2, shift={})
-    code, out, err = run_cli(team, logged(tmp_path / "log", same, model), capsys)
+    code, out, err = run_cli(team, logged(tmp_path / "log", same, model), capsys, "--no-tracking")
     assert code == 0, (out, err)
     summary = json.loads((tmp_path / "log-reports" / "drift.json").read_text())
     assert summary["drifted"] is False and summary["share"] < 0.4
     assert out.rstrip().splitlines()[-1].startswith("no drift:")
+    assert "MLflow" not in out + err  # --no-tracking
 
 
 def test_a_missing_or_empty_log_is_a_clear_message_not_a_traceback(

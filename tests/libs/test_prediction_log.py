@@ -29,8 +29,9 @@ def test_requests_are_written_with_model_and_time_in_files_of_at_most_max_rows(
     tmp_path: Path,
 ) -> None:
     log = log_in(tmp_path, max_rows=5)
-    for number in range(6):  # six requests of two rows: 12 rows
-        log.record({"a": np.array([number, number]), "b": ["x", "y"]}, [number * 10] * 2)
+    for number in range(6):  # six requests of two rows: 12 rows (the last without ids)
+        ids = [f"r{number}-0", f"r{number}-1"] if number < 5 else None
+        log.record({"a": np.array([number, number]), "b": ["x", "y"]}, [number * 10] * 2, ids)
     log.close()
     sizes = [len(pd.read_parquet(path, engine="fastparquet")) for path in files(tmp_path)]
     assert sum(sizes) == 12 and max(sizes) == 4  # at most 5 rows, and no request split
@@ -43,6 +44,12 @@ def test_requests_are_written_with_model_and_time_in_files_of_at_most_max_rows(
         "a",
         "b",
         "prediction",
+        "prediction_id",
+    ]
+    assert frame["prediction_id"].tolist() == [
+        *(f"r{n}-{row}" for n in range(5) for row in range(2)),
+        None,
+        None,
     ]
     assert frame["a"].tolist() == [n for n in range(6) for _ in range(2)]
     assert frame["prediction"].tolist() == [n * 10 for n in range(6) for _ in range(2)]

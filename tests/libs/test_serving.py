@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -168,7 +169,7 @@ SERVICE = """
 from typing import Annotated
 
 import bentoml
-from paved_ml.serving import MAX_ROWS, ChampionModel, Prediction
+from paved_ml.serving import MAX_ROWS, ChampionModel, Prediction, PredictionIdHeader
 from pydantic import Field
 
 CHAMPION = ChampionModel.from_env()
@@ -202,6 +203,9 @@ class LibTest:
         if rows[0].sl == 99.0:  # a row that makes the service fail, as a model can
             raise RuntimeError("the model failed")
         return self.predictor.predict(rows)
+
+
+LibTest.add_asgi_middleware(PredictionIdHeader)
 """
 COMMAND = (sys.executable, "-m", "bentoml", "serve", "lib_service:LibTest")
 
@@ -312,6 +316,35 @@ def test_each_answer_carries_its_own_request_id(service: Service) -> None:
     assert all(ids) and len(set(ids)) == 3, ids
 
 
+@pytest.mark.parametrize("route", ["/predict", "/predict_async"])
+def test_each_prediction_has_an_id_in_the_answer_and_its_request_in_a_header(
+    service: Service, route: str
+) -> None:
+    """BentoML's path and the direct one alike: ids `<request>-<row>`, the request a header."""
+    seen = set()
+    for _ in range(3):
+        answer = raw_post(
+            service, route, json.dumps({"rows": [ROW] * 3}).encode(), "application/json"
+        )
+        assert answer["status"] == 200
+        request = answer["headers"]["paved-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", request), request
+        assert answer["body"]["prediction_ids"] == [f"{request}-{row}" for row in range(3)]
+        seen.add(request)
+    assert len(seen) == 3, "each request has its own id"
+    refused = raw_post(service, route, json.dumps({"rows": []}).encode(), "application/json")
+    assert refused["status"] == 400 and "paved-request-id" not in refused["headers"]
+
+
+#: A prediction id: the request's 128 random bits in hex, a dash, the row.
+PREDICTION_ID = re.compile(rb"[0-9a-f]{32}-[0-9]+")
+
+
+def without_ids(raw: bytes) -> bytes:
+    """An answer with each prediction id replaced by the same placeholder."""
+    return PREDICTION_ID.sub(b"<id>", raw)
+
+
 def raw_post(service: Service, path: str, body: bytes, content_type: str) -> dict[str, Any]:
     """POST `body` as `content_type`: the status, the answer (raw and decoded), the headers."""
     host, port = service.url.removeprefix("http://").split(":")
@@ -355,9 +388,10 @@ def test_a_json_call_answered_directly_is_answered_as_bentoml_answers_it(
     direct = raw_post(service, "/predict_async", data, "application/json; charset=utf-8")
     by_bentoml = raw_post(service, "/predict_async", data, "text/plain")
     assert direct["status"] == by_bentoml["status"] == status, (direct, by_bentoml)
-    assert direct["raw"] == by_bentoml["raw"]  # byte for byte
+    assert without_ids(direct["raw"]) == without_ids(by_bentoml["raw"])  # byte for byte
     if status == 200:  # and the same as the synchronous API's, which BentoML answers
-        assert direct["body"] == raw_post(service, "/predict", data, "application/json")["body"]
+        synchronous = raw_post(service, "/predict", data, "application/json")["raw"]
+        assert without_ids(direct["raw"]) == without_ids(synchronous)
     for answer in (direct, by_bentoml):
         assert answer["headers"]["server"] == "BentoML Service/lib-test"
         assert len(answer["headers"]["x-bentoml-request-id"]) == 16
@@ -443,10 +477,14 @@ def assert_rejected(service: Service, field: str, literal: str, error: str) -> N
 
 def test_probe_service_serves(probe_service: Service) -> None:
     assert probe_service.get("/readyz") == 200
-    assert probe_service.post("/predict", probe_body()) == (
-        200,
-        {"predictions": [11.0], "probabilities": None, "model_name": "probe", "model_version": "1"},
-    )
+    status, body = probe_service.post("/predict", probe_body())
+    assert status == 200 and PREDICTION_ID.fullmatch(body.pop("prediction_ids")[0].encode())
+    assert body == {
+        "predictions": [11.0],
+        "probabilities": None,
+        "model_name": "probe",
+        "model_version": "1",
+    }
 
 
 @pytest.mark.parametrize("field", ["x", "f"])
@@ -568,10 +606,11 @@ def test_sigterm_lets_the_request_in_flight_finish(probe_champion: Path) -> None
         escalated = stop(process)  # SIGTERM to the server's process group, then waits
         stopped = time.monotonic() - started
         slow.join(timeout=30)
-    assert answers == [
+    assert [(status, {**body, "prediction_ids": None}) for status, body in answers] == [
         (
             200,
             {
+                "prediction_ids": None,
                 "predictions": [13.0],
                 "probabilities": None,
                 "model_name": "probe",
@@ -776,6 +815,7 @@ def test_the_service_records_what_it_serves_when_the_log_is_configured(
     recorded = read_prediction_log(log)
     assert recorded[["sl", "sw", "pl", "pw"]].to_dict("records") == rows * 3  # no warm-up row
     assert recorded["prediction"].tolist() == [p for a in answers for p in a["predictions"]]
+    assert recorded["prediction_id"].tolist() == [i for a in answers for i in a["prediction_ids"]]
     assert set(recorded["model_version"]) == {"7"} and set(recorded["model_name"]) == {"iris"}
 
     held = folder / "held"  # rolled only by the stop: an hour is never reached

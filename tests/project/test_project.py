@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -446,6 +448,55 @@ def test_a_change_to_the_contract_reaches_prepare_the_service_and_the_drift_repo
         }
     finally:
         contract.write_text(original)
+
+
+def test_labels_sent_back_by_prediction_id_judge_the_models_accuracy(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """The service's ids, its log, then `paved-ml feedback`: noise in the labels fails it."""
+    log = tmp_path / "predictions"
+    table = pd.read_csv(repo.path / "data/raw/table.csv")
+    rows = table.drop(columns="species").to_dict("records")
+    ids: list[str] = []
+    with serve(repo.path, {**repo.env, "PAVED_PREDICTION_LOG": str(log)}) as service:
+        for start in range(0, len(rows), 50):
+            request = urllib.request.Request(
+                service.url + "/predict",
+                data=json.dumps({"rows": rows[start : start + 50]}).encode(),
+                headers={"content-type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                body = json.load(answer)
+                header = answer.headers["Paved-Request-Id"]
+            assert body["prediction_ids"][0] == f"{header}-0"
+            ids += body["prediction_ids"]
+    truth = table["species"].to_numpy()
+    right = tmp_path / "labels.csv"
+    pd.DataFrame({"prediction_id": ids, "species": truth}).to_csv(right, index=False)
+    noisy = tmp_path / "noisy.csv"
+    wrong = truth.copy()
+    wrong[::2] = np.roll(truth, 50)[::2]  # every other label names another species
+    pd.DataFrame({"prediction_id": [*ids, "unknown-0"], "species": [*wrong, "setosa"]}).to_csv(
+        noisy, index=False
+    )
+
+    def feedback(labels: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["uv", "run", "--frozen", "paved-ml", "feedback", str(labels), "--log", str(log),
+             "--summary", str(tmp_path / "feedback.json")],
+            cwd=repo.path, env=repo.env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    passed = feedback(right)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "accuracy holds: 150 of 150 labels joined with a logged prediction" in passed.stdout
+    failed = feedback(noisy)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "under monitoring.min_f1_macro (0.85)" in failed.stdout
+    assert "1 match no logged prediction id" in failed.stdout
+    summary = json.loads((tmp_path / "feedback.json").read_text())
+    assert summary["failed"] and summary["unmatched"] == 1 and summary["matched"] == 150
+    assert "logged to MLflow: run " in failed.stdout
 
 
 @pytest.fixture

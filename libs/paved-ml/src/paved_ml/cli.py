@@ -2,12 +2,15 @@
 
     paved-ml batch-predict INPUT    score a CSV or Parquet file (or a folder) with the champion
     paved-ml drift                  the prediction log against the training data
+    paved-ml feedback LABELS        the model's accuracy from labels joined with the log by id
     paved-ml smoke URL              the contract's examples against a deployed service
     paved-ml deployed STATUS        record in the registry which version each environment runs
 
-Exit codes: 0 done (drift: no drift; smoke: every check held), 1 drift past the thresholds
-in params.yaml or a smoke check failed, 2 bad input, nothing to judge or a setting that is
-wrong (the message says which); never a traceback for those.
+Exit codes: 0 done (drift: no drift; feedback: above every threshold; smoke: every check
+held), 1 drift past the thresholds in params.yaml, the latest window's accuracy below one,
+or a smoke check failed, 2 bad input, nothing to judge or a setting that is wrong (the
+message says which); never a traceback for those. drift and feedback log their result to
+MLflow as a run of the project's experiment (`--no-tracking`: not).
 """
 
 from __future__ import annotations
@@ -51,6 +54,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     drift.add_argument("--since-hours", type=float, default=None, help="only rows this recent")
     drift.add_argument("--report", type=Path, default=Path("reports/drift.html"))
     drift.add_argument("--summary", type=Path, default=Path("reports/drift.json"))
+    drift.add_argument("--no-tracking", action="store_true", help="do not log the result")
+    feedback = commands.add_parser(
+        "feedback", help="the model's accuracy from labels joined with the prediction log"
+    )
+    feedback.add_argument("labels", type=Path, help="a .csv or .parquet of prediction_id, label")
+    feedback.add_argument(
+        "--label-column",
+        default=None,
+        help="the labels' column (default: the contract's target, else `label`)",
+    )
+    feedback.add_argument("--log", default=None, help="the prediction log (as for drift)")
+    feedback.add_argument("--params", type=Path, default=Path("params.yaml"))
+    feedback.add_argument(
+        "--contract", default=None, help="module:attribute (default: [tool.paved])"
+    )
+    feedback.add_argument("--summary", type=Path, default=Path("reports/feedback.json"))
+    feedback.add_argument("--no-tracking", action="store_true", help="do not log the result")
     batch = commands.add_parser("batch-predict", help="score a file or folder with the champion")
     batch.add_argument("input", type=Path, help="a .csv or .parquet file, or a folder of them")
     batch.add_argument("--output", type=Path, default=Path("data/scored/predictions.parquet"))
@@ -76,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands_run = {
         "batch-predict": _batch,
         "drift": _drift,
+        "feedback": _feedback,
         "smoke": _smoke,
         "deployed": _deployed,
     }
@@ -94,8 +115,7 @@ def _drift(args: argparse.Namespace) -> int:
 
     params = _read_params(args.params)
     settings = DriftSettings.from_params(params.get("monitoring"))
-    log = args.log or os.environ.get(LOG_ENV) or str(DEFAULT_LOG)
-    current = read_prediction_log(log)
+    current = read_prediction_log(_log_location(args.log))
     if args.since_hours is not None:
         cutoff = datetime.now(UTC) - timedelta(hours=args.since_hours)
         current = current[current[TIME] >= cutoff]
@@ -125,7 +145,98 @@ def _drift(args: argparse.Namespace) -> int:
         f"{result.rows['current']} logged rows against {result.rows['reference']}; "
         f"report {args.report}, summary {args.summary}"
     )
+    figures = {
+        "drift.share": result.share,
+        "drift.columns_drifted": float(len(result.drifted_columns)),
+        "drift.rows": float(result.rows["current"]),
+    }
+    _track(args, "drift", result.drifted, figures, _latest_version(current), args.summary)
     return 1 if result.drifted else 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    from paved_ml.feedback import FeedbackSettings, judge_feedback, read_labels
+    from paved_ml.prediction_log import read_prediction_log
+
+    settings = FeedbackSettings.from_params(_read_params(args.params).get("monitoring"))
+    labels = read_labels(args.labels)
+    column = args.label_column
+    if column is None:
+        target = _contract(args.contract).target
+        column = target if target in labels else "label"
+    log = read_prediction_log(_log_location(args.log))
+    result = judge_feedback(
+        log, labels, label_column=column, settings=settings, summary=args.summary
+    )
+    names = list(result.latest["metrics"])
+    print(f"{'window':<26} {'labelled':>8}  " + "  ".join(f"{name:>15}" for name in names))
+    for window in result.windows:
+        values = "  ".join(f"{window['metrics'][name]:>15.4f}" for name in names)
+        print(f"{window['start']:<26} {window['rows']:>8}  {values}")
+    for found in result.below:
+        print(
+            f"{'BELOW':>8}  {found['metric']}: {found['value']:.4f} in the latest window, "
+            f"under monitoring.min_{found['metric']} ({found['threshold']})"
+        )
+    verdict = "accuracy below a threshold" if result.failed else "accuracy holds"
+    thresholds = ", ".join(f"{k} >= {v}" for k, v in settings.minimums.items()) or "none set"
+    print(
+        f"{verdict}: {result.matched} of {result.labels} labels joined with a logged "
+        f"prediction; {result.unmatched} match no logged prediction id, {result.relabelled} "
+        f"relabel an id, {result.unlabelled} logged predictions await a label; thresholds: "
+        f"{thresholds}; summary {args.summary}"
+    )
+    figures = {f"accuracy.{name}": value for name, value in result.latest["metrics"].items()}
+    figures |= {
+        "accuracy.labelled": float(result.latest["rows"]),
+        "accuracy.unmatched_labels": float(result.unmatched),
+    }
+    _track(args, "accuracy", result.failed, figures, _latest_version(log), args.summary)
+    return 1 if result.failed else 0
+
+
+def _log_location(given: str | None) -> str:
+    """The prediction log: as given, else $PAVED_PREDICTION_LOG, else logs/predictions."""
+    return given or os.environ.get(LOG_ENV) or str(DEFAULT_LOG)
+
+
+def _latest_version(log: Any) -> str | None:
+    """The model version of the log's latest row (None for an empty log)."""
+    from paved_ml.prediction_log import MODEL_VERSION
+
+    if log.empty or MODEL_VERSION not in log:
+        return None
+    return str(log.sort_values(TIME)[MODEL_VERSION].iloc[-1])
+
+
+def _track(
+    args: argparse.Namespace,
+    kind: str,
+    failed: bool,
+    figures: dict[str, float],
+    version: str | None,
+    summary: Path,
+) -> None:
+    """Log the check's result to MLflow; a tracking store that fails is a warning only."""
+    if args.no_tracking:
+        return
+    from paved_ml.config import load_config
+    from paved_ml.tracking import log_monitoring
+
+    try:
+        config = load_config()
+        run = log_monitoring(
+            config,
+            kind=kind,
+            failed=failed,
+            metrics=figures,
+            model_version=version,
+            summary=summary,
+        )
+    except Exception as exc:  # the verdict stands whatever the tracking store does
+        print(f"paved-ml {kind}: the result was not logged to MLflow: {exc}", file=sys.stderr)
+        return
+    print(f"logged to MLflow: run {run} of experiment {config.project!r}")
 
 
 def _smoke(args: argparse.Namespace) -> int:

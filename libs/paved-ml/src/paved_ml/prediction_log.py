@@ -1,7 +1,8 @@
 """The prediction log: what a service was asked and answered, as Parquet files, off the hot path.
 
 Off unless configured. `PAVED_PREDICTION_LOG` names a folder; each sampled request's rows
-(its input columns), predictions, the model's name and version and the time are queued in
+(its input columns), predictions and their ids (`prediction_id`, what labels that arrive
+later are joined on: `paved_ml.feedback`), the model's name and version and the time are queued in
 memory by `record` (a few microseconds: no I/O, no lock held while writing) and a
 background thread writes them out. Files are only ever added, never changed: a file is
 rolled when it holds `PAVED_PREDICTION_LOG_ROWS` rows (default 10000) or its first row is
@@ -53,11 +54,12 @@ __all__ = [
 
 LOG_ENV = "PAVED_PREDICTION_LOG"
 #: Columns every log file has besides the model's inputs.
-TIME, MODEL_NAME, MODEL_VERSION, PREDICTION = (
+TIME, MODEL_NAME, MODEL_VERSION, PREDICTION, PREDICTION_ID = (
     "timestamp",
     "model_name",
     "model_version",
     "prediction",
+    "prediction_id",
 )
 _SUFFIX = ".parquet"
 #: The settings above 0, and the variable (after PAVED_PREDICTION_LOG_) that sets each.
@@ -112,7 +114,7 @@ class LogSettings:
 
 @dataclass
 class _Batch:
-    """One request as recorded: inputs by column, predictions (kept as given), and when.
+    """One request as recorded: inputs by column, predictions (kept as given), ids, and when.
 
     `at` is seconds since the epoch: cheaper to take per request than a datetime.
     """
@@ -120,6 +122,7 @@ class _Batch:
     columns: Mapping[str, ArrayLike]
     predictions: Sequence[Any]
     at: float
+    ids: Sequence[str] | None = None
 
     @property
     def size(self) -> int:
@@ -161,15 +164,20 @@ class PredictionLog:
             return None
         return cls(settings, model_name=model_name, model_version=model_version)
 
-    def record(self, columns: Mapping[str, ArrayLike], predictions: Sequence[Any]) -> bool:
-        """Queue one request (inputs by column, one prediction per row) if it is sampled.
+    def record(
+        self,
+        columns: Mapping[str, ArrayLike],
+        predictions: Sequence[Any],
+        ids: Sequence[str] | None = None,
+    ) -> bool:
+        """Queue one request (inputs by column, one prediction and its id per row) if sampled.
 
         The columns are kept as given (not copied): pass ones nothing changes afterwards.
         Returns whether the request was queued; never blocks on I/O, never raises.
         """
         if self.settings.rate < 1.0 and self._random.random() >= self.settings.rate:
             return False
-        batch = _Batch(columns, predictions, time.time())
+        batch = _Batch(columns, predictions, time.time(), ids)
         with self._counts:
             queued = self._pending < self.settings.max_pending
             if queued:
@@ -272,6 +280,11 @@ class PredictionLog:
         for name in batches[0].columns:
             columns[name] = np.concatenate([batch.columns[name] for batch in batches])
         columns[PREDICTION] = list(chain.from_iterable(batch.predictions for batch in batches))
+        columns[PREDICTION_ID] = list(
+            chain.from_iterable(
+                batch.ids if batch.ids is not None else [None] * batch.size for batch in batches
+            )
+        )
         self._sequence += 1
         stamp = datetime.fromtimestamp(batches[0].at, UTC).strftime("%Y%m%dT%H%M%S%fZ")
         name = f"predictions-{stamp}-{os.getpid()}-{self._sequence:06d}{_SUFFIX}"

@@ -8,6 +8,11 @@ rejected, which BentoML turns into a 400 naming the field), and loads a predicto
 that is warmed up and moved out of the garbage collector's way before the first request,
 so that collections do not stall requests later. A warm-up that fails is logged and
 recorded rather than raised: the service starts, and reports itself not ready.
+
+Every prediction has an id, `<request id>-<row>`: the request id is 128 random bits, sent
+back in the `Paved-Request-Id` header (`PredictionIdHeader`), and each row's id is in the
+answer's `prediction_ids` and the prediction log, for labels that arrive later to be joined
+on (`paved-ml feedback`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -40,9 +46,11 @@ __all__ = [
     "MAX_REQUEST_BYTES_ENV",
     "MAX_ROWS",
     "MODEL_DIR_ENV",
+    "REQUEST_ID_HEADER",
     "TIMEOUT_FIX_INSTALLED",
     "ChampionModel",
     "Prediction",
+    "PredictionIdHeader",
     "Predictor",
     "RequestSizeLimit",
     "max_request_bytes",
@@ -70,18 +78,27 @@ _DTYPES = {
     "string": "str",
 }
 
+#: The response header that carries the request's id (each row's id starts with it).
+REQUEST_ID_HEADER = "Paved-Request-Id"
+#: Where a request's predictor leaves its request id for `PredictionIdHeader` to send: a
+#: list made per request, shared (not copied) by the tasks and threads the call runs in.
+_REQUEST_IDS: ContextVar[list[str] | None] = ContextVar("paved_request_ids", default=None)
+
 logger = logging.getLogger(__name__)
 
 
 class Prediction(BaseModel):
-    """A response: one prediction per input row, and which model made them.
+    """A response: one prediction per input row, their ids, and which model made them.
 
     A classifier's predictions are its class labels (the values of the training data's
     target); where it has them, `probabilities` gives each row's probability per label.
+    `prediction_ids` are what labels sent back later are joined on (a service from a
+    release before them answers without).
     """
 
     predictions: list[Any]
     probabilities: list[dict[str, float]] | None = None
+    prediction_ids: list[str] | None = None
     model_name: str
     model_version: str
 
@@ -203,7 +220,12 @@ class Predictor:
         return self._predict(frame[self._features])[0]
 
     def predict(self, rows: Sequence[BaseModel]) -> Prediction:
-        """Predict one value per row."""
+        """Predict one value per row; each gets an id, `<request id>-<row>`."""
+        request = os.urandom(16).hex()
+        ids = [f"{request}-{row}" for row in range(len(rows))]
+        sent = _REQUEST_IDS.get()
+        if sent is not None:
+            sent.append(request)
         if self._numeric:
             # Validated numeric rows go straight to the estimator as an array, in signature
             # order: a pandas frame per request costs several times the prediction itself.
@@ -212,18 +234,20 @@ class Predictor:
                 warnings.filterwarnings("ignore", message="X does not have valid feature names")
                 values, probabilities = self._predict(array, validated=True)
             if self.log is not None:
-                self.log.record(dict(zip(self._features, array.T, strict=True)), values)
+                self.log.record(dict(zip(self._features, array.T, strict=True)), values, ids)
         else:
             import pandas as pd
 
             frame = pd.DataFrame([row.model_dump() for row in rows], columns=self._features)
             values, probabilities = self._predict(frame[self._features], validated=True)
             if self.log is not None:
-                self.log.record({name: frame[name].to_numpy() for name in self._features}, values)
+                columns = {name: frame[name].to_numpy() for name in self._features}
+                self.log.record(columns, values, ids)
         # Built from values this method made itself: nothing for pydantic to check.
         return Prediction.model_construct(
             predictions=values,
             probabilities=probabilities,
+            prediction_ids=ids,
             model_name=self._name,
             model_version=self._version,
         )
@@ -391,6 +415,35 @@ class RequestSizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class PredictionIdHeader:
+    """ASGI middleware: the `Paved-Request-Id` header on each answer that made predictions.
+
+    The request's predictions have the ids `<that id>-<row>` (the body's `prediction_ids`).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Run the request with a place for its id; add the header when the answer starts."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent: list[str] = []
+        token = _REQUEST_IDS.set(sent)
+
+        async def with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and sent:
+                header = (REQUEST_ID_HEADER.lower().encode(), sent[-1].encode())
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_id)
+        finally:
+            _REQUEST_IDS.reset(token)
 
 
 @cache

@@ -8,9 +8,10 @@ registered model can be traced back to the exact code and data that made it.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,7 +23,14 @@ from paved_ml import __version__
 from paved_ml.config import ProjectConfig
 from paved_ml.data import file_md5
 
-__all__ = ["TAG_PREFIX", "lineage_run", "lineage_tags", "pinned_requirements", "use_tracking"]
+__all__ = [
+    "TAG_PREFIX",
+    "lineage_run",
+    "lineage_tags",
+    "log_monitoring",
+    "pinned_requirements",
+    "use_tracking",
+]
 
 TAG_PREFIX = "paved."
 #: What MLflow's URI setters also write into os.environ, for child processes to inherit.
@@ -93,6 +101,40 @@ def lineage_run(
     tags = None if run_id else lineage_tags(config, inputs)
     with mlflow.start_run(run_id=run_id, run_name=run_name, tags=tags) as run:
         yield run
+
+
+def log_monitoring(
+    config: ProjectConfig,
+    *,
+    kind: str,
+    failed: bool,
+    metrics: Mapping[str, float],
+    model_version: str | None = None,
+    summary: Path | None = None,
+) -> str:
+    """Log one monitoring check's result (`kind`: drift, accuracy) as a run; return its id.
+
+    The run is in the project's experiment, named `monitoring: <kind>`, tagged
+    `paved.monitoring.kind`, `.failed` and `.model_version` besides the lineage tags, with
+    each finite figure as a metric and the check's JSON summary as an artifact: a platform
+    view reads the latest of each kind per model.
+    """
+    with lineage_run(config, run_name=f"monitoring: {kind}") as run:
+        mlflow.set_tags(
+            {
+                f"{TAG_PREFIX}monitoring.kind": kind,
+                f"{TAG_PREFIX}monitoring.failed": str(failed).lower(),
+                f"{TAG_PREFIX}monitoring.model_name": config.model_name,
+                f"{TAG_PREFIX}monitoring.model_version": model_version or "",
+            }
+        )
+        finite = {name: float(value) for name, value in metrics.items() if math.isfinite(value)}
+        if finite:
+            mlflow.log_metrics(finite)
+        if summary is not None and summary.is_file():
+            mlflow.log_artifact(str(summary), artifact_path="monitoring")
+    run_id: str = run.info.run_id
+    return run_id
 
 
 def pinned_requirements(*distributions: str) -> list[str]:
