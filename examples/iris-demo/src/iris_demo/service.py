@@ -3,13 +3,21 @@
 Run `uv run bentoml serve` from the repo root. The request body is
 `{"rows": [{<feature>: <value>, ...}, ...]}`; the row fields come from the data contract,
 and any unknown, missing, mistyped or out-of-range field is answered with a 400 naming it.
-The answer holds each row's predicted label and its probability per label.
+The answer holds each row's predicted label, its probability per label and its id
+(`prediction_ids`, `<request id>-<row>`; the request id is also the `Paved-Request-Id`
+header): send labels back by those ids, `paved-ml feedback`.
 """
 
 from typing import Annotated
 
 import bentoml
-from paved_ml.serving import MAX_ROWS, ChampionModel, Prediction, RequestSizeLimit
+from paved_ml.serving import (
+    MAX_ROWS,
+    ChampionModel,
+    Prediction,
+    PredictionIdHeader,
+    RequestSizeLimit,
+)
 from pydantic import Field
 
 from iris_demo.contract import CONTRACT
@@ -54,3 +62,5 @@ class IrisDemoService:
 
 # Bodies over 1 MiB (or PAVED_MAX_REQUEST_BYTES, in bytes) are answered 413 unread.
 IrisDemoService.add_asgi_middleware(RequestSizeLimit)
+# Each answer with predictions carries the request's id in the Paved-Request-Id header.
+IrisDemoService.add_asgi_middleware(PredictionIdHeader)
