@@ -12,6 +12,12 @@ appended to the JSON-lines log. Endpoints:
     GET   /repos/{owner}/{repo}/pulls?head=owner:branch&state=open
     POST  /repos/{owner}/{repo}/pulls
     PATCH /repos/{owner}/{repo}/pulls/{number}
+    GET   /repos/{owner}/{repo}/issues?state=open&labels=name
+    POST  /repos/{owner}/{repo}/issues
+    PATCH /repos/{owner}/{repo}/issues/{number}
+    POST  /repos/{owner}/{repo}/issues/{number}/comments
+
+and, without a token, a chat's incoming webhook: POST /hooks/{name} (kept in `webhooks`).
 """
 
 from __future__ import annotations
@@ -81,14 +87,32 @@ class Handler(BaseHTTPRequestHandler):
                 and (not head or f"{full.split('/')[0]}:{p['head']}" == head)
             ]
             return self._answer(200, pulls)
+        if parts[:1] == ["repos"] and parts[3:] == ["issues"]:
+            full, wanted = "/".join(parts[1:3]), query.get("labels", "")
+            issues = [
+                i
+                for i in state.get("issues", [])
+                if i["repo"] == full
+                and i["state"] == query.get("state", "open")
+                and (not wanted or wanted in [label["name"] for label in i["labels"]])
+            ]
+            return self._answer(200, issues)
         return self._answer(404, {"message": "Not Found"})
 
     def do_POST(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         body = self._body()
+        parts = url.path.strip("/").split("/")
+        if parts[:1] == ["hooks"]:  # a chat's incoming webhook: no GitHub token
+            with LOCK:
+                state = self._state()
+                state.setdefault("webhooks", []).append({"hook": parts[-1], "payload": body})
+                self.state_file.write_text(json.dumps(state, indent=2))
+            return self._answer(200, {"ok": True})
         if not self._authorised("POST", url.path, body):
             return
-        parts = url.path.strip("/").split("/")
+        if parts[:1] == ["repos"] and parts[3:4] == ["issues"]:
+            return self._issue_post(parts, body)
         if parts[:1] != ["repos"] or parts[3:] != ["pulls"]:
             return self._answer(404, {"message": "Not Found"})
         with LOCK:
@@ -109,7 +133,7 @@ class Handler(BaseHTTPRequestHandler):
                 for p in state["pulls"]
             ):
                 return self._answer(422, {"message": "A pull request already exists"})
-            number = 1 + max((p["number"] for p in state["pulls"]), default=0)
+            number = self._next_number(state)
             pull = {
                 "repo": full,
                 "number": number,
@@ -133,12 +157,56 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             state = self._state()
             full = "/".join(parts[1:3])
+            if parts[3:4] == ["issues"]:
+                for issue in state.get("issues", []):
+                    if issue["repo"] == full and str(issue["number"]) == parts[-1]:
+                        keys = {"title", "body", "state", "state_reason"}
+                        issue.update({k: v for k, v in body.items() if k in keys})
+                        self.state_file.write_text(json.dumps(state, indent=2))
+                        return self._answer(200, issue)
+                return self._answer(404, {"message": "Not Found"})
             for pull in state["pulls"]:
                 if pull["repo"] == full and str(pull["number"]) == parts[-1]:
                     pull.update({k: v for k, v in body.items() if k in {"title", "body"}})
                     self.state_file.write_text(json.dumps(state, indent=2))
                     return self._answer(200, pull)
         return self._answer(404, {"message": "Not Found"})
+
+    def _issue_post(self, parts: list[str], body: dict[str, Any]) -> None:
+        """Open an issue, or comment on one."""
+        full = "/".join(parts[1:3])
+        with LOCK:
+            state = self._state()
+            issues = state.setdefault("issues", [])
+            if parts[3:] == ["issues"]:
+                number = self._next_number(state)
+                issue = {
+                    "repo": full,
+                    "number": number,
+                    "state": "open",
+                    "title": body.get("title"),
+                    "body": body.get("body"),
+                    "labels": [{"name": name} for name in body.get("labels", [])],
+                    "comments": [],
+                    "html_url": f"https://github.invalid/{full}/issues/{number}",
+                }
+                issues.append(issue)
+                self.state_file.write_text(json.dumps(state, indent=2))
+                return self._answer(201, issue)
+            for issue in issues:
+                if issue["repo"] == full and str(issue["number"]) == parts[4:5][0]:
+                    if parts[5:] != ["comments"]:
+                        break
+                    issue["comments"].append(body.get("body"))
+                    self.state_file.write_text(json.dumps(state, indent=2))
+                    return self._answer(201, {"body": body.get("body")})
+        return self._answer(404, {"message": "Not Found"})
+
+    @staticmethod
+    def _next_number(state: dict[str, Any]) -> int:
+        """Pull requests and issues share their numbers, as on GitHub."""
+        taken = [item["number"] for item in [*state["pulls"], *state.get("issues", [])]]
+        return 1 + max(taken, default=0)
 
     def _authorised(self, method: str, path: str, detail: dict[str, Any]) -> bool:
         with LOCK, self.log.open("a", encoding="utf-8") as out:

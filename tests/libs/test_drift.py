@@ -96,6 +96,9 @@ def test_a_shifted_log_fails_naming_the_drifted_features_with_a_report(
     assert {"pl", "pw"} <= set(summary["drifted_columns"])
     assert not {"sl", "sw"} & set(summary["drifted_columns"])
     assert summary["violations"] == {}  # shifted, but still inside the contract's ranges
+    # Each column's statistic, threshold and value: the alert's table.
+    pl = summary["columns"]["pl"]
+    assert pl["method"] and pl["threshold"] == 0.05 and 0 <= pl["value"] < 0.05
     assert "DRIFTED  pl" in out and "DRIFTED  pw" in out
     assert out.rstrip().splitlines()[-2].startswith("drift:")
     # The result is a run of the project's experiment, for a platform view to read.

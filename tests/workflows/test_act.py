@@ -302,35 +302,80 @@ def test_the_steps_copier_prints_lead_to_a_green_first_ci_run(team: Team, tmp_pa
     ]
 
 
-def shifted_log(folder: Path, rows: int) -> Path:
-    """A prediction log of iris-like requests whose petals grew: the drift to be found."""
-    import numpy as np
+def served_log(folder: Path, *, shifted: bool) -> tuple[Path, Path]:
+    """A prediction log of 300 iris requests, with ids, and their true labels (labels.csv).
+
+    Shifted, the petals grew (the drift to be found) and every answer says virginica (the
+    labels disagree with a third of them); else the requests are iris itself, answered right.
+    """
+    import pandas as pd
     from paved_ml.prediction_log import LogSettings, PredictionLog
     from sklearn.datasets import load_iris
 
-    iris = load_iris(as_frame=True).frame.sample(rows, replace=True, random_state=3)
-    columns = {name: iris.iloc[:, i].to_numpy() for i, name in enumerate(IRIS_ROW)}
-    columns["petal_length_cm"] = columns["petal_length_cm"] + 3.0
-    columns["petal_width_cm"] = columns["petal_width_cm"] + 1.0
+    iris = load_iris(as_frame=True)
+    frame = pd.concat([iris.frame, iris.frame], ignore_index=True)
+    truth = iris.target_names[frame["target"].to_numpy()]
+    columns = {name: frame.iloc[:, i].to_numpy() for i, name in enumerate(IRIS_ROW)}
+    answers = list(truth)
+    if shifted:
+        columns["petal_length_cm"] = columns["petal_length_cm"] + 3.0
+        columns["petal_width_cm"] = columns["petal_width_cm"] + 1.0
+        answers = ["virginica"] * len(frame)
+    ids = [f"{row:032x}-0" for row in range(len(frame))]
     log = PredictionLog(LogSettings(folder=folder), model_name="iris-demo", model_version="1")
-    log.record(columns, np.full(rows, 2))
+    log.record(columns, answers, ids)
     log.close()
-    return folder
+    labels = folder.parent / f"{folder.name}-labels.csv"
+    pd.DataFrame({"prediction_id": ids, "species": truth}).to_csv(labels, index=False)
+    return folder, labels
 
 
-def test_the_drift_workflow_fails_on_a_shifted_log_and_keeps_the_report(team: Team) -> None:
-    log = shifted_log(team.work / "prediction-log", 300)
-    code, output = team.act(
-        "drift.yml", "--var", f"PAVED_PREDICTION_LOG={log}", event="workflow_dispatch"
-    )
+def test_monitoring_opens_one_issue_updates_it_and_a_clean_run_closes_it(
+    team: Team, github: Path
+) -> None:
+    """drift.yml under act: a shifted log opens the model's issue (and posts to the webhook),
+    a second shifted run, with labels the model gets wrong, updates it, a clean run closes it.
+    The job that runs the repo's code holds no token; the alert job talks to the stand-in."""
+    api = next(arg.split("=", 1)[1] for arg in team.extra if arg.startswith("PAVED_GITHUB_API="))
+    hook = ["--secret", f"PAVED_ALERT_WEBHOOK={api}/hooks/ml-alerts"]
+
+    def monitoring(log: Path, labels: Path | None = None) -> tuple[int, str]:
+        variables = ["--var", f"PAVED_PREDICTION_LOG={log}"]
+        if labels is not None:
+            variables += ["--var", f"PAVED_LABELS={labels}"]
+        return team.act("drift.yml", *variables, *hook, event="workflow_dispatch")
+
+    shifted, wrong = served_log(team.work / "shifted-log", shifted=True)
+    code, output = monitoring(shifted)
     assert code != 0, output[-6000:]
     assert "DRIFTED  petal_length_cm" in output and "DRIFTED  petal_width_cm" in output
-    assert re.search(r"^.*drift: \d+ of 5 columns drifted", output, re.MULTILINE), output[-4000:]
     kept = team.work / "artifacts" / "drift-report"  # the folder's files, at the root
-    summary = json.loads((kept / "drift.json").read_text())
-    assert summary["drifted"] is True
-    assert {"petal_length_cm", "petal_width_cm"} <= set(summary["drifted_columns"])
+    assert json.loads((kept / "drift.json").read_text())["drifted"] is True
     assert (kept / "drift.html").stat().st_size > 10_000
+    assert "opened https://github.invalid/acme/iris-demo/issues/" in output, output[-4000:]
+    [issue] = json.loads(github.read_text())["issues"]
+    assert issue["title"] == "Monitoring: iris-demo failed drift" and issue["state"] == "open"
+    assert re.search(r"\| drift \| petal_length_cm \| [^|]+ \| 0\.05 \| [^|]+ \|", issue["body"])
+    assert "/acme/iris-demo/actions/runs/" in issue["body"]
+
+    code, output = monitoring(shifted, wrong)
+    assert code != 0, output[-6000:]
+    assert "under monitoring.min_f1_macro (0.85)" in output, output[-4000:]
+    [issue] = json.loads(github.read_text())["issues"]  # the same issue, never a second
+    assert issue["title"] == "Monitoring: iris-demo failed drift, accuracy"
+    assert "| accuracy | f1_macro |" in issue["body"]
+    assert issue["comments"][0].startswith("Still failing in [this run]")
+
+    clean, right = served_log(team.work / "clean-log", shifted=False)
+    code, output = monitoring(clean, right)
+    assert code == 0, output[-6000:]
+    [issue] = json.loads(github.read_text())["issues"]
+    assert issue["state"] == "closed" and issue["comments"][-1].startswith("Passing again")
+    hooks = json.loads(github.read_text())["webhooks"]
+    assert [hook["payload"]["text"].split(": ")[1].split(" ")[0] for hook in hooks] == [
+        "opened", "updated", "closed",
+    ]  # fmt: skip
+    assert GITHUB_TOKEN not in output
 
 
 def overlay_digest(tree: Path | str, environment: str, *, bare: Path | None = None) -> str:

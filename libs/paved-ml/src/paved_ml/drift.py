@@ -110,13 +110,18 @@ def detect_drift(
         )
     snapshot = _run_evidently(reference[columns], current[columns], features, settings)
     per_column: dict[str, dict[str, Any]] = {}
-    for test in snapshot.dict().get("tests", []):
-        params = test.get("metric_config", {}).get("params", {})
+    found = snapshot.dict()
+    values = {metric.get("id"): metric.get("value") for metric in found.get("metrics", [])}
+    for test in found.get("tests", []):
+        config = test.get("metric_config", {})
+        params = config.get("params", {})
         if params.get("type", "").endswith(":ValueDrift") and params.get("column") in columns:
+            value = values.get(config.get("metric_id"))
             per_column[params["column"]] = {
                 "drifted": test.get("status") == "FAIL",
                 "method": params.get("method"),
                 "threshold": params.get("threshold"),
+                "value": float(value) if isinstance(value, int | float) else None,
                 "detail": test.get("description", ""),
             }
     missing = [column for column in columns if column not in per_column]

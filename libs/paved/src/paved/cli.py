@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +40,8 @@ from paved.fleet.rollout import (
     show_rollout,
 )
 from paved.fleet.status import show_status
+from paved.monitor import ALERT_FILE, alert
+from paved.repo import read_pyproject, tool_paved
 from paved.template import PLATFORM_URL, new_project
 from paved.update import show_update, update_project
 
@@ -66,6 +69,10 @@ deploy_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(deploy_app, name="deploy")
+monitor_app = typer.Typer(
+    help="Act on what a team repo's monitoring found: its alert issue.", no_args_is_help=True
+)
+app.add_typer(monitor_app, name="monitor")
 _err = Console(stderr=True)
 
 # Options shared by the `paved fleet` commands.
@@ -474,21 +481,58 @@ def ci_drift(
     since_hours: Annotated[
         float | None, typer.Option(help="Only the log's rows this many hours old or newer.")
     ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(help="Labels sent back by prediction id: judge accuracy too (feedback)."),
+    ] = None,
     project: Project = Path("."),
 ) -> None:
-    """The drift report: the prediction log against the training data (exit 1 on drift).
+    """The monitoring run: drift of the prediction log, and accuracy from labels.
 
-    Gets the training table and the champion (`dvc pull`, else `dvc repro evaluate`), runs
-    `paved-ml drift`, and in GitHub Actions writes the verdict to the step summary.
+    Exit 1 when a check failed, 2 when one could not judge. Gets the training table and the
+    champion (`dvc pull`, else `dvc repro evaluate`), runs `paved-ml drift` (and `paved-ml
+    feedback LABELS`), writes reports/alert.json for the alert job, and in GitHub Actions
+    writes the verdicts to the step summary.
     """
     result = drift_report(
         project.absolute(),
         log=log,
         since_hours=since_hours,
+        labels=labels or None,
         summary_file=summary_file(),
     )
     typer.echo(result.output.rstrip())
     raise typer.Exit(result.returncode)
+
+
+@monitor_app.command("alert")
+def monitor_alert(
+    github: Annotated[
+        str, typer.Option(help="OWNER/NAME: the repository's issues (GITHUB_TOKEN).")
+    ],
+    run_url: Annotated[str, typer.Option(help="The monitoring run's page.")],
+    alert_file: Annotated[Path, typer.Option(help="The monitoring run's alert.json.")] = ALERT_FILE,
+    report_url: Annotated[str, typer.Option(help="The report artifact's page.")] = "",
+    project: Project = Path("."),
+) -> None:
+    """Open, update or close the model's monitoring issue from a monitoring run's verdicts.
+
+    Reads the run's alert file and the repo's model name; runs none of the repo's code.
+    PAVED_ALERT_WEBHOOK, if set, gets a Slack-compatible message when the issue changes.
+    """
+    model = str(tool_paved(read_pyproject(project), project).get("model-name") or "")
+    if not model:
+        raise PavedError(f"{project / 'pyproject.toml'} names no [tool.paved] model-name")
+    outcome = alert(
+        alert_file,
+        repository=github,
+        model=model,
+        run_url=run_url,
+        report_url=report_url,
+        webhook=os.environ.get("PAVED_ALERT_WEBHOOK", ""),
+    )
+    sent = " (and the webhook)" if outcome.webhook else ""
+    typer.echo(f"{outcome.message}{sent}")
 
 
 @ci_app.command("image")

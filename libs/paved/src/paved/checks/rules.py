@@ -43,10 +43,11 @@ _CANONICAL = re.compile(r"^(https://[^/\s]+/[^/\s]+/[^/\s]+|ssh://git@[^/\s]+/[^
 PIPELINE_STAGES = ("ingest", "prepare", "train", "evaluate")
 #: Write scopes a team repo's workflows may grant, and only outside pull-request runs.
 WRITE_SCOPES = {"packages", "id-token"}
-#: What a job calling the platform's team-deploy.yml may write too: its branch and its pull
-#: request (that workflow runs none of the repo's code).
-DEPLOY_SCOPES = {"contents", "pull-requests"}
-_DEPLOY_WORKFLOW = re.compile(r"^[\w.-]+/[\w.-]+/\.github/workflows/team-deploy\.yml@[0-9a-f]{40}$")
+#: What a job calling one of the platform's reusable workflows may write too, by workflow:
+#: team-deploy.yml's branch and pull request, team-drift.yml's alert issue (the jobs that
+#: write run none of the repo's code).
+PLATFORM_SCOPES = {"team-deploy.yml": {"contents", "pull-requests"}, "team-drift.yml": {"issues"}}
+_PLATFORM_WORKFLOW = re.compile(r"^[\w.-]+/[\w.-]+/\.github/workflows/([\w.-]+)@[0-9a-f]{40}$")
 # ------------------------------------------------------------------ fixtures
 
 
@@ -197,7 +198,8 @@ class PV005(Paved):
         Each workflow sets `permissions: {}` at the top and each job asks for what it needs
         (`contents: read`; `packages`/`id-token: write` only in the release job;
         `contents`/`pull-requests: write` only in a job calling the platform's
-        `team-deploy.yml`, which runs none of the repo's code). No
+        `team-deploy.yml`, `issues: write` only in one calling `team-drift.yml`: the jobs
+        there that write run none of the repo's code). No
         `write-all`, no write scope in a workflow that pull requests run, and no
         `pull_request_target` or `workflow_run` trigger (they run with secrets on foreign code).
         """
@@ -218,8 +220,8 @@ class PV005(Paved):
                     continue
                 writes = {scope for scope, level in granted.items() if level == "write"}
                 allowed = WRITE_SCOPES
-                if _DEPLOY_WORKFLOW.search(str(job.get("uses", ""))):
-                    allowed = allowed | DEPLOY_SCOPES  # a branch and a pull request, no code run
+                if called := _PLATFORM_WORKFLOW.search(str(job.get("uses", ""))):
+                    allowed = allowed | PLATFORM_SCOPES.get(called[1], set())
                 if extra := writes - allowed:
                     problems.append(f"{name}: job {job_name} may write {', '.join(sorted(extra))}")
                 if writes and events & {"pull_request", "pull_request_target"}:

@@ -6,6 +6,7 @@ repo's own locked environment, so a laptop runs exactly what CI runs.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from paved._proc import run
 from paved.ci.actions import repository_url, run_commit
 from paved.ci.image import ImageBuild, build_image, image_tags, push_image
 from paved.constants import TELEMETRY_OFF
+from paved.monitor import ALERT_FILE, AlertCheck, State
 from paved.repo import (
     TeamRepo,
     platform_version,
@@ -147,28 +149,40 @@ DRIFT_INPUTS = ("data/prepared/train.csv", "models/champion")
 
 @dataclass(frozen=True)
 class DriftRun:
-    """The drift report's outcome: `paved-ml drift`'s exit code and output, how it got inputs."""
+    """The monitoring run's outcome: the exit code, the commands' output, how it got inputs.
+
+    `returncode` is 1 when a check failed, else 2 when one could not judge, else 0.
+    """
 
     returncode: int
     output: str
     inputs: str
+    #: The checks as the alert job reads them (`reports/alert.json`).
+    checks: list[AlertCheck]
 
 
 def drift_report(
-    project: Path, *, log: str, since_hours: float | None = None, summary_file: str | None = None
+    project: Path,
+    *,
+    log: str,
+    since_hours: float | None = None,
+    labels: str | None = None,
+    summary_file: str | None = None,
 ) -> DriftRun:
-    """`paved-ml drift` of the prediction log at `log`, after getting its inputs.
+    """`paved-ml drift` of the prediction log at `log` (and `paved-ml feedback` of `labels`).
 
     The training table and the champion come from the DVC remote (`dvc pull`); if it does
     not have them, the pipeline makes them (`dvc repro evaluate`, with a throwaway tracking
-    store). A markdown summary (drifted columns, the verdict) is appended to
-    `summary_file` (GitHub's step summary) when given.
+    store). The checks' verdicts and tables go to `reports/alert.json`, for the alert job
+    (`paved monitor alert`); a markdown summary is appended to `summary_file` (GitHub's step
+    summary) when given.
     """
     tool = Path(sys.executable).with_name("paved-ml")
     if not tool.exists():
         raise PavedError(
             "paved-ml drift is not installed in this environment: `uv sync --group monitoring`"
         )
+    (project / ALERT_FILE).unlink(missing_ok=True)  # never a verdict of an earlier run
     with tempfile.TemporaryDirectory(prefix="paved-drift-") as scratch:
         env = _verify_env(project, Path(scratch))
         inputs = "in the repo"
@@ -191,31 +205,65 @@ def drift_report(
         command = [str(tool), "drift", "--log", log]
         if since_hours is not None:
             command += ["--since-hours", str(since_hours)]
-        done = run(command, cwd=project, env=env, check=False)
-    result = DriftRun(done.returncode, done.stdout + done.stderr, inputs)
+        done = [("drift", run(command, cwd=project, env=env, check=False))]
+        if labels:
+            feedback = [str(tool), "feedback", labels, "--log", log]
+            done.append(("accuracy", run(feedback, cwd=project, env=env, check=False)))
+    checks = [_check(project, kind, result.returncode) for kind, result in done]
+    codes = {result.returncode for _, result in done}
+    returncode = 1 if 1 in codes else 2 if codes - {0} else 0
+    output = "\n".join(result.stdout + result.stderr for _, result in done)
+    outcome = DriftRun(returncode, output, inputs, checks)
+    (project / ALERT_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (project / ALERT_FILE).write_text(json.dumps({"checks": checks}, indent=2) + "\n")
     if summary_file:
         with open(summary_file, "a", encoding="utf-8") as out:
-            out.write(_drift_summary(project, result))
-    return result
+            out.write(_drift_summary(outcome))
+    return outcome
 
 
-def _drift_summary(project: Path, result: DriftRun) -> str:
-    """The drift report as markdown for GitHub's step summary."""
-    import json
-
-    verdict = {0: "no drift", 1: "**drift**"}.get(result.returncode, "**not judged**")
-    lines = [f"## Drift report: {verdict}", "", f"Reference and champion {result.inputs}.", ""]
-    path = project / "reports" / "drift.json"
-    if result.returncode in (0, 1) and path.is_file():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        lines += ["| column | drifted | test |", "| --- | --- | --- |"]
-        for name, column in data.get("columns", {}).items():
-            lines.append(
-                f"| {name} | {'yes' if column['drifted'] else 'no'} | {column['detail']} |"
-            )
-        lines += ["", "The HTML report is the `drift-report` artifact of this run."]
+def _check(project: Path, kind: str, returncode: int) -> AlertCheck:
+    """One check for the alert: its state and its table (feature, statistic, threshold, value)."""
+    state: State = "passed" if returncode == 0 else "failed" if returncode == 1 else "not judged"
+    rows: list[list[str]] = []
+    path = project / "reports" / ("drift.json" if kind == "drift" else "feedback.json")
+    data = json.loads(path.read_text(encoding="utf-8")) if state != "not judged" else {}
+    if kind == "drift":
+        for name, column in (data.get("columns") or {}).items():
+            if column.get("drifted"):
+                value = column.get("value")
+                shown = "n/a" if value is None else f"{value:.4g}"
+                rows.append([name, str(column.get("method")), str(column.get("threshold")), shown])
     else:
-        lines += ["```", result.output.strip()[-3000:], "```"]
+        latest = (data.get("windows") or [{}])[-1]
+        for found in data.get("below") or []:
+            rows.append(
+                [
+                    str(found["metric"]),
+                    f"window from {latest.get('start')} ({latest.get('rows')} labels)",
+                    f">= {found['threshold']}",
+                    f"{found['value']:.4f}",
+                ]
+            )
+    return AlertCheck(check=kind, state=state, rows=rows)
+
+
+def _drift_summary(result: DriftRun) -> str:
+    """The monitoring run as markdown for GitHub's step summary."""
+    lines = [f"## Monitoring: reference and champion {result.inputs}", ""]
+    for check in result.checks:
+        lines.append(f"- {check['check']}: **{check['state']}**")
+    rows = [row for check in result.checks for row in check["rows"]]
+    if rows:
+        lines += [
+            "",
+            "| feature or metric | statistic | threshold | value |",
+            "| --- | --- | --- | --- |",
+        ]
+        lines += [f"| {' | '.join(row)} |" for row in rows]
+    if any(check["state"] == "not judged" for check in result.checks):
+        lines += ["", "```", result.output.strip()[-3000:], "```"]
+    lines += ["", "The reports are the `drift-report` artifact of this run."]
     return "\n".join(lines) + "\n"
 
 
