@@ -86,7 +86,8 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     ci, release = flows["ci.yml"]["jobs"]["ci"], flows["release.yml"]["jobs"]["release"]
     assert ci["permissions"] == {"contents": "read"}
     drift = flows["drift.yml"]["jobs"]["drift"]
-    assert drift["permissions"] == {"contents": "read"}
+    # Issues: the alert job's, which runs none of the repo's code (team-drift.yml).
+    assert drift["permissions"] == {"contents": "read", "issues": "write"}
     assert set(flows["drift.yml"][True]) == {"schedule", "workflow_dispatch"}
     cloud = answers in CLOUD
     ghcr = answers.get("container_registry", "ghcr.io").startswith("ghcr.io")
@@ -163,6 +164,12 @@ def test_platform_workflows_are_least_privilege_and_pinned() -> None:
                 # test_no_job_that_can_write_runs_the_repos_code).
                 assert granted == {"contents": "write", "pull-requests": "write"}
                 assert job["environment"] == "${{ inputs.environment }}"
+                continue
+            if (path.name, name) == ("team-drift.yml", "alert"):
+                # The model's monitoring issue, from the drift job's artifact; it runs no
+                # repo code (test_no_job_that_can_write_runs_the_repos_code).
+                assert granted == {"contents": "read", "issues": "write"}
+                assert job["needs"] == "drift"
                 continue
             if (path.name, name) == ("docs.yml", "deploy"):
                 # Publishing to Pages needs both, and the job runs no repository code: one
