@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from paved._credentials import AMBIENT, Held, without_credentials
+from paved._credentials import AMBIENT, Held
 from paved._errors import PavedError
-from paved._git import bare_copy, git
+from paved._git import git
 from paved._proc import run
 from paved.ci.image import APP_UID, SERVICE_PORT
+from paved.proposals import propose_change
 from paved.repo import TeamRepo
-from paved.template import identity
 
 __all__ = [
     "BASE",
@@ -186,66 +185,32 @@ def propose(
     image = image or str(repo.pyproject.get("tool", {}).get("paved", {}).get("image") or "")
     if not image:
         raise PavedError("no image: set [tool.paved] image in pyproject.toml, or pass --image")
-    default = git(project, "branch", "--show-current") or "HEAD"
     branch = deploy_branch(environment)
-    if branch == default:
-        raise PavedError(f"refusing to propose on the default branch {default}")
     previous = pins[environment].digest
-    work = Path(tempfile.mkdtemp(prefix="paved-deploy-"))
-    tree = work / "tree"
-    try:
-        git(project, "worktree", "add", "--quiet", "--detach", str(tree), "HEAD")
+    title = f"Deploy {environment}: {image.rsplit('/', 1)[-1]}@{digest[7:19]}"
+    body = (
+        f"Moves `{environment}` from `{previous}` to `{image}@{digest}`"
+        + (f", the image `{source}` runs" if source else "")
+        + ".\n\nMerging deploys it: the GitOps controller applies "
+        f"`deploy/overlays/{environment}` from the default branch."
+    )
+
+    def edit(tree: Path) -> list[str]:
         pin_image(tree, environment, image=image, digest=digest)
-        if not git(tree, "status", "--porcelain"):
-            return Proposal(environment, image, digest, previous, branch, "", "")
-        title = f"Deploy {environment}: {image.rsplit('/', 1)[-1]}@{digest[7:19]}"
-        body = (
-            f"Moves `{environment}` from `{previous}` to `{image}@{digest}`"
-            + (f", the image `{source}` runs" if source else "")
-            + ".\n\nMerging deploys it: the GitOps controller applies "
-            f"`deploy/overlays/{environment}` from the default branch."
-        )
-        git(tree, "add", "--", overlay_path(environment))
-        git(
-            tree,
-            *identity(tree),
-            "-c",
-            "core.hooksPath=/dev/null",
-            "commit",
-            "--quiet",
-            "--no-verify",
-            "-m",
-            f"{title}\n\n{body}",
-        )
-        commit = git(tree, "rev-parse", "HEAD")
-        _hand_over(project, tree, branch, work / "bare", held)
-        pull_request = ""
-        if github:
-            from paved.fleet.github import GitHub, PullRequests
+        return [overlay_path(environment)]
 
-            client = GitHub({**os.environ, **held.variables})
-            pull_request = PullRequests(None).open(client, github, branch, default, title, body)
-        return Proposal(environment, image, digest, previous, branch, commit, pull_request)
-    finally:
-        git(project, "worktree", "remove", "--force", str(tree), check=False)
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _hand_over(project: Path, tree: Path, branch: str, bare: Path, held: Held) -> None:
-    """Push `tree`'s commit as `branch` (and only it) to the repo's origin, from a bare copy.
-
-    The repo's own refs stay as they were; a repo without an origin gets the branch.
-    """
-    url = git(project, "remote", "get-url", "--push", "origin", check=False)
-    if not url:
-        git(project, "branch", "--force", branch, git(tree, "rev-parse", "HEAD"))
-        return
-    bare_copy(tree, branch, bare, ref="HEAD")
-    spec = f"+refs/heads/{branch}:refs/heads/{branch}"
-    done = held.git(["push", "--quiet", "--", url, spec], url=url, cwd=bare)
-    if done.returncode:
-        where = without_credentials(url)
-        raise PavedError(f"cannot push {branch} to {where}: {done.stderr.strip()[-2000:]}")
+    proposed = propose_change(
+        project, branch=branch, title=title, body=body, edit=edit, github=github, held=held
+    )
+    return Proposal(
+        environment,
+        image,
+        digest,
+        previous,
+        branch,
+        proposed.commit,
+        proposed.pull_request,
+    )
 
 
 @dataclass(frozen=True)
