@@ -33,6 +33,7 @@ EXPECTED_FILES = {
     ".github/workflows/drift.yml",
     ".github/workflows/promote.yml",
     ".github/workflows/release.yml",
+    ".github/workflows/retrain.yml",
     "README.md",
     "bentofile.yaml",
     "deploy/argocd/production.yaml",
@@ -226,6 +227,8 @@ BAD_ANSWERS = [
     ("service_cpu", "half", "a CPU quantity"),
     ("service_memory", "1G", "in Mi or Gi"),
     ("deploy_target", "nomad", "deploy_target"),
+    ("retrain_schedule", "weekly", "five cron fields"),
+    ("retrain_schedule", "0 5 * * 1; rm -rf /", "five cron fields"),
 ]
 
 

@@ -71,7 +71,7 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     flows = workflows(repo)
     deploys = answers.get("deploy_target", "kubernetes") == "kubernetes"
     deploy_flows = {"promote.yml", "deployed.yml"} if deploys else set()
-    assert set(flows) == {"ci.yml", "drift.yml", "release.yml"} | deploy_flows
+    assert set(flows) == {"ci.yml", "drift.yml", "release.yml", "retrain.yml"} | deploy_flows
     # The Paved standard's own rules: every `uses:` pinned by SHA with its release, empty
     # top-level permissions, write scopes only where allowed, no dangerous triggers.
     assert PV004.check(TeamRepo(repo)) is True
@@ -114,6 +114,22 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     found = cloud_of(answers.get("container_registry", "ghcr.io").split("/")[0])
     assert set(release["with"]) & cloud_inputs == identity.get(found or "", set())
     called = [("team-ci.yml", ci), ("team-release.yml", release), ("team-drift.yml", drift)]
+    # Retraining: on its schedule and by hand, and (opted in) after a failed monitoring run;
+    # a branch and a pull request, written by a job that runs none of the repo's code.
+    retrain = flows["retrain.yml"]["jobs"]["retrain"]
+    schedule = answers.get("retrain_schedule", "0 5 * * 1")
+    assert flows["retrain.yml"][True] == {
+        "schedule": [{"cron": schedule}],
+        "workflow_dispatch": None,
+    }
+    assert retrain["permissions"] == {"contents": "write", "pull-requests": "write"}
+    called.append(("team-retrain.yml", retrain))
+    on_drift = flows["drift.yml"]["jobs"].get("retrain")
+    assert (on_drift is not None) == (answers.get("retrain_on_drift") == "true")
+    if on_drift is not None:
+        assert on_drift["needs"] == "drift" and "failure()" in on_drift["if"]
+        assert on_drift["permissions"] == retrain["permissions"]
+        assert on_drift["uses"] == retrain["uses"]
     assert ("deploy" in flows["release.yml"]["jobs"]) == deploys
     if deploys:
         # After a release from the default branch, a pull request moves staging to it; only
@@ -164,6 +180,12 @@ def test_platform_workflows_are_least_privilege_and_pinned() -> None:
                 # test_no_job_that_can_write_runs_the_repos_code).
                 assert granted == {"contents": "write", "pull-requests": "write"}
                 assert job["environment"] == "${{ inputs.environment }}"
+                continue
+            if (path.name, name) == ("team-retrain.yml", "propose"):
+                # The retraining pull request, from the retrain job's patch: it runs no repo
+                # code (test_no_job_that_can_write_runs_the_repos_code).
+                assert granted == {"contents": "write", "pull-requests": "write"}
+                assert job["needs"] == "retrain"
                 continue
             if (path.name, name) == ("team-drift.yml", "alert"):
                 # The model's monitoring issue, from the drift job's artifact; it runs no

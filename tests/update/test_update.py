@@ -279,6 +279,71 @@ def test_an_update_brings_deploy_into_a_repo_made_before_it(tmp_path: Path) -> N
         run(["kubectl", "kustomize", f"deploy/overlays/{environment}"], repo, env)
 
 
+def test_an_update_brings_monitoring_and_retraining_into_a_repo_made_before_them(
+    tmp_path: Path,
+) -> None:
+    """v0.1.0 is this platform as it was before the fair gate, alerts and retraining (the
+    parent of the commit that added decision 0030); v0.2.0 is this checkout."""
+    import tarfile
+
+    from ci.snapshot import ROOT
+
+    added = run(
+        ["git", "log", "-1", "--format=%H", "--diff-filter=A", "--",
+         "docs/decisions/0030-a-fair-champion-gate.md"],
+        ROOT, {},
+    ).stdout.strip()  # fmt: skip
+    assert added, "the commit that added decision 0030 is in this clone's history"
+    old = tmp_path / "before"
+    old.mkdir()
+    archive = subprocess.run(["git", "archive", f"{added}^"], cwd=ROOT, capture_output=True)
+    assert archive.returncode == 0, archive.stderr
+    archive_path = tmp_path / "before.tar"
+    archive_path.write_bytes(archive.stdout)
+    with tarfile.open(archive_path) as tar:
+        tar.extractall(old, filter="data")
+    platform = tmp_path / "paved"
+    snapshot(platform, tag="v0.1.0", source=old)
+    env = {**tool_env(platform), **GIT_IDENTITY}
+    now = {**env, "GIT_DIR": str(platform / ".git"), "GIT_WORK_TREE": str(ROOT)}
+    run(["git", "add", "--all"], ROOT, now)
+    run(["git", "commit", "--quiet", "--no-verify", "-m", "Monitoring that acts"], ROOT, now)
+    run(["git", "checkout", "--quiet", "--force", "main"], platform, env)
+    release(platform, "0.2.0")
+
+    data = {**DEMO_ANSWERS, "dvc_remote_url": str(tmp_path / "remote")}
+    repo = generate(tmp_path / "iris-demo", env, data, vcs_ref="v0.1.0")
+    assert not (repo / ".github/workflows/retrain.yml").exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "paved", "update", str(repo), "--json"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "updated" and report["conflicts"] == [], report
+    answers = yaml.safe_load((repo / ".copier-answers.yml").read_text())
+    assert answers["retrain_schedule"] == "0 5 * * 1" and answers["retrain_on_drift"] is False
+    retrain = yaml.safe_load((repo / ".github/workflows/retrain.yml").read_text())
+    assert "team-retrain.yml@" in retrain["jobs"]["retrain"]["uses"]
+    drift = yaml.safe_load((repo / ".github/workflows/drift.yml").read_text())
+    assert drift["jobs"]["drift"]["permissions"] == {"contents": "read", "issues": "write"}
+    assert "alert-webhook" in drift["jobs"]["drift"]["secrets"]
+    monitoring = yaml.safe_load((repo / "params.yaml").read_text())["monitoring"]
+    assert monitoring["min_f1_macro"] == 0.85 and monitoring["feedback_window"] == "1D"
+    assert "<!-- paved:champion -->" in (repo / "docs/model-card.md").read_text()
+    evaluate = next(repo.rglob("pipeline/evaluate.py")).read_text()
+    assert "same_test_set=SameTestSet(" in evaluate and "GATE.write_text" in evaluate
+    service = next(repo.rglob("service.py")).read_text()
+    assert "add_asgi_middleware(PredictionIdHeader)" in service
+    # What came in passes the standard, the new workflow's permissions included.
+    from paved.checks import check_repo
+
+    checked = check_repo(repo)
+    assert all(result.result is True for result in checked.results), [
+        (result.name, result.result) for result in checked.results if result.result is not True
+    ]
+
+
 @pytest.mark.workflows
 @pytest.mark.usefixtures("foreign_ci_context")
 def test_the_updated_commit_passes_its_ci_under_act(platform_ab: Platform, tmp_path: Path) -> None:

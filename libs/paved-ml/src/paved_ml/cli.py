@@ -5,6 +5,7 @@
     paved-ml feedback LABELS        the model's accuracy from labels joined with the log by id
     paved-ml smoke URL              the contract's examples against a deployed service
     paved-ml deployed STATUS        record in the registry which version each environment runs
+    paved-ml seed-registry          make the champion folder the champion of a new registry
 
 Exit codes: 0 done (drift: no drift; feedback: above every threshold; smoke: every check
 held), 1 drift past the thresholds in params.yaml, the latest window's accuracy below one,
@@ -92,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="do nothing (and say so) when the registry is a local sqlite file (CI)",
     )
+    seed = commands.add_parser(
+        "seed-registry", help="make the champion folder the champion of a new (CI) registry"
+    )
+    seed.add_argument("--model", type=Path, default=DEFAULT_DIR)
     args = parser.parse_args(argv)
     commands_run = {
         "batch-predict": _batch,
@@ -99,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "feedback": _feedback,
         "smoke": _smoke,
         "deployed": _deployed,
+        "seed-registry": _seed_registry,
     }
     try:
         return commands_run[args.command](args)
@@ -287,6 +293,16 @@ def _deployed(args: argparse.Namespace) -> int:
         before = record_deployed(config, environment, version)
         moved = "already" if before == version else f"was {'v' + before if before else 'unset'}"
         print(f"{environment}: {name} v{version} ({moved})")
+    return 0
+
+
+def _seed_registry(args: argparse.Namespace) -> int:
+    from paved_ml.config import load_config
+    from paved_ml.registry import seed_champion
+
+    config = load_config()
+    version = seed_champion(config, args.model)  # a RegistryError is a PavedMLError
+    print(f"seeded {config.model_name} v{version} from {args.model} as the champion")
     return 0
 
 

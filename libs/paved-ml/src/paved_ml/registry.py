@@ -30,7 +30,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from paved_ml.champion import write_champion_file
+from paved_ml.champion import read_champion_file, write_champion_file
 from paved_ml.config import ProjectConfig
 from paved_ml.errors import RegistryError
 from paved_ml.tracking import use_tracking
@@ -50,6 +50,7 @@ __all__ = [
     "record_deployed",
     "register",
     "save_champion",
+    "seed_champion",
 ]
 
 CHAMPION_ALIAS = "champion"
@@ -300,6 +301,39 @@ def record_deployed(config: ProjectConfig, environment: str, version: str) -> st
     before = _by_alias(client, config.model_name, environment)
     client.set_registered_model_alias(config.model_name, environment, version)
     return None if before is None else str(before.version)
+
+
+def seed_champion(config: ProjectConfig, model_dir: Path) -> str:
+    """Register the champion folder as the champion of a registry that has none; its version.
+
+    For a registry made for one run: retraining in CI judges its challenger against the
+    champion the repo serves (its folder, from the DVC remote) without the team's tracking
+    server. The folder's champion.json metrics are logged on the version's run, for a
+    champion that cannot be scored on the new test set.
+    """
+    if not (model_dir / "MLmodel").is_file():
+        raise RegistryError(f"{model_dir} holds no MLflow model: run `dvc pull` first")
+    use_tracking(config)
+    held = champion(config)
+    if held is not None:
+        raise RegistryError(
+            f"{config.model_name} has a champion already (v{held.version}): seed only a new "
+            "registry"
+        )
+    record = read_champion_file(model_dir)
+    metrics = {
+        str(name): float(value)
+        for name, value in (record.get("metrics") or {}).items()
+        if isinstance(value, int | float) and math.isfinite(value)
+    }
+    with mlflow.start_run(run_name="champion (seeded)") as run:
+        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+        if metrics:
+            mlflow.log_metrics(metrics)
+        mlflow.set_tag("paved.seeded_from", str(record.get("version") or ""))
+    version = register(config, f"runs:/{run.info.run_id}/model")
+    MlflowClient().set_registered_model_alias(config.model_name, CHAMPION_ALIAS, version)
+    return version
 
 
 def decision_record(decision: Decision) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from paved.fleet.rollout import (
 from paved.fleet.status import show_status
 from paved.monitor import ALERT_FILE, alert
 from paved.repo import read_pyproject, tool_paved
+from paved.retrain import RETRAIN_DIR, propose_retrain, run_retrain
 from paved.template import PLATFORM_URL, new_project
 from paved.update import show_update, update_project
 
@@ -73,6 +74,11 @@ monitor_app = typer.Typer(
     help="Act on what a team repo's monitoring found: its alert issue.", no_args_is_help=True
 )
 app.add_typer(monitor_app, name="monitor")
+retrain_app = typer.Typer(
+    help="Retraining's pull request: the champion changes when a person merges.",
+    no_args_is_help=True,
+)
+app.add_typer(retrain_app, name="retrain")
 _err = Console(stderr=True)
 
 # Options shared by the `paved fleet` commands.
@@ -533,6 +539,50 @@ def monitor_alert(
     )
     sent = " (and the webhook)" if outcome.webhook else ""
     typer.echo(f"{outcome.message}{sent}")
+
+
+@ci_app.command("retrain")
+def ci_retrain(project: Project = Path(".")) -> None:
+    """Retrain: ingest, `dvc repro` and the fair gate against the champion the repo serves.
+
+    The run's registry is made for it (seeded with models/champion): the team's tracking
+    server is never touched. When the challenger wins, data and models go to the DVC remote
+    and reports/retrain/ holds the pull request's patch and body (`paved retrain propose`);
+    when it loses, the output says why. Sets the step output `promoted` (true or false).
+    """
+    result = run_retrain(project.absolute(), summary_file=summary_file())
+    _err.print(escape(result.output[-6000:]), highlight=False, soft_wrap=True)
+    typer.echo(f"retrain: {result.message}")
+    step_output(promoted=str(result.promoted).lower())
+
+
+@retrain_app.command("propose")
+def retrain_propose(
+    handed: Annotated[
+        Path, typer.Option(help="What the retraining job handed on (its reports/retrain).")
+    ] = RETRAIN_DIR,
+    github: Annotated[
+        str | None,
+        typer.Option(help="OWNER/NAME: open or update the pull request there (GITHUB_TOKEN)."),
+    ] = None,
+    project: Project = Path("."),
+) -> None:
+    """Open (or update) the model's one retraining pull request from the job's patch.
+
+    The patch may change dvc.lock, metrics.json and docs/model-card.md only. One commit on
+    paved/retrain-<model>, from the current commit, pushed to origin (never the default
+    branch). Runs none of the repo's code.
+    """
+    with held() as credentials:
+        proposed = propose_retrain(
+            project.absolute(), handed=handed.absolute(), github=github, held=credentials
+        )
+    if not proposed.commit:
+        _err.print("the patch changes nothing here: nothing to propose")
+        return
+    where = proposed.pull_request or f"branch {proposed.branch}"
+    typer.echo(f"proposed the retrained champion: {where}")
+    step_output(branch=proposed.branch, commit=proposed.commit, pull_request=proposed.pull_request)
 
 
 @ci_app.command("image")

@@ -59,7 +59,7 @@ def propose_change(
         paths = list(edit(tree))
         if not paths or not git(tree, "status", "--porcelain", "--", *paths):
             return Proposed(branch, "", "")
-        git(tree, "add", "--", *paths)
+        git(tree, "add", "--all", "--", *paths)
         git(
             tree,
             *identity(tree),

@@ -41,6 +41,7 @@ __all__ = [
     "default_base_image",
     "drift_report",
     "image_build_from_repo",
+    "scratch_env",
     "verify",
 ]
 
@@ -97,7 +98,7 @@ def verify(
         tempfile.TemporaryDirectory(prefix="paved-verify-") as scratch,
         ThreadPoolExecutor(max_workers=1) as beside,
     ):
-        env = _verify_env(project, Path(scratch))
+        env = scratch_env(project, Path(scratch))
         early = {
             name: beside.submit(_verify_step, name, args, project, env)
             for name, args in steps
@@ -131,7 +132,7 @@ def _verify_step(
     return StepResult(name, ok, time.perf_counter() - started, output)
 
 
-def _verify_env(project: Path, scratch: Path) -> dict[str, str]:
+def scratch_env(project: Path, scratch: Path) -> dict[str, str]:
     """The process environment, quiet, with a throwaway tracking store in `scratch`."""
     store = f"sqlite:///{scratch / 'mlflow.db'}"
     return {
@@ -184,7 +185,7 @@ def drift_report(
         )
     (project / ALERT_FILE).unlink(missing_ok=True)  # never a verdict of an earlier run
     with tempfile.TemporaryDirectory(prefix="paved-drift-") as scratch:
-        env = _verify_env(project, Path(scratch))
+        env = scratch_env(project, Path(scratch))
         inputs = "in the repo"
         if not all((project / path).exists() for path in DRIFT_INPUTS):
             pulled = run(
