@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from paved._errors import PavedError
@@ -31,6 +32,7 @@ from paved.ci.tokens import github_id_token
 from ci.golden_path import free_port, running
 from ci.oci_registry import local_registry
 from tests.lib.fake_clouds import REQUEST_TOKEN, github_token
+from tests.lib.helpers import fit
 
 ROLE = "arn:aws:iam::123456789012:role/paved-push"
 PROVIDER = "projects/123456/locations/global/workloadIdentityPools/github/providers/acme"
@@ -447,3 +449,87 @@ def test_aws_endpoints(region: str, fips: bool, expected: tuple[str, str]) -> No
     from paved.ci.aws import _aws_endpoints
 
     assert _aws_endpoints(region, {}, fips=fips) == expected
+
+
+@pytest.mark.libs
+def test_storage_login_then_the_drift_report_reads_the_prediction_log_from_s3(
+    clouds: tuple[str, Path], moto: str, tmp_path: Path, iris: Any
+) -> None:
+    """The monitoring job's way to a log on S3: the job's OIDC token for STS session keys
+    (`paved ci storage-login`), then `paved-ml drift --log s3://...` with them. The log is
+    only in moto's bucket; without the keys the read is refused with one clear line."""
+    import boto3
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from tests.libs.test_drift import FEATURES, logged, sample
+
+    base, _ = clouds
+    team = tmp_path / "team"
+    (team / "data" / "prepared").mkdir(parents=True)
+    iris.to_csv(team / "data" / "prepared" / "train.csv", index=False)
+    (team / "params.yaml").write_text("monitoring:\n  drift_share: 0.4\n")
+    model = fit(iris, 1.0)
+    signature = infer_signature(iris[FEATURES], model.predict(iris[FEATURES]))
+    mlflow.sklearn.save_model(model, team / "models" / "champion", signature=signature)
+    shifted = sample(iris, 300, seed=1, shift={"pl": 2.0, "pw": 1.0})
+    local = logged(tmp_path / "log", shifted, model)
+    setup = boto3.client(
+        "s3",
+        region_name="eu-west-1",
+        endpoint_url=moto,
+        aws_access_key_id="AKIDSETUP",
+        aws_secret_access_key="setup",
+    )
+    setup.create_bucket(
+        Bucket="ml-logs", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    for path in sorted(local.glob("*.parquet")):
+        setup.upload_file(str(path), "ml-logs", f"iris/{path.name}")
+        path.unlink()  # the log is in the bucket only
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    handed = tmp_path / "github-env"
+    job = {
+        **clean,
+        **_job_env(base),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_ENV": str(handed),
+        "PAVED_AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/ml-data-reader",
+        "AWS_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL_STS": moto,
+    }
+    login = subprocess.run(
+        [sys.executable, "-m", "paved", "ci", "storage-login", "--cloud", "aws"],
+        env=job, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    keys = dict(line.split("=", 1) for line in handed.read_text().splitlines())
+    assert set(keys) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+    assert all(f"::add-mask::{value}" in login.stdout for value in keys.values())
+    assert keys["AWS_ACCESS_KEY_ID"] != "AKIDSETUP" and keys["AWS_SESSION_TOKEN"]
+    assert keys["AWS_SECRET_ACCESS_KEY"] not in login.stderr
+
+    drift = [
+        sys.executable, "-m", "paved_ml.cli", "drift", "--log", "s3://ml-logs/iris",
+        "--contract", "tests.lib.iris_contract:CONTRACT", "--no-tracking",
+        "--report", str(tmp_path / "drift.html"), "--summary", str(tmp_path / "drift.json"),
+    ]  # fmt: skip
+    storage = {
+        **clean,
+        "AWS_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL_S3": moto,
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+    }
+    read = subprocess.run(
+        drift, cwd=team, env={**storage, **keys}, capture_output=True, text=True, timeout=300
+    )
+    assert read.returncode == 1, read.stdout + read.stderr  # drift found, in the bucket's log
+    assert "DRIFTED  pl" in read.stdout and "300 logged rows" in read.stdout
+    refused = subprocess.run(
+        drift, cwd=team, env=storage, capture_output=True, text=True, timeout=300
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "cannot read the prediction log at s3://ml-logs/iris: NoCredentialsError" in (
+        refused.stderr
+    )

@@ -352,19 +352,29 @@ def read_prediction_log(location: str | Path) -> pd.DataFrame:
     import fsspec
     import pandas as pd
 
-    fs, root = fsspec.core.url_to_fs(str(location))
-    if not fs.isdir(root):
+    try:
+        fs, root = fsspec.core.url_to_fs(str(location))
+        if not fs.isdir(root):
+            raise PavedMLError(
+                f"no prediction log at {location}: set {LOG_ENV} on the service to start one"
+            )
+        files = sorted(fs.glob(f"{root.rstrip('/')}/predictions-*{_SUFFIX}"))
+        if not files:
+            raise PavedMLError(
+                f"the prediction log at {location} is empty: no requests recorded yet"
+            )
+        frames = []
+        # fastparquet, which wrote the files, reads them too. pandas' default (pyarrow, where
+        # installed) can abort the process at exit after a read (apache/arrow#34314):
+        # measured here, 15 of 80 short runs that read one file exited 134.
+        for path in files:
+            with fs.open(path, "rb") as handle:
+                frames.append(pd.read_parquet(handle, engine="fastparquet"))
+    except PavedMLError:
+        raise
+    except Exception as exc:  # storage that refuses (no credentials, access denied, no module)
+        detail = " ".join(str(exc).split())[:300]
         raise PavedMLError(
-            f"no prediction log at {location}: set {LOG_ENV} on the service to start one"
-        )
-    files = sorted(fs.glob(f"{root.rstrip('/')}/predictions-*{_SUFFIX}"))
-    if not files:
-        raise PavedMLError(f"the prediction log at {location} is empty: no requests recorded yet")
-    frames = []
-    # fastparquet, which wrote the files, reads them too. pandas' default (pyarrow, where
-    # installed) can abort the process at exit after a read (apache/arrow#34314): measured
-    # here, 15 of 80 short runs that read one file exited 134.
-    for path in files:
-        with fs.open(path, "rb") as handle:
-            frames.append(pd.read_parquet(handle, engine="fastparquet"))
+            f"cannot read the prediction log at {location}: {type(exc).__name__}: {detail}"
+        ) from exc
     return pd.concat(frames, ignore_index=True)

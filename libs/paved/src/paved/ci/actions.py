@@ -9,6 +9,7 @@ every step runs the same by hand.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 
 __all__ = [
@@ -75,6 +76,22 @@ def mask(secret: str, env: Mapping[str, str] | None = None) -> None:
     """Hide `secret` in the job's log from here on (an Actions workflow command)."""
     if in_actions(env):
         print(f"::add-mask::{secret}", flush=True)
+
+
+def export_env(values: Mapping[str, str]) -> None:
+    """Hand `values` to the job's later steps as variables ($GITHUB_ENV), each masked first.
+
+    Outside a job, the lines `export NAME=value` are printed, for `eval` in a shell.
+    """
+    target = os.environ.get("GITHUB_ENV")
+    for value in values.values():
+        mask(value)
+    if target:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.writelines(f"{key}={value}\n" for key, value in values.items())
+        return
+    for key, value in values.items():
+        print(f"export {key}={shlex.quote(value)}", flush=True)
 
 
 def step_output(**values: str) -> None:

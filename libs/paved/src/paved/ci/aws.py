@@ -1,7 +1,8 @@
-"""AWS ECR: the job's OIDC token for STS session keys, and ECR's registry password.
+"""AWS: the job's OIDC token for STS session keys, for ECR's registry password and for S3.
 
 STS `AssumeRoleWithWebIdentity` (unsigned) gives session keys, and ECR's
-`GetAuthorizationToken` (signed with Signature Version 4) the registry password. The
+`GetAuthorizationToken` (signed with Signature Version 4) the registry password; the keys
+alone (`storage_keys`) reach the repo's data on S3 (the DVC remote, the prediction log). The
 endpoints are the region's, or the AWS SDKs' `AWS_ENDPOINT_URL_STS` and
 `AWS_ENDPOINT_URL_ECR`.
 """
@@ -29,7 +30,14 @@ from paved.ci.tokens import (
     json_answer,
 )
 
-__all__ = ["AWS_REGION", "ECR_HOST", "AwsKeys", "aws_credentials", "sigv4_headers"]
+__all__ = [
+    "AWS_REGION",
+    "ECR_HOST",
+    "AwsKeys",
+    "aws_credentials",
+    "sigv4_headers",
+    "storage_keys",
+]
 
 #: An ECR registry host (named groups: whether it is a FIPS endpoint, and its region).
 ECR_HOST = r"\d{12}\.dkr\.ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?"
@@ -52,9 +60,7 @@ class AwsKeys:
 
 def aws_credentials(host: str, env: Mapping[str, str]) -> Credentials:
     """Registry credentials of the ECR `host` for the role PAVED_AWS_ROLE_ARN names."""
-    role_arn = env["PAVED_AWS_ROLE_ARN"]
-    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", role_arn):
-        raise PavedError(f"PAVED_AWS_ROLE_ARN {role_arn!r} is not an IAM role ARN")
+    role_arn = _role_arn(env)
     # An ECR host names its region and FIPS-ness; an emulator on this machine does not.
     found = re.fullmatch(ECR_HOST, host)
     region = found["region"] if found else env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
@@ -69,6 +75,31 @@ def aws_credentials(host: str, env: Mapping[str, str]) -> Credentials:
     return ecr_authorization(keys, region, ecr)
 
 
+def storage_keys(env: Mapping[str, str]) -> AwsKeys:
+    """Session keys (an hour) of the role PAVED_AWS_ROLE_ARN names, for the repo's data on S3.
+
+    The job's OIDC token is exchanged at STS (AWS_REGION's endpoint, or
+    AWS_ENDPOINT_URL_STS); no stored key is read. The role should reach the data bucket and
+    nothing else: the job that uses the keys runs the repo's code.
+    """
+    role_arn = _role_arn(env)
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    if not re.fullmatch(AWS_REGION, region, flags=re.ASCII):
+        raise PavedError(f"AWS region {region!r} is not a region name (e.g. eu-west-1)")
+    sts, _ = _aws_endpoints(region, env, fips=False)
+    token = github_id_token("sts.amazonaws.com", env)
+    return assume_role_with_web_identity(role_arn, token, sts, env, seconds=3600)
+
+
+def _role_arn(env: Mapping[str, str]) -> str:
+    role_arn = env.get("PAVED_AWS_ROLE_ARN", "")
+    if not role_arn:
+        raise PavedError("set PAVED_AWS_ROLE_ARN to the IAM role the job's OIDC token assumes")
+    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", role_arn):
+        raise PavedError(f"PAVED_AWS_ROLE_ARN {role_arn!r} is not an IAM role ARN")
+    return role_arn
+
+
 def _aws_endpoints(region: str, env: Mapping[str, str], *, fips: bool) -> tuple[str, str]:
     """STS's and ECR's API endpoints for `region` (FIPS ones for a FIPS registry)."""
     domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
@@ -81,9 +112,9 @@ def _aws_endpoints(region: str, env: Mapping[str, str], *, fips: bool) -> tuple[
 
 
 def assume_role_with_web_identity(
-    role_arn: str, token: str, endpoint: str, env: Mapping[str, str]
+    role_arn: str, token: str, endpoint: str, env: Mapping[str, str], *, seconds: int = 900
 ) -> AwsKeys:
-    """STS AssumeRoleWithWebIdentity: session keys for `role_arn` (15 minutes)."""
+    """STS AssumeRoleWithWebIdentity: session keys for `role_arn` (`seconds`, 15 minutes)."""
     run = re.sub(r"[^\w+=,.@-]", "-", run_id(env) or "local", flags=re.ASCII)
     body = urllib.parse.urlencode(
         {
@@ -92,7 +123,7 @@ def assume_role_with_web_identity(
             "RoleArn": role_arn,
             "RoleSessionName": f"paved-{run}"[:64],
             "WebIdentityToken": token,
-            "DurationSeconds": "900",
+            "DurationSeconds": str(seconds),
         }
     ).encode()
     request = urllib.request.Request(
