@@ -25,7 +25,7 @@ ALIAS_BOMB = "\n".join(
 #: Answer sets the render tier covers (on top of DEMO_ANSWERS).
 MATRIX = [
     {},
-    {"python_version": "3.12", "retrain_schedule": "30 2 * * *", "retrain_on_drift": "true"},
+    {"python_version": "3.12", "retrain_schedule": "30 2 * * *", "retrain_on_drift": True},
     {"dvc_remote": "s3", "model_framework": "xgboost"},
     {"dvc_remote": "gs", "dvc_remote_url": "gs://ml-bucket/iris"},
     {"dvc_remote": "azure", "python_version": "3.12", "deploy_target": "none"},

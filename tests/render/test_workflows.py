@@ -125,7 +125,7 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     assert retrain["permissions"] == {"contents": "write", "pull-requests": "write"}
     called.append(("team-retrain.yml", retrain))
     on_drift = flows["drift.yml"]["jobs"].get("retrain")
-    assert (on_drift is not None) == (answers.get("retrain_on_drift") == "true")
+    assert (on_drift is not None) == (answers.get("retrain_on_drift") is True)
     if on_drift is not None:
         assert on_drift["needs"] == "drift" and "failure()" in on_drift["if"]
         assert on_drift["permissions"] == retrain["permissions"]
