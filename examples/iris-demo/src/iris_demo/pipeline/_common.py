@@ -12,6 +12,8 @@ CANDIDATE = Path("models/candidate")
 CHAMPION = Path("models/champion")
 REGISTRATION = CANDIDATE / "registration.json"
 METRICS = Path("metrics.json")
+#: The champion gate's decision, with both models' metrics on the test set (not tracked).
+GATE = Path("reports/gate.json")
 
 
 def params(stage: str) -> dict[str, Any]:

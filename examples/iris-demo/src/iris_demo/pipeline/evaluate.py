@@ -16,6 +16,7 @@ from paved_ml.contract import Contract
 from paved_ml.data import file_md5
 from paved_ml.registry import (
     SameTestSet,
+    decision_record,
     export_champion,
     promote_if_better,
     save_champion,
@@ -24,7 +25,7 @@ from paved_ml.tracking import lineage_run
 from sklearn.metrics import accuracy_score, f1_score
 
 from ..contract import CONTRACT
-from ._common import CANDIDATE, CHAMPION, METRICS, REGISTRATION, TEST, params
+from ._common import CANDIDATE, CHAMPION, GATE, METRICS, REGISTRATION, TEST, params
 
 
 def score(model: Any, frame: pd.DataFrame, contract: Contract) -> dict[str, float]:
@@ -49,6 +50,12 @@ def main() -> None:
 
     with lineage_run(config, run_id=registration["run_id"]):
         mlflow.log_metrics(metrics)
+    scored: dict[str, dict[str, float]] = {}  # each model scored on this test set, by URI
+
+    def on_this_test_set(uri: str) -> float:
+        scored[uri] = score(mlflow.sklearn.load_model(uri), test, CONTRACT)
+        return scored[uri][metric]
+
     decision = promote_if_better(
         config,
         registration["version"],
@@ -56,10 +63,7 @@ def main() -> None:
         value=metrics[metric],
         greater_is_better=settings["greater_is_better"],
         # The champion, loaded from the registry, scored on this same test set.
-        same_test_set=SameTestSet(
-            md5=file_md5(TEST),
-            score=lambda uri: score(mlflow.sklearn.load_model(uri), test, CONTRACT)[metric],
-        ),
+        same_test_set=SameTestSet(md5=file_md5(TEST), score=on_this_test_set),
     )
     if decision.promoted:
         save_champion(CANDIDATE, CHAMPION, decision)
@@ -68,6 +72,11 @@ def main() -> None:
     elif not (CHAMPION / "MLmodel").is_file():
         export_champion(config, CHAMPION)
     METRICS.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    # The decision, and both models' metrics on this test set (retraining's pull request).
+    champion = scored.get(f"models:/{decision.model_name}/{decision.champion_version}")
+    record = {**decision_record(decision), "metrics": metrics, "champion_metrics": champion}
+    GATE.parent.mkdir(parents=True, exist_ok=True)
+    GATE.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"evaluate: {decision.message}")
 
 
