@@ -86,8 +86,15 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     ci, release = flows["ci.yml"]["jobs"]["ci"], flows["release.yml"]["jobs"]["release"]
     assert ci["permissions"] == {"contents": "read"}
     drift = flows["drift.yml"]["jobs"]["drift"]
-    # Issues: the alert job's, which runs none of the repo's code (team-drift.yml).
-    assert drift["permissions"] == {"contents": "read", "issues": "write"}
+    s3_data = answers.get("dvc_remote") == "s3"
+    # The jobs that run the repo's code read, and hold the job's OIDC token only where the
+    # data is on S3 (team-drift.yml's and team-retrain.yml's jobs inherit exactly this).
+    reader = {"contents": "read", **({"id-token": "write"} if s3_data else {})}
+    assert drift["permissions"] == reader
+    assert ("aws-role-arn" in drift["with"]) == s3_data
+    alert = flows["drift.yml"]["jobs"]["alert"]
+    assert alert["permissions"] == {"contents": "read", "issues": "write"}
+    assert alert["needs"] == "drift" and alert["with"]["report-url"].startswith("${{ needs.drift")
     assert set(flows["drift.yml"][True]) == {"schedule", "workflow_dispatch"}
     cloud = answers in CLOUD
     ghcr = answers.get("container_registry", "ghcr.io").startswith("ghcr.io")
@@ -113,23 +120,31 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     cloud_inputs = {name for names in identity.values() for name in names}
     found = cloud_of(answers.get("container_registry", "ghcr.io").split("/")[0])
     assert set(release["with"]) & cloud_inputs == identity.get(found or "", set())
-    called = [("team-ci.yml", ci), ("team-release.yml", release), ("team-drift.yml", drift)]
-    # Retraining: on its schedule and by hand, and (opted in) after a failed monitoring run;
-    # a branch and a pull request, written by a job that runs none of the repo's code.
-    retrain = flows["retrain.yml"]["jobs"]["retrain"]
+    called = [
+        ("team-ci.yml", ci),
+        ("team-release.yml", release),
+        ("team-drift.yml", drift),
+        ("team-alert.yml", alert),
+    ]
+    # Retraining: on its schedule and by hand, and (opted in) after a failed monitoring run.
+    # The retrain job reads; the propose job, which runs none of the repo's code, writes a
+    # branch and a pull request.
+    retrain, propose = (flows["retrain.yml"]["jobs"][name] for name in ("retrain", "propose"))
     schedule = answers.get("retrain_schedule", "0 5 * * 1")
     assert flows["retrain.yml"][True] == {
         "schedule": [{"cron": schedule}],
         "workflow_dispatch": None,
     }
-    assert retrain["permissions"] == {"contents": "write", "pull-requests": "write"}
-    called.append(("team-retrain.yml", retrain))
-    on_drift = flows["drift.yml"]["jobs"].get("retrain")
-    assert (on_drift is not None) == (answers.get("retrain_on_drift") is True)
-    if on_drift is not None:
-        assert on_drift["needs"] == "drift" and "failure()" in on_drift["if"]
-        assert on_drift["permissions"] == retrain["permissions"]
-        assert on_drift["uses"] == retrain["uses"]
+    assert retrain["permissions"] == reader
+    assert propose["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert propose["needs"] == "retrain" and "promoted == 'true'" in propose["if"]
+    called += [("team-retrain.yml", retrain), ("team-retrain-propose.yml", propose)]
+    on_drift = {k: v for k, v in flows["drift.yml"]["jobs"].items() if k in {"retrain", "propose"}}
+    assert bool(on_drift) == (answers.get("retrain_on_drift") is True)
+    if on_drift:
+        assert on_drift["retrain"]["needs"] == "drift" and "failure()" in on_drift["retrain"]["if"]
+        assert on_drift["propose"] == propose
+        assert on_drift["retrain"]["permissions"] == reader
     assert ("deploy" in flows["release.yml"]["jobs"]) == deploys
     if deploys:
         # After a release from the default branch, a pull request moves staging to it; only
@@ -181,17 +196,20 @@ def test_platform_workflows_are_least_privilege_and_pinned() -> None:
                 assert granted == {"contents": "write", "pull-requests": "write"}
                 assert job["environment"] == "${{ inputs.environment }}"
                 continue
-            if (path.name, name) == ("team-retrain.yml", "propose"):
+            if (path.name, name) == ("team-retrain-propose.yml", "propose"):
                 # The retraining pull request, from the retrain job's patch: it runs no repo
                 # code (test_no_job_that_can_write_runs_the_repos_code).
                 assert granted == {"contents": "write", "pull-requests": "write"}
-                assert job["needs"] == "retrain"
                 continue
-            if (path.name, name) == ("team-drift.yml", "alert"):
+            if (path.name, name) == ("team-alert.yml", "alert"):
                 # The model's monitoring issue, from the drift job's artifact; it runs no
                 # repo code (test_no_job_that_can_write_runs_the_repos_code).
                 assert granted == {"contents": "read", "issues": "write"}
-                assert job["needs"] == "drift"
+                continue
+            if (path.name, name) in INHERITING_READERS:
+                # The caller's grant, which the template keeps to reading and the OIDC token
+                # (test_generated_workflows_are_least_privilege_and_pinned).
+                assert "permissions" not in job, f"{path.name}:{name}"
                 continue
             if (path.name, name) == ("docs.yml", "deploy"):
                 # Publishing to Pages needs both, and the job runs no repository code: one
@@ -233,6 +251,9 @@ REPO_CODE = re.compile(
     r"\buv (run|sync|build|tool run)\b|\buvx\b|\bdvc\b|\bbentoml\b|\bpython3? -m (?!venv\b)"
     r"|\bpytest\b|\bpip install (-e|--editable|\.)|\bmake\b|(^|\s)(\./|source |\. |bash \w)"
 )
+#: Jobs that run the repo's code with the calling job's permissions: contents: read, and the
+#: job's OIDC token where the data is on S3 (the issue asks for keys from it, never stored).
+INHERITING_READERS = {("team-drift.yml", "drift"), ("team-retrain.yml", "retrain")}
 #: Actions a job that can write may use: none runs the repo's code.
 WRITER_ACTIONS = ("actions/checkout@", "actions/download-artifact@")
 
@@ -254,7 +275,7 @@ def test_no_job_that_can_write_runs_the_repos_code() -> None:
             )
             text = yaml.safe_dump(job)
             holds_secret = "secrets." in text
-            if not (can_write or holds_secret):
+            if not (can_write or holds_secret) or (path.name, name) in INHERITING_READERS:
                 continue
             if path.name == "team-release.yml":
                 assert job.get("needs"), f"{path.name}:{name} can write but builds nothing"
@@ -272,6 +293,9 @@ def test_no_job_that_can_write_runs_the_repos_code() -> None:
             if any(runs):
                 text = yaml.safe_dump(job)
                 assert "secrets." not in text and "id-token" not in text, f"{path.name}:{name}"
+                if (path.name, name) in INHERITING_READERS:
+                    assert "permissions" not in job  # the caller's: read, and OIDC on S3
+                    continue
                 assert job.get("permissions") == {"contents": "read"}, f"{path.name}:{name}"
 
 

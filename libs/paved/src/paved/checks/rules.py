@@ -44,12 +44,12 @@ PIPELINE_STAGES = ("ingest", "prepare", "train", "evaluate")
 #: Write scopes a team repo's workflows may grant, and only outside pull-request runs.
 WRITE_SCOPES = {"packages", "id-token"}
 #: What a job calling one of the platform's reusable workflows may write too, by workflow:
-#: team-deploy.yml's and team-retrain.yml's branch and pull request, team-drift.yml's alert
-#: issue (the jobs that write run none of the repo's code).
+#: a deploy's or a retrain's branch and pull request, the monitoring alert's issue (those
+#: workflows run none of the repo's code).
 PLATFORM_SCOPES = {
     "team-deploy.yml": {"contents", "pull-requests"},
-    "team-retrain.yml": {"contents", "pull-requests"},
-    "team-drift.yml": {"issues"},
+    "team-retrain-propose.yml": {"contents", "pull-requests"},
+    "team-alert.yml": {"issues"},
 }
 _PLATFORM_WORKFLOW = re.compile(r"^[\w.-]+/[\w.-]+/\.github/workflows/([\w.-]+)@[0-9a-f]{40}$")
 # ------------------------------------------------------------------ fixtures
@@ -202,8 +202,8 @@ class PV005(Paved):
         Each workflow sets `permissions: {}` at the top and each job asks for what it needs
         (`contents: read`; `packages`/`id-token: write` only in the release job;
         `contents`/`pull-requests: write` only in a job calling the platform's
-        `team-deploy.yml` or `team-retrain.yml`, `issues: write` only in one calling
-        `team-drift.yml`: the jobs there that write run none of the repo's code). No
+        `team-deploy.yml` or `team-retrain-propose.yml`, `issues: write` only in one calling
+        `team-alert.yml`: those run none of the repo's code). No
         `write-all`, no write scope in a workflow that pull requests run, and no
         `pull_request_target` or `workflow_run` trigger (they run with secrets on foreign code).
         """
