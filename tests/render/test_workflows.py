@@ -94,7 +94,8 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     assert ("aws-role-arn" in drift["with"]) == s3_data
     alert = flows["drift.yml"]["jobs"]["alert"]
     assert alert["permissions"] == {"contents": "read", "issues": "write"}
-    assert alert["needs"] == "drift" and alert["with"]["report-url"].startswith("${{ needs.drift")
+    assert alert["needs"] == "drift" and "if" not in alert  # the drift job ends green
+    assert alert["with"]["state"] == "${{ needs.drift.outputs.state }}"
     assert set(flows["drift.yml"][True]) == {"schedule", "workflow_dispatch"}
     cloud = answers in CLOUD
     ghcr = answers.get("container_registry", "ghcr.io").startswith("ghcr.io")
@@ -142,7 +143,8 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     on_drift = {k: v for k, v in flows["drift.yml"]["jobs"].items() if k in {"retrain", "propose"}}
     assert bool(on_drift) == (answers.get("retrain_on_drift") is True)
     if on_drift:
-        assert on_drift["retrain"]["needs"] == "drift" and "failure()" in on_drift["retrain"]["if"]
+        assert on_drift["retrain"]["needs"] == "drift"
+        assert on_drift["retrain"]["if"] == "${{ needs.drift.outputs.state == 'failed' }}"
         assert on_drift["propose"] == propose
         assert on_drift["retrain"]["permissions"] == reader
     assert ("deploy" in flows["release.yml"]["jobs"]) == deploys

@@ -496,7 +496,8 @@ def ci_drift(
 ) -> None:
     """The monitoring run: drift of the prediction log, and accuracy from labels.
 
-    Exit 1 when a check failed, 2 when one could not judge. Gets the training table and the
+    Exit 1 when a check failed, 2 when one could not judge (the step output `state`: passed,
+    failed or not judged). Gets the training table and the
     champion (`dvc pull`, else `dvc repro evaluate`), runs `paved-ml drift` (and `paved-ml
     feedback LABELS`), writes reports/alert.json for the alert job, and in GitHub Actions
     writes the verdicts to the step summary.
@@ -509,6 +510,8 @@ def ci_drift(
         summary_file=summary_file(),
     )
     typer.echo(result.output.rstrip())
+    state = {0: "passed", 1: "failed"}.get(result.returncode, "not judged")
+    step_output(state=state)
     raise typer.Exit(result.returncode)
 
 
