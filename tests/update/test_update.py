@@ -326,8 +326,10 @@ def test_an_update_brings_monitoring_and_retraining_into_a_repo_made_before_them
     retrain = yaml.safe_load((repo / ".github/workflows/retrain.yml").read_text())
     assert "team-retrain.yml@" in retrain["jobs"]["retrain"]["uses"]
     drift = yaml.safe_load((repo / ".github/workflows/drift.yml").read_text())
-    assert drift["jobs"]["drift"]["permissions"] == {"contents": "read", "issues": "write"}
-    assert "alert-webhook" in drift["jobs"]["drift"]["secrets"]
+    assert drift["jobs"]["drift"]["permissions"] == {"contents": "read"}
+    alert = drift["jobs"]["alert"]
+    assert alert["permissions"] == {"contents": "read", "issues": "write"}
+    assert "team-alert.yml@" in alert["uses"] and "alert-webhook" in alert["secrets"]
     monitoring = yaml.safe_load((repo / "params.yaml").read_text())["monitoring"]
     assert monitoring["min_f1_macro"] == 0.85 and monitoring["feedback_window"] == "1D"
     assert "<!-- paved:champion -->" in (repo / "docs/model-card.md").read_text()
