@@ -61,8 +61,14 @@ IMAGE_TOOLS = {
     "mount": "mount",
 }
 #: The commands each test tier needs beyond the workspace: the render tier renders and checks
-#: a team repo's Kubernetes manifests with kubectl's kustomize.
-TIER_TOOLS = {"render": {"kubectl": "kubectl"}, "image": IMAGE_TOOLS, "workflows": IMAGE_TOOLS}
+#: a team repo's Kubernetes manifests with kubectl's kustomize; the libs tier installs Azurite,
+#: Microsoft's Blob Storage emulator, with npm and makes its https certificate with openssl.
+TIER_TOOLS = {
+    "render": {"kubectl": "kubectl"},
+    "libs": {"npm": "npm", "openssl": "openssl"},
+    "image": IMAGE_TOOLS,
+    "workflows": IMAGE_TOOLS,
+}
 #: What each benchmark needs beyond the image tools.
 BENCH_TOOLS = {"service": {"wrk": "wrk"}, "image": IMAGE_TOOLS, "ci_act": IMAGE_TOOLS}
 #: Commits made by the tests (generated repos, throwaway releases) need an identity.
@@ -140,7 +146,7 @@ def ensure_system_tools(tools: dict[str, str], why: str) -> bool:
         f"dev: {why} need {', '.join(sorted(missing))}, not found on PATH. Install them with\n"
         f"    sudo apt-get install {' '.join(sorted(set(missing.values())))}\n"
         "or run only the tiers that need none: "
-        "python3 ci/dev.py test -m 'libs or project or update'",
+        "python3 ci/dev.py test -m 'project or update'",
         file=sys.stderr,
     )
     return False

@@ -4,7 +4,8 @@ Google's STS and IAM Credentials, Microsoft Entra ID and ACR's token exchange.
 Each answers the documented request with the documented fields and refuses a request whose
 token is not the one issued by the step before it, so a test proves the chain is passed
 along. Every request is appended to a JSON-lines log for the test to read. AWS is not here:
-moto emulates STS and ECR.
+moto emulates STS and ECR; nor is Blob Storage: Azurite emulates it, and reads the Entra
+token given for it (`storage_jwt`).
 
     python fake_clouds.py --port N --password P --log FILE
 """
@@ -12,8 +13,10 @@ moto emulates STS and ECR.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +29,26 @@ ENTRA = "entra-access-token"
 def github_token(audience: str) -> str:
     """The fake OIDC token for an audience."""
     return f"github-jwt.{audience}"
+
+
+def storage_jwt(*, tenant: str) -> str:
+    """An Entra access token for Blob Storage, as Azurite reads it (claims only: Azurite's
+    `--oauth basic` checks issuer, audience and lifetime, not the signature)."""
+    now = int(time.time())
+    claims = {
+        "aud": "https://storage.azure.com",
+        "iss": f"https://sts.windows.net/{tenant}/",
+        "iat": now - 60,
+        "nbf": now - 60,
+        "exp": now + 3600,
+        "oid": "7f0c3a5e-0000-4000-8000-00000000a11c",
+        "tid": tenant,
+    }
+
+    def part(value: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -82,6 +105,9 @@ class Handler(BaseHTTPRequestHandler):
                 )
             if form.get("client_assertion") != github_token("api://AzureADTokenExchange"):
                 return self._answer(401, {"error": "invalid_client"})
+            if form.get("scope") == "https://storage.azure.com/.default":
+                access = storage_jwt(tenant=path.split("/")[2])
+                return self._answer(200, {"access_token": access, "token_type": "Bearer"})
             return self._answer(200, {"access_token": ENTRA, "token_type": "Bearer"})
         if path == "/acr/oauth2/exchange":
             if form.get("access_token") != ENTRA:

@@ -13,9 +13,12 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -459,21 +462,9 @@ def test_storage_login_then_the_drift_report_reads_the_prediction_log_from_s3(
     (`paved ci storage-login`), then `paved-ml drift --log s3://...` with them. The log is
     only in moto's bucket; without the keys the read is refused with one clear line."""
     import boto3
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
-    from tests.libs.test_drift import FEATURES, logged, sample
 
     base, _ = clouds
-    team = tmp_path / "team"
-    (team / "data" / "prepared").mkdir(parents=True)
-    iris.to_csv(team / "data" / "prepared" / "train.csv", index=False)
-    (team / "params.yaml").write_text("monitoring:\n  drift_share: 0.4\n")
-    model = fit(iris, 1.0)
-    signature = infer_signature(iris[FEATURES], model.predict(iris[FEATURES]))
-    mlflow.sklearn.save_model(model, team / "models" / "champion", signature=signature)
-    shifted = sample(iris, 300, seed=1, shift={"pl": 2.0, "pw": 1.0})
-    local = logged(tmp_path / "log", shifted, model)
+    team, local = _drift_team(tmp_path, iris)
     setup = boto3.client(
         "s3",
         region_name="eu-west-1",
@@ -533,3 +524,200 @@ def test_storage_login_then_the_drift_report_reads_the_prediction_log_from_s3(
     assert "cannot read the prediction log at s3://ml-logs/iris: NoCredentialsError" in (
         refused.stderr
     )
+
+
+def _drift_team(tmp_path: Path, iris: Any) -> tuple[Path, Path]:
+    """A team repo whose champion serves iris, and a shifted prediction log of it (a folder,
+    for the test to move into a bucket)."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from tests.libs.test_drift import FEATURES, logged, sample
+
+    team = tmp_path / "team"
+    (team / "data" / "prepared").mkdir(parents=True)
+    iris.to_csv(team / "data" / "prepared" / "train.csv", index=False)
+    (team / "params.yaml").write_text("monitoring:\n  drift_share: 0.4\n")
+    model = fit(iris, 1.0)
+    signature = infer_signature(iris[FEATURES], model.predict(iris[FEATURES]))
+    mlflow.sklearn.save_model(model, team / "models" / "champion", signature=signature)
+    shifted = sample(iris, 300, seed=1, shift={"pl": 2.0, "pw": 1.0})
+    return team, logged(tmp_path / "log", shifted, model)
+
+
+#: Azurite, Microsoft's Blob Storage emulator (npm), installed once into the tools cache.
+AZURITE = "3.35.0"
+#: Azurite's well-known development account and key (the test's setup uses them only).
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+TENANT = "4f2c7c8e-0000-4000-8000-0000000a2b3c"
+
+
+def _azurite_command() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = cache / "paved" / "tools" / f"azurite-{AZURITE}"
+    command = folder / "node_modules" / ".bin" / "azurite-blob"
+    if not command.exists():
+        npm = shutil.which("npm")
+        assert npm, "npm is needed for Azurite (Debian: apt-get install npm)"
+        install = [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund"]
+        done = subprocess.run(
+            [*install, "--silent", f"azurite@{AZURITE}"],
+            capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert done.returncode == 0 and command.exists(), done.stderr[-2000:]
+    return command
+
+
+@pytest.fixture
+def azurite(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """Azurite's Blob Storage on a free loopback port, over https with a certificate made
+    for it (OAuth, which user delegation keys need, is https only): (its account URL, the
+    certificate to trust)."""
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    cert, key = tls / "cert.pem", tls / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    port = free_port()
+    process = subprocess.Popen(
+        [str(_azurite_command()), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+         "--location", str(tmp_path / "azurite"), "--oauth", "basic", "--cert", str(cert),
+         "--key", str(key), "--skipApiVersionCheck", "--silent"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+    def listening() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    with running(process, listening, timeout=60, failure=lambda: "Azurite did not start"):
+        yield f"https://127.0.0.1:{port}/{DEV_ACCOUNT}", cert
+
+
+@pytest.mark.libs
+def test_storage_login_signs_a_container_sas_the_drift_report_reads_the_log_from_azure_with(
+    clouds: tuple[str, Path], azurite: tuple[str, Path], tmp_path: Path, iris: Any
+) -> None:
+    """Azure's way to a log in Blob Storage: the job's OIDC token signs in to Entra ID, the
+    account gives a user delegation key, and `paved ci storage-login --cloud azure` signs an
+    hour's SAS for the one container with it. Azurite checks the token and the signature:
+    the drift report reads the log through it, another container of the account refuses it,
+    and without it the read is refused with one clear line."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.storage.blob import BlobServiceClient
+
+    base, log = clouds
+    account_url, cert = azurite
+    team, local = _drift_team(tmp_path, iris)
+    setup = BlobServiceClient.from_connection_string(
+        f"DefaultEndpointsProtocol=https;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"BlobEndpoint={account_url};",
+        connection_verify=str(cert),
+    )
+    logs = setup.create_container("ml-logs")
+    for path in sorted(local.glob("*.parquet")):
+        logs.upload_blob(f"iris/{path.name}", path.read_bytes())
+        path.unlink()  # the log is in the container only
+    setup.create_container("other").upload_blob("secret.txt", b"not for the monitoring job")
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "AWS_"))}
+    handed = tmp_path / "github-env"
+    job = {
+        **clean,
+        **_job_env(base),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_ENV": str(handed),
+        "PAVED_AZURE_CLIENT_ID": "ml-data-reader",
+        "PAVED_AZURE_TENANT_ID": TENANT,
+        "PAVED_AZURE_STORAGE_ACCOUNT": DEV_ACCOUNT,
+        "PAVED_AZURE_CONTAINER": "ml-logs",
+        "PAVED_AZURE_BLOB_URL": account_url,
+        "SSL_CERT_FILE": str(cert),
+    }
+    login = subprocess.run(
+        [sys.executable, "-m", "paved", "ci", "storage-login", "--cloud", "azure"],
+        env=job, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    name, _, connection = handed.read_text().strip().partition("=")
+    assert name == "AZURE_STORAGE_CONNECTION_STRING"
+    assert f"::add-mask::{connection}" in login.stdout
+    sas = dict(urllib.parse.parse_qsl(connection.split("SharedAccessSignature=", 1)[1]))
+    assert (sas["sr"], sas["sp"], sas["sktid"]) == ("c", "racwdl", TENANT)
+    assert DEV_KEY not in connection and sas["sig"] not in login.stderr
+    assert "a SAS for the container ml-logs of devstoreaccount1" in login.stderr
+    entra = [r for r in _requests(log) if str(r["path"]).startswith(f"/entra/{TENANT}/")]
+    assert [r["fields"]["scope"] for r in entra] == ["https://storage.azure.com/.default"]
+
+    drift = [
+        sys.executable, "-m", "paved_ml.cli", "drift", "--log", "az://ml-logs/iris",
+        "--contract", "tests.lib.iris_contract:CONTRACT", "--no-tracking",
+        "--report", str(tmp_path / "drift.html"), "--summary", str(tmp_path / "drift.json"),
+    ]  # fmt: skip
+    storage = {**clean, "SSL_CERT_FILE": str(cert), "PYTHONPATH": str(Path(__file__).parents[2])}
+    read = subprocess.run(
+        drift, cwd=team, env={**storage, name: connection},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert read.returncode == 1, read.stdout + read.stderr  # drift found, in the container's log
+    assert "DRIFTED  pl" in read.stdout and "300 logged rows" in read.stdout
+
+    handed_client = BlobServiceClient.from_connection_string(
+        connection, connection_verify=str(cert)
+    )
+    with pytest.raises(HttpResponseError) as other:
+        handed_client.get_container_client("other").download_blob("secret.txt").readall()
+    assert other.value.status_code == 403  # the SAS is for ml-logs only
+    refused = subprocess.run(
+        drift, cwd=team, env=storage, capture_output=True, text=True, timeout=300
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "cannot read the prediction log at az://ml-logs/iris:" in refused.stderr
+
+
+@pytest.mark.libs
+@pytest.mark.parametrize(
+    ("cloud", "extra", "message"),
+    [
+        ("azure", {"PAVED_AZURE_CONTAINER": "ml-logs"}, "set PAVED_AZURE_STORAGE_ACCOUNT:"),
+        ("azure", {"PAVED_AZURE_STORAGE_ACCOUNT": "mldata"}, "set PAVED_AZURE_CONTAINER:"),
+        (
+            "azure",
+            {"PAVED_AZURE_STORAGE_ACCOUNT": "evil.example.com#", "PAVED_AZURE_CONTAINER": "logs"},
+            "account 'evil.example.com#' is not an account name",
+        ),
+        (
+            "azure",
+            {"PAVED_AZURE_STORAGE_ACCOUNT": "mldata", "PAVED_AZURE_CONTAINER": "Logs/../x"},
+            "container 'Logs/../x' is not a container name",
+        ),
+        (
+            "azure",
+            {
+                "PAVED_AZURE_STORAGE_ACCOUNT": "mldata",
+                "PAVED_AZURE_CONTAINER": "logs",
+                "PAVED_AZURE_BLOB_URL": "http://blob.example.com",
+            },
+            "tokens go to https URLs only",
+        ),
+        ("gcp", {}, "storage-login knows aws, azure, not 'gcp'"),
+    ],
+)
+def test_storage_login_refuses_before_asking_for_any_token(
+    clouds: tuple[str, Path], cloud: str, extra: dict[str, str], message: str
+) -> None:
+    """A missing or malformed name is refused before the job's OIDC token is asked for: no
+    token goes to a host the names would make up."""
+    from paved.ci.clouds import storage_credentials
+
+    base, log = clouds
+    before = len(_requests(log))
+    env = _job_env(base, PAVED_AZURE_CLIENT_ID="reader", PAVED_AZURE_TENANT_ID=TENANT, **extra)
+    with pytest.raises(PavedError, match=re.escape(message)):
+        storage_credentials(cloud=cloud, env=env)
+    assert len(_requests(log)) == before

@@ -19,7 +19,7 @@ from paved._errors import ExitCode, PavedError
 from paved.adopt import adopt_project, show_adopt
 from paved.checks import check_repo, show_check
 from paved.ci.actions import export_env, step_output, summary_file
-from paved.ci.aws import storage_keys
+from paved.ci.clouds import storage_credentials
 from paved.ci.image import login, push_archive, push_image
 from paved.ci.jobs import (
     StepResult,
@@ -547,29 +547,20 @@ def monitor_alert(
 
 @ci_app.command("storage-login")
 def ci_storage_login(
-    cloud: Annotated[str, typer.Option(help="The cloud the data is on: aws.")] = "aws",
+    cloud: Annotated[str, typer.Option(help="The cloud the data is on: aws or azure.")] = "aws",
 ) -> None:
-    """Session keys for the repo's data, from the job's OIDC token: never a stored key.
+    """An hour's access to the repo's data, from the job's OIDC token: never a stored key.
 
-    For the DVC remote and the prediction log. aws: assumes PAVED_AWS_ROLE_ARN (STS, an
-    hour) and hands AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN to the
-    job's later steps, masked (outside a job: `export` lines, for eval). The job needs
-    `permissions: id-token: write`.
+    For the DVC remote and the prediction log, handed to the job's later steps, masked
+    (outside a job: `export` lines, for eval). aws: assumes PAVED_AWS_ROLE_ARN and hands over
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN. azure: signs in as
+    PAVED_AZURE_CLIENT_ID (tenant PAVED_AZURE_TENANT_ID) and hands over a SAS for the
+    container PAVED_AZURE_CONTAINER of PAVED_AZURE_STORAGE_ACCOUNT, as
+    AZURE_STORAGE_CONNECTION_STRING. The job needs `permissions: id-token: write`.
     """
-    if cloud != "aws":
-        raise PavedError(
-            f"storage-login knows aws only, not {cloud!r}: for GCS and Azure, log in with the "
-            "cloud's own action (google-github-actions/auth, azure/login) before the step"
-        )
-    keys = storage_keys(os.environ)
-    export_env(
-        {
-            "AWS_ACCESS_KEY_ID": keys.access_key,
-            "AWS_SECRET_ACCESS_KEY": keys.secret_key,
-            "AWS_SESSION_TOKEN": keys.session_token,
-        }
-    )
-    _err.print(f"storage-login: session keys of {os.environ['PAVED_AWS_ROLE_ARN']} for an hour")
+    values, what = storage_credentials(cloud=cloud, env=os.environ)
+    export_env(values)
+    _err.print(f"storage-login: {what}")
 
 
 @ci_app.command("retrain")

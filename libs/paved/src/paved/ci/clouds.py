@@ -26,12 +26,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from paved._errors import PavedError
-from paved.ci.aws import ECR_HOST, aws_credentials
-from paved.ci.azure import azure_credentials
+from paved.ci.aws import ECR_HOST, aws_credentials, storage_keys
+from paved.ci.azure import azure_credentials, storage_sas
 from paved.ci.gcp import gcp_credentials
 from paved.ci.tokens import LOOPBACK, Credentials
 
-__all__ = ["CLOUDS", "HOST", "Cloud", "cloud_credentials", "cloud_for_login", "cloud_of"]
+__all__ = [
+    "CLOUDS",
+    "HOST",
+    "STORAGE_CLOUDS",
+    "Cloud",
+    "cloud_credentials",
+    "cloud_for_login",
+    "cloud_of",
+    "storage_credentials",
+]
 
 
 @dataclass(frozen=True)
@@ -120,3 +129,41 @@ def cloud_credentials(cloud: str, host: str, env: Mapping[str, str]) -> Credenti
     if cloud == "gcp":
         return gcp_credentials(env)
     return azure_credentials(host, env)
+
+
+#: The clouds `paved ci storage-login` reaches the repo's data on.
+STORAGE_CLOUDS = ("aws", "azure")
+
+
+def storage_credentials(*, cloud: str, env: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """The variables that reach the repo's data on `cloud` for an hour, and what they are.
+
+    aws: session keys of the role PAVED_AWS_ROLE_ARN (the AWS SDKs' variables). azure: a SAS
+    for the container PAVED_AZURE_CONTAINER of the account PAVED_AZURE_STORAGE_ACCOUNT,
+    signed with a user delegation key of the app PAVED_AZURE_CLIENT_ID (tenant
+    PAVED_AZURE_TENANT_ID), as AZURE_STORAGE_CONNECTION_STRING, which DVC's azure remote
+    and adlfs read. Either way from the job's OIDC token: no stored key.
+    """
+    if cloud == "aws":
+        keys = storage_keys(env)
+        values = {
+            "AWS_ACCESS_KEY_ID": keys.access_key,
+            "AWS_SECRET_ACCESS_KEY": keys.secret_key,
+            "AWS_SESSION_TOKEN": keys.session_token,
+        }
+        return values, f"session keys of {env['PAVED_AWS_ROLE_ARN']} for an hour"
+    if cloud == "azure":
+        names = ("PAVED_AZURE_STORAGE_ACCOUNT", "PAVED_AZURE_CONTAINER")
+        missing = [name for name in names if not env.get(name)]
+        if missing:
+            raise PavedError(f"set {' and '.join(missing)}: where the repo's data is on Azure")
+        storage = storage_sas(env, account=env[names[0]], container=env[names[1]])
+        values = {"AZURE_STORAGE_CONNECTION_STRING": storage.connection_string}
+        return values, (
+            f"a SAS for the container {storage.container} of {storage.account}, "
+            f"until {storage.expiry}"
+        )
+    raise PavedError(
+        f"storage-login knows {', '.join(STORAGE_CLOUDS)}, not {cloud!r}: for GCS, log in "
+        "with google-github-actions/auth before the step"
+    )
