@@ -86,12 +86,21 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     ci, release = flows["ci.yml"]["jobs"]["ci"], flows["release.yml"]["jobs"]["release"]
     assert ci["permissions"] == {"contents": "read"}
     drift = flows["drift.yml"]["jobs"]["drift"]
-    s3_data = answers.get("dvc_remote") == "s3"
+    data_cloud = answers.get("dvc_remote")
     # The jobs that run the repo's code read, and hold the job's OIDC token only where the
-    # data is on S3 (team-drift.yml's and team-retrain.yml's jobs inherit exactly this).
-    reader = {"contents": "read", **({"id-token": "write"} if s3_data else {})}
+    # data is on S3 or Azure (team-drift.yml's and team-retrain.yml's jobs inherit exactly
+    # this): `paved ci storage-login` turns it into session keys or a container's SAS.
+    token = data_cloud in {"s3", "azure"}
+    reader = {"contents": "read", **({"id-token": "write"} if token else {})}
     assert drift["permissions"] == reader
-    assert ("aws-role-arn" in drift["with"]) == s3_data
+    assert ("aws-role-arn" in drift["with"]) == (data_cloud == "s3")
+    assert ("azure-client-id" in drift["with"]) == (data_cloud == "azure")
+    if data_cloud == "azure":  # the DVC remote's container, unless the team names another
+        stored = yaml.safe_load((repo / ".copier-answers.yml").read_text())
+        container = re.fullmatch(r"azure://([^/]+)/.*", stored["dvc_remote_url"])
+        assert container, stored["dvc_remote_url"]
+        expected_container = f"${{{{ vars.PAVED_AZURE_CONTAINER || '{container[1]}' }}}}"
+        assert drift["with"]["azure-container"] == expected_container
     alert = flows["drift.yml"]["jobs"]["alert"]
     assert alert["permissions"] == {"contents": "read", "issues": "write"}
     assert alert["needs"] == "drift" and "if" not in alert  # the drift job ends green
