@@ -639,6 +639,7 @@ def test_storage_login_signs_a_container_sas_the_drift_report_reads_the_log_from
         "PAVED_AZURE_BLOB_URL": account_url,
         "SSL_CERT_FILE": str(cert),
     }
+    before = len(_requests(log))  # the token services serve the module's other tests too
     login = subprocess.run(
         [sys.executable, "-m", "paved", "ci", "storage-login", "--cloud", "azure"],
         env=job, capture_output=True, text=True, timeout=120,
@@ -651,7 +652,7 @@ def test_storage_login_signs_a_container_sas_the_drift_report_reads_the_log_from
     assert (sas["sr"], sas["sp"], sas["sktid"]) == ("c", "racwdl", TENANT)
     assert DEV_KEY not in connection and sas["sig"] not in login.stderr
     assert "a SAS for the container ml-logs of devstoreaccount1" in login.stderr
-    entra = [r for r in _requests(log) if str(r["path"]).startswith(f"/entra/{TENANT}/")]
+    entra = [r for r in _requests(log)[before:] if str(r["path"]).startswith("/entra/")]
     assert [r["fields"]["scope"] for r in entra] == ["https://storage.azure.com/.default"]
 
     drift = [
@@ -705,7 +706,13 @@ def test_storage_login_signs_a_container_sas_the_drift_report_reads_the_log_from
             },
             "tokens go to https URLs only",
         ),
-        ("gcp", {}, "storage-login knows aws, azure, not 'gcp'"),
+        ("gcp", {}, "set PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER to the provider"),
+        (
+            "gcp",
+            {"PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER": "https://evil.example.com/x"},
+            "is not a provider's name",
+        ),
+        ("gcs", {}, "storage-login knows aws, gcp, azure, not 'gcs'"),
     ],
 )
 def test_storage_login_refuses_before_asking_for_any_token(
@@ -721,3 +728,104 @@ def test_storage_login_refuses_before_asking_for_any_token(
     with pytest.raises(PavedError, match=re.escape(message)):
         storage_credentials(cloud=cloud, env=env)
     assert len(_requests(log)) == before
+
+
+@pytest.fixture
+def gcs(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """gcp-storage-emulator behind a gate that takes only the token the fake IAM Credentials
+    issue (PASSWORD): (the emulator's own URL, for the test's setup; the gate's URL, for the
+    code under test; the gate's request log)."""
+    storage_port, gate_port = free_port(), free_port()
+    emulator = [
+        str(Path(sys.executable).with_name("gcp-storage-emulator")), "start", "--host",
+        "127.0.0.1", "--port", str(storage_port), "--in-memory", "--quiet",
+    ]  # fmt: skip
+    log = tmp_path / "gate.jsonl"
+    gate = [
+        sys.executable, str(Path(__file__).parents[1] / "lib" / "bearer_gate.py"),
+        "--port", str(gate_port), "--upstream", f"http://127.0.0.1:{storage_port}",
+        "--token", PASSWORD, "--log", str(log),
+    ]  # fmt: skip
+    with _server(emulator, storage_port), _server(gate, gate_port):
+        yield f"http://127.0.0.1:{storage_port}", f"http://127.0.0.1:{gate_port}", log
+
+
+@pytest.mark.libs
+def test_storage_login_hands_a_cloud_storage_token_the_drift_report_reads_the_log_from_gcs_with(
+    clouds: tuple[str, Path], gcs: tuple[str, str, Path], tmp_path: Path, iris: Any
+) -> None:
+    """Google's way to a log in Cloud Storage: the job's OIDC token is exchanged at STS and
+    the service account impersonated for an hour's token scoped to objects, which `paved ci
+    storage-login --cloud gcp` hands over as Application Default Credentials (read by gcsfs,
+    so by DVC's gs remote and fsspec's gs:// alike). The store only answers that token: the
+    drift report reads the log with it, and without it the read is refused."""
+    from gcsfs.core import GCSFileSystem  # the plain JSON API, which the emulator speaks
+
+    base, log = clouds
+    storage, gate, gate_log = gcs
+    team, local = _drift_team(tmp_path, iris)
+    setup = GCSFileSystem(token="anon", endpoint_url=storage, skip_instance_cache=True)
+    setup.mkdir("ml-logs")
+    for path in sorted(local.glob("*.parquet")):
+        setup.put_file(str(path), f"ml-logs/iris/{path.name}")
+        path.unlink()  # the log is in the bucket only
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "GCE_"))}
+    handed = tmp_path / "github-env"
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    job = {
+        **clean,
+        **_job_env(base),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_ENV": str(handed),
+        "RUNNER_TEMP": str(runner_temp),
+        "PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER": PROVIDER,
+        "PAVED_GCP_SERVICE_ACCOUNT": ACCOUNT,
+    }
+    before = len(_requests(log))  # the token services serve the module's other tests too
+    login = subprocess.run(
+        [sys.executable, "-m", "paved", "ci", "storage-login", "--cloud", "gcp"],
+        env=job, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    name, _, credentials = handed.read_text().strip().partition("=")
+    assert name == "GOOGLE_APPLICATION_CREDENTIALS"
+    assert Path(credentials).parent.parent == runner_temp  # outside the checkout
+    assert Path(credentials).stat().st_mode & 0o077 == 0  # the job's user's alone
+    assert f"::add-mask::{PASSWORD}" in login.stdout and PASSWORD not in login.stderr
+    asked = [r for r in _requests(log)[before:] if str(r["path"]).startswith("/google/")]
+    assert asked[0]["fields"]["scope"] == "https://www.googleapis.com/auth/cloud-platform"
+    assert asked[1]["fields"]["scope"] == [  # the token handed over reaches objects alone
+        "https://www.googleapis.com/auth/devstorage.read_write"
+    ]
+
+    drift = [
+        sys.executable, "-m", "paved_ml.cli", "drift", "--log", "gs://ml-logs/iris",
+        "--contract", "tests.lib.iris_contract:CONTRACT", "--no-tracking",
+        "--report", str(tmp_path / "drift.html"), "--summary", str(tmp_path / "drift.json"),
+    ]  # fmt: skip
+    store = {
+        **clean,
+        "STORAGE_EMULATOR_HOST": gate,
+        "NO_GCE_CHECK": "true",  # no metadata server to ask instead
+        # The emulator speaks the JSON API only, not the gRPC one gcsfs asks bucket types of.
+        "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+    }
+    probed = len(gate_log.read_text().splitlines())  # the fixture's check that it answers
+    read = subprocess.run(
+        drift, cwd=team, env={**store, name: credentials},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert read.returncode == 1, read.stdout + read.stderr  # drift found, in the bucket's log
+    assert "DRIFTED  pl" in read.stdout and "300 logged rows" in read.stdout
+    passed = [json.loads(line) for line in gate_log.read_text().splitlines()[probed:]]
+    assert passed and all(entry["allowed"] for entry in passed)
+
+    refused = subprocess.run(
+        drift, cwd=team, env=store, capture_output=True, text=True, timeout=300
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "cannot read the prediction log at gs://ml-logs/iris:" in refused.stderr
+    assert not json.loads(gate_log.read_text().splitlines()[-1])["allowed"]

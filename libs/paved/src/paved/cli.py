@@ -18,7 +18,7 @@ from paved._credentials import held
 from paved._errors import ExitCode, PavedError
 from paved.adopt import adopt_project, show_adopt
 from paved.checks import check_repo, show_check
-from paved.ci.actions import export_env, step_output, summary_file
+from paved.ci.actions import export_env, mask, step_output, summary_file
 from paved.ci.clouds import storage_credentials
 from paved.ci.image import login, push_archive, push_image
 from paved.ci.jobs import (
@@ -547,20 +547,25 @@ def monitor_alert(
 
 @ci_app.command("storage-login")
 def ci_storage_login(
-    cloud: Annotated[str, typer.Option(help="The cloud the data is on: aws or azure.")] = "aws",
+    cloud: Annotated[str, typer.Option(help="Where the data is: aws, gcp or azure.")] = "aws",
 ) -> None:
     """An hour's access to the repo's data, from the job's OIDC token: never a stored key.
 
     For the DVC remote and the prediction log, handed to the job's later steps, masked
     (outside a job: `export` lines, for eval). aws: assumes PAVED_AWS_ROLE_ARN and hands over
-    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN. azure: signs in as
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN. gcp: exchanges the token
+    at PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER (as PAVED_GCP_SERVICE_ACCOUNT, if set) and hands
+    over GOOGLE_APPLICATION_CREDENTIALS, a file holding the access token. azure: signs in as
     PAVED_AZURE_CLIENT_ID (tenant PAVED_AZURE_TENANT_ID) and hands over a SAS for the
     container PAVED_AZURE_CONTAINER of PAVED_AZURE_STORAGE_ACCOUNT, as
     AZURE_STORAGE_CONNECTION_STRING. The job needs `permissions: id-token: write`.
     """
-    values, what = storage_credentials(cloud=cloud, env=os.environ)
-    export_env(values)
-    _err.print(f"storage-login: {what}")
+    login = storage_credentials(cloud=cloud, env=os.environ)
+    for value in login.masks:
+        mask(value)
+    export_env(login.secrets)
+    export_env(login.settings, secret=False)
+    _err.print(f"storage-login: {login.what}")
 
 
 @ci_app.command("retrain")

@@ -78,13 +78,13 @@ def mask(secret: str, env: Mapping[str, str] | None = None) -> None:
         print(f"::add-mask::{secret}", flush=True)
 
 
-def export_env(values: Mapping[str, str]) -> None:
-    """Hand `values` to the job's later steps as variables ($GITHUB_ENV), each masked first.
+def export_env(values: Mapping[str, str], *, secret: bool = True) -> None:
+    """Hand `values` to the job's later steps as variables ($GITHUB_ENV), masked if `secret`.
 
     Outside a job, the lines `export NAME=value` are printed, for `eval` in a shell.
     """
     target = os.environ.get("GITHUB_ENV")
-    for value in values.values():
+    for value in values.values() if secret else ():
         mask(value)
     if target:
         with open(target, "a", encoding="utf-8") as handle:

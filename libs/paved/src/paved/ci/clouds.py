@@ -21,14 +21,19 @@ Endpoints follow the clouds' defaults. Each can be overridden with an environmen
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from paved._errors import PavedError
 from paved.ci.aws import ECR_HOST, aws_credentials, storage_keys
 from paved.ci.azure import azure_credentials, storage_sas
-from paved.ci.gcp import gcp_credentials
+from paved.ci.gcp import gcp_credentials, storage_token
 from paved.ci.tokens import LOOPBACK, Credentials
 
 __all__ = [
@@ -36,6 +41,7 @@ __all__ = [
     "HOST",
     "STORAGE_CLOUDS",
     "Cloud",
+    "StorageLogin",
     "cloud_credentials",
     "cloud_for_login",
     "cloud_of",
@@ -132,38 +138,82 @@ def cloud_credentials(cloud: str, host: str, env: Mapping[str, str]) -> Credenti
 
 
 #: The clouds `paved ci storage-login` reaches the repo's data on.
-STORAGE_CLOUDS = ("aws", "azure")
+STORAGE_CLOUDS = ("aws", "gcp", "azure")
 
 
-def storage_credentials(*, cloud: str, env: Mapping[str, str]) -> tuple[dict[str, str], str]:
-    """The variables that reach the repo's data on `cloud` for an hour, and what they are.
+@dataclass(frozen=True)
+class StorageLogin:
+    """What reaches the repo's data for an hour: variables for the job's later steps."""
 
-    aws: session keys of the role PAVED_AWS_ROLE_ARN (the AWS SDKs' variables). azure: a SAS
-    for the container PAVED_AZURE_CONTAINER of the account PAVED_AZURE_STORAGE_ACCOUNT,
-    signed with a user delegation key of the app PAVED_AZURE_CLIENT_ID (tenant
-    PAVED_AZURE_TENANT_ID), as AZURE_STORAGE_CONNECTION_STRING, which DVC's azure remote
-    and adlfs read. Either way from the job's OIDC token: no stored key.
+    #: Credentials: masked in the log before they are handed over.
+    secrets: dict[str, str]
+    #: Settings that are no secret (a folder, a switch).
+    settings: dict[str, str]
+    #: What was got, for the log.
+    what: str
+    #: Values that are handed over in a file: masked in the log too.
+    masks: tuple[str, ...] = ()
+
+
+def storage_credentials(*, cloud: str, env: Mapping[str, str]) -> StorageLogin:
+    """The variables that reach the repo's data on `cloud` for an hour.
+
+    aws: session keys of the role PAVED_AWS_ROLE_ARN (the AWS SDKs' variables). gcp: an
+    access token (objects only) through PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER (and
+    PAVED_GCP_SERVICE_ACCOUNT), in an Application Default Credentials file
+    (GOOGLE_APPLICATION_CREDENTIALS) that DVC's gs remote and fsspec's gs:// read.
+    azure: a SAS for the container PAVED_AZURE_CONTAINER of the account
+    PAVED_AZURE_STORAGE_ACCOUNT, signed with a user delegation key of the app
+    PAVED_AZURE_CLIENT_ID (tenant PAVED_AZURE_TENANT_ID), as AZURE_STORAGE_CONNECTION_STRING,
+    which DVC's azure remote and adlfs read. Each from the job's OIDC token: no stored key.
     """
     if cloud == "aws":
         keys = storage_keys(env)
-        values = {
+        secrets = {
             "AWS_ACCESS_KEY_ID": keys.access_key,
             "AWS_SECRET_ACCESS_KEY": keys.secret_key,
             "AWS_SESSION_TOKEN": keys.session_token,
         }
-        return values, f"session keys of {env['PAVED_AWS_ROLE_ARN']} for an hour"
+        what = f"session keys of {env['PAVED_AWS_ROLE_ARN']} for an hour"
+        return StorageLogin(secrets, {}, what)
+    if cloud == "gcp":
+        token, expiry = storage_token(env)
+        credentials = _google_credentials_file(token, expiry, env)
+        settings = {"GOOGLE_APPLICATION_CREDENTIALS": str(credentials)}
+        what = f"a Cloud Storage token until {expiry:%Y-%m-%dT%H:%M:%SZ}"
+        return StorageLogin({}, settings, what, masks=(token,))
     if cloud == "azure":
         names = ("PAVED_AZURE_STORAGE_ACCOUNT", "PAVED_AZURE_CONTAINER")
         missing = [name for name in names if not env.get(name)]
         if missing:
             raise PavedError(f"set {' and '.join(missing)}: where the repo's data is on Azure")
         storage = storage_sas(env, account=env[names[0]], container=env[names[1]])
-        values = {"AZURE_STORAGE_CONNECTION_STRING": storage.connection_string}
-        return values, (
-            f"a SAS for the container {storage.container} of {storage.account}, "
-            f"until {storage.expiry}"
-        )
-    raise PavedError(
-        f"storage-login knows {', '.join(STORAGE_CLOUDS)}, not {cloud!r}: for GCS, log in "
-        "with google-github-actions/auth before the step"
-    )
+        what = f"a SAS for the container {storage.container} of {storage.account}, "
+        what += f"until {storage.expiry}"
+        secrets = {"AZURE_STORAGE_CONNECTION_STRING": storage.connection_string}
+        return StorageLogin(secrets, {}, what)
+    raise PavedError(f"storage-login knows {', '.join(STORAGE_CLOUDS)}, not {cloud!r}")
+
+
+def _google_credentials_file(token: str, expiry: dt.datetime, env: Mapping[str, str]) -> Path:
+    """Application Default Credentials holding `token` until `expiry`, in a file of their own.
+
+    The `authorized_user` form (what google-auth's `Credentials.to_json` writes) with the
+    token and its expiry, and nothing to refresh it with: google-auth, so gcsfs, so DVC's gs
+    remote and fsspec's gs:// alike, use the token for its hour, then fail, never renew.
+    """
+    folder = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "paved-gcs"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / "credentials.json"
+    adc = {
+        "type": "authorized_user",
+        "token": token,
+        "expiry": f"{expiry:%Y-%m-%dT%H:%M:%SZ}",
+        "refresh_token": "",
+        "client_id": "",
+        "client_secret": "",
+    }
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    with os.fdopen(os.open(path, flags, 0o600), "w", encoding="utf-8") as out:
+        json.dump(adc, out)
+    return path
