@@ -88,12 +88,13 @@ def test_generated_workflows_are_least_privilege_and_pinned(
     drift = flows["drift.yml"]["jobs"]["drift"]
     data_cloud = answers.get("dvc_remote")
     # The jobs that run the repo's code read, and hold the job's OIDC token only where the
-    # data is on S3 or Azure (team-drift.yml's and team-retrain.yml's jobs inherit exactly
-    # this): `paved ci storage-login` turns it into session keys or a container's SAS.
-    token = data_cloud in {"s3", "azure"}
+    # data is on a cloud (team-drift.yml's and team-retrain.yml's jobs inherit exactly
+    # this): `paved ci storage-login` turns it into session keys, a token or a SAS.
+    token = data_cloud in {"s3", "gs", "azure"}
     reader = {"contents": "read", **({"id-token": "write"} if token else {})}
     assert drift["permissions"] == reader
     assert ("aws-role-arn" in drift["with"]) == (data_cloud == "s3")
+    assert ("gcp-workload-identity-provider" in drift["with"]) == (data_cloud == "gs")
     assert ("azure-client-id" in drift["with"]) == (data_cloud == "azure")
     if data_cloud == "azure":  # the DVC remote's container, unless the team names another
         stored = yaml.safe_load((repo / ".copier-answers.yml").read_text())
