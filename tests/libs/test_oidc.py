@@ -829,3 +829,54 @@ def test_storage_login_hands_a_cloud_storage_token_the_drift_report_reads_the_lo
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "cannot read the prediction log at gs://ml-logs/iris:" in refused.stderr
     assert not json.loads(gate_log.read_text().splitlines()[-1])["allowed"]
+
+
+@pytest.mark.libs
+def test_labels_and_the_log_are_read_from_s3_by_paved_ml_feedback(
+    moto: str, tmp_path: Path
+) -> None:
+    """Labels arrive where the log is, in object storage: `paved-ml feedback s3://...` reads
+    a folder of them there, as `--log s3://...` reads the log, and judges the accuracy."""
+    import boto3
+
+    from tests.libs.test_feedback import labels_for, served_log
+
+    log = served_log(tmp_path / "log", days=1)
+    team = tmp_path / "team"
+    team.mkdir()
+    (team / "params.yaml").write_text("monitoring:\n  min_f1_macro: 0.85\n  min_labels: 20\n")
+    keys = {"AWS_ACCESS_KEY_ID": "AKIDLABELS", "AWS_SECRET_ACCESS_KEY": "labels"}
+    s3 = boto3.client("s3", region_name="eu-west-1", endpoint_url=moto, **{
+        "aws_access_key_id": keys["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": keys["AWS_SECRET_ACCESS_KEY"],
+    })  # fmt: skip
+    s3.create_bucket(
+        Bucket="ml-feedback", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    for path in sorted((tmp_path / "log").glob("*.parquet")):
+        s3.upload_file(str(path), "ml-feedback", f"log/{path.name}")
+    noisy = labels_for(log, wrong_share=0.5)
+    half = len(noisy) // 2  # two files: a folder of labels, read in name order
+    noisy[:half].to_csv(tmp_path / "a.csv", index=False)
+    noisy[half:].to_parquet(tmp_path / "b.parquet")
+    for name in ("a.csv", "b.parquet"):
+        s3.upload_file(str(tmp_path / name), "ml-feedback", f"labels/{name}")
+    s3.put_object(Bucket="ml-feedback", Key="labels/README.txt", Body=b"not labels")
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = {**clean, **keys, "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_S3": moto}
+    feedback = [
+        sys.executable, "-m", "paved_ml.cli", "feedback", "s3://ml-feedback/labels",
+        "--log", "s3://ml-feedback/log", "--label-column", "species", "--no-tracking",
+        "--summary", str(tmp_path / "feedback.json"),
+    ]  # fmt: skip
+    done = subprocess.run(feedback, cwd=team, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr  # the planted noise is found
+    assert f"{len(noisy)} of {len(noisy)} labels joined with a logged prediction" in done.stdout
+    assert "BELOW  f1_macro:" in done.stdout
+    missing = subprocess.run(
+        [*feedback[:4], "s3://ml-feedback/nothing/", *feedback[5:]],
+        cwd=team, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert "no labels at s3://ml-feedback/nothing/" in missing.stderr

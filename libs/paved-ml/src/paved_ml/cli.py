@@ -59,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     feedback = commands.add_parser(
         "feedback", help="the model's accuracy from labels joined with the prediction log"
     )
-    feedback.add_argument("labels", type=Path, help="a .csv or .parquet of prediction_id, label")
+    feedback.add_argument(
+        "labels",
+        help="a .csv or .parquet of prediction_id, label (or a folder; a path or an fsspec URL)",
+    )
     feedback.add_argument(
         "--label-column",
         default=None,

@@ -146,26 +146,50 @@ class FeedbackResult:
         return {**asdict(self), "latest": self.latest}
 
 
-def read_labels(path: Path) -> pd.DataFrame:
-    """A labels table: a CSV or Parquet file, or a folder of them (read in name order)."""
+_LABEL_SUFFIXES = (".csv", ".parquet")
+
+
+def read_labels(location: str | Path) -> pd.DataFrame:
+    """A labels table: a CSV or Parquet file, or a folder of them (read in name order).
+
+    `location` is a path, or an fsspec URL (`s3://bucket/labels/`, `gs://...`, `az://...`,
+    with that filesystem's package installed), as the prediction log's is. Storage that
+    refuses is a PavedMLError that names it.
+    """
+    import fsspec
     import pandas as pd
 
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in {".csv", ".parquet"})
-    elif path.is_file():
-        files = [path]
-    else:
-        raise PavedMLError(f"no labels at {path}: give a .csv or .parquet file, or a folder")
-    if not files:
-        raise PavedMLError(f"{path} holds no .csv or .parquet file of labels")
-    frames = []
-    for file in files:
-        if file.suffix not in {".csv", ".parquet"}:
-            raise PavedMLError(f"{file}: labels are a .csv or .parquet file")
-        try:
-            frames.append(pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file))
-        except (OSError, ValueError) as exc:
-            raise PavedMLError(f"{file}: cannot read it as labels ({exc})") from exc
+    try:
+        fs, root = fsspec.core.url_to_fs(str(location))
+        if fs.isdir(root):
+            files = sorted(
+                path for path in fs.ls(root, detail=False) if path.endswith(_LABEL_SUFFIXES)
+            )
+        elif fs.isfile(root):
+            files = [root]
+        else:
+            raise PavedMLError(
+                f"no labels at {location}: give a .csv or .parquet file, or a folder"
+            )
+        if not files:
+            raise PavedMLError(f"{location} holds no .csv or .parquet file of labels")
+        frames = []
+        for file in files:
+            if not file.endswith(_LABEL_SUFFIXES):
+                raise PavedMLError(f"{file}: labels are a .csv or .parquet file")
+            with fs.open(file, "rb") as handle:
+                try:
+                    parquet = file.endswith(".parquet")
+                    frames.append(pd.read_parquet(handle) if parquet else pd.read_csv(handle))
+                except (OSError, ValueError) as exc:
+                    raise PavedMLError(f"{file}: cannot read it as labels ({exc})") from exc
+    except PavedMLError:
+        raise
+    except Exception as exc:  # storage that refuses (no credentials, access denied, no module)
+        detail = " ".join(str(exc).split())[:300]
+        raise PavedMLError(
+            f"cannot read the labels at {location}: {type(exc).__name__}: {detail}"
+        ) from exc
     return pd.concat(frames, ignore_index=True)
 
 
