@@ -42,7 +42,7 @@ from paved.fleet.rollout import (
 )
 from paved.fleet.status import show_status
 from paved.monitor import ALERT_FILE, alert
-from paved.repo import read_pyproject, tool_paved
+from paved.repo import TeamRepo
 from paved.retrain import RETRAIN_DIR, propose_retrain, run_retrain
 from paved.template import PLATFORM_URL, new_project
 from paved.update import show_update, update_project
@@ -530,13 +530,10 @@ def monitor_alert(
     Reads the run's alert file and the repo's model name; runs none of the repo's code.
     PAVED_ALERT_WEBHOOK, if set, gets a Slack-compatible message when the issue changes.
     """
-    model = str(tool_paved(read_pyproject(project), project).get("model-name") or "")
-    if not model:
-        raise PavedError(f"{project / 'pyproject.toml'} names no [tool.paved] model-name")
     outcome = alert(
         alert_file,
         repository=github,
-        model=model,
+        model=TeamRepo(project).model_name,
         run_url=run_url,
         report_url=report_url,
         webhook=os.environ.get("PAVED_ALERT_WEBHOOK", ""),

@@ -196,6 +196,15 @@ class TeamRepo:
             raise PavedError(f"{path} is not valid TOML: {exc}") from exc
 
     @cached_property
+    def model_name(self) -> str:
+        """`[tool.paved] model-name`: the registered model. A PavedError when it is not set."""
+        where = Path(str(self.root))
+        model = tool_paved(self.pyproject, where).get("model-name")
+        if not isinstance(model, str) or not model:
+            raise PavedError(f"{where / 'pyproject.toml'} names no [tool.paved] model-name")
+        return model
+
+    @cached_property
     def python_pin(self) -> str | None:
         """What `.python-version` names (stripped), or None without one."""
         text = bounded_text(self.root.joinpath(".python-version"), 1024)

@@ -29,9 +29,9 @@ from paved._credentials import AMBIENT, Held
 from paved._errors import PavedError
 from paved._git import git
 from paved._proc import run
-from paved.ci.jobs import scratch_env
+from paved.ci.jobs import paved_ml_command, scratch_env
 from paved.proposals import Proposed, propose_change
-from paved.repo import TeamRepo, tool_paved
+from paved.repo import TeamRepo
 from paved.template import identity
 
 __all__ = [
@@ -70,9 +70,7 @@ def retrain_branch(model: str) -> str:
 
 def run_retrain(project: Path, *, summary_file: str | None = None) -> RetrainRun:
     """Ingest, `dvc repro` and the fair gate; on a win, push to DVC and write RETRAIN_DIR."""
-    tool = Path(sys.executable).with_name("paved-ml")
-    if not tool.exists():
-        raise PavedError("paved-ml is not installed in this environment: `uv sync --locked`")
+    tool = paved_ml_command("`uv sync --locked`")
     out = project / RETRAIN_DIR
     for stale in (project / GATE, *(out / name for name in ("changes.patch", "body.md"))):
         stale.unlink(missing_ok=True)
@@ -232,9 +230,7 @@ def propose_retrain(
         raise PavedError(f"{patch} changes a mode, a name or a binary: refused")
     decision = json.loads(decision_file.read_text(encoding="utf-8"))
     repo = TeamRepo(project)
-    model = str(tool_paved(repo.pyproject, project).get("model-name") or "")
-    if not model:
-        raise PavedError(f"{project / 'pyproject.toml'} names no [tool.paved] model-name")
+    model = repo.model_name
     metric, value = str(decision.get("metric", "")), decision.get("value")
     shown = f": {metric} {value:.4f}" if isinstance(value, int | float) else ""
     title = f"Retrain {model}{shown}"[:200]

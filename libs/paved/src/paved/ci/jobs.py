@@ -162,6 +162,17 @@ class DriftRun:
     checks: list[AlertCheck]
 
 
+def paved_ml_command(install: str) -> Path:
+    """The `paved-ml` of this environment (the team repo's own).
+
+    A PavedError naming `install` (how to get it) when it is not there.
+    """
+    tool = Path(sys.executable).with_name("paved-ml")
+    if not tool.exists():
+        raise PavedError(f"paved-ml is not installed in this environment: {install}")
+    return tool
+
+
 def drift_report(
     project: Path,
     *,
@@ -178,11 +189,7 @@ def drift_report(
     (`paved monitor alert`); a markdown summary is appended to `summary_file` (GitHub's step
     summary) when given.
     """
-    tool = Path(sys.executable).with_name("paved-ml")
-    if not tool.exists():
-        raise PavedError(
-            "paved-ml drift is not installed in this environment: `uv sync --group monitoring`"
-        )
+    tool = paved_ml_command("`uv sync --locked --group monitoring`")
     (project / ALERT_FILE).unlink(missing_ok=True)  # never a verdict of an earlier run
     with tempfile.TemporaryDirectory(prefix="paved-drift-") as scratch:
         env = scratch_env(project, Path(scratch))
