@@ -33,17 +33,23 @@ def sample(iris: pd.DataFrame, rows: int, *, seed: int, shift: dict[str, float])
     return drawn
 
 
-@pytest.fixture(scope="module")
-def team(tmp_path_factory: pytest.TempPathFactory, iris: pd.DataFrame) -> Path:
-    """A team repo's monitoring inputs: params, schema, training table and champion."""
-    root = tmp_path_factory.mktemp("drift")
+def monitored_team(root: Path, iris: pd.DataFrame, params: str) -> tuple[Path, object]:
+    """A team repo's monitoring inputs at `root` (params, training table, champion); the
+    champion too, to log predictions with."""
     (root / "data" / "prepared").mkdir(parents=True)
     iris.to_csv(root / "data" / "prepared" / "train.csv", index=False)
-    (root / "params.yaml").write_text("monitoring:\n  drift_share: 0.4\n  threshold: 0.05\n")
+    (root / "params.yaml").write_text(params)
     model = fit(iris, 1.0)
     signature = infer_signature(iris[FEATURES], model.predict(iris[FEATURES]))
     mlflow.sklearn.save_model(model, root / "models" / "champion", signature=signature)
-    return root
+    return root, model
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory, iris: pd.DataFrame) -> Path:
+    """A team repo's monitoring inputs: params, schema, training table and champion."""
+    params = "monitoring:\n  drift_share: 0.4\n  threshold: 0.05\n"
+    return monitored_team(tmp_path_factory.mktemp("drift"), iris, params)[0]
 
 
 def logged(folder: Path, frame: pd.DataFrame, model: object) -> Path:

@@ -35,7 +35,6 @@ from paved.ci.tokens import github_id_token
 from ci.golden_path import free_port, running
 from ci.oci_registry import local_registry
 from tests.lib.fake_clouds import REQUEST_TOKEN, github_token
-from tests.lib.helpers import fit
 
 ROLE = "arn:aws:iam::123456789012:role/paved-push"
 PROVIDER = "projects/123456/locations/global/workloadIdentityPools/github/providers/acme"
@@ -480,69 +479,74 @@ def test_storage_login_then_the_drift_report_reads_the_prediction_log_from_s3(
         path.unlink()  # the log is in the bucket only
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    handed = tmp_path / "github-env"
     job = {
         **clean,
         **_job_env(base),
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_ENV": str(handed),
         "PAVED_AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/ml-data-reader",
         "AWS_REGION": "eu-west-1",
         "AWS_ENDPOINT_URL_STS": moto,
     }
-    login = subprocess.run(
-        [sys.executable, "-m", "paved", "ci", "storage-login", "--cloud", "aws"],
-        env=job, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert login.returncode == 0, login.stderr
-    keys = dict(line.split("=", 1) for line in handed.read_text().splitlines())
+    login, keys = _storage_login("aws", job, tmp_path / "github-env")
     assert set(keys) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
     assert all(f"::add-mask::{value}" in login.stdout for value in keys.values())
     assert keys["AWS_ACCESS_KEY_ID"] != "AKIDSETUP" and keys["AWS_SESSION_TOKEN"]
     assert keys["AWS_SECRET_ACCESS_KEY"] not in login.stderr
 
-    drift = [
-        sys.executable, "-m", "paved_ml.cli", "drift", "--log", "s3://ml-logs/iris",
-        "--contract", "tests.lib.iris_contract:CONTRACT", "--no-tracking",
-        "--report", str(tmp_path / "drift.html"), "--summary", str(tmp_path / "drift.json"),
-    ]  # fmt: skip
-    storage = {
-        **clean,
-        "AWS_REGION": "eu-west-1",
-        "AWS_ENDPOINT_URL_S3": moto,
-        "PYTHONPATH": str(Path(__file__).parents[2]),
-    }
-    read = subprocess.run(
-        drift, cwd=team, env={**storage, **keys}, capture_output=True, text=True, timeout=300
-    )
-    assert read.returncode == 1, read.stdout + read.stderr  # drift found, in the bucket's log
-    assert "DRIFTED  pl" in read.stdout and "300 logged rows" in read.stdout
-    refused = subprocess.run(
-        drift, cwd=team, env=storage, capture_output=True, text=True, timeout=300
-    )
-    assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "cannot read the prediction log at s3://ml-logs/iris: NoCredentialsError" in (
-        refused.stderr
-    )
+    storage = {**clean, "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_S3": moto}
+    refused = _reads_with_and_only_with(team, "s3://ml-logs/iris", storage, keys)
+    assert "s3://ml-logs/iris: NoCredentialsError" in refused
 
 
 def _drift_team(tmp_path: Path, iris: Any) -> tuple[Path, Path]:
     """A team repo whose champion serves iris, and a shifted prediction log of it (a folder,
     for the test to move into a bucket)."""
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
+    from tests.libs.test_drift import logged, monitored_team, sample
 
-    from tests.libs.test_drift import FEATURES, logged, sample
-
-    team = tmp_path / "team"
-    (team / "data" / "prepared").mkdir(parents=True)
-    iris.to_csv(team / "data" / "prepared" / "train.csv", index=False)
-    (team / "params.yaml").write_text("monitoring:\n  drift_share: 0.4\n")
-    model = fit(iris, 1.0)
-    signature = infer_signature(iris[FEATURES], model.predict(iris[FEATURES]))
-    mlflow.sklearn.save_model(model, team / "models" / "champion", signature=signature)
+    params = "monitoring:\n  drift_share: 0.4\n"
+    team, model = monitored_team(tmp_path / "team", iris, params)
     shifted = sample(iris, 300, seed=1, shift={"pl": 2.0, "pw": 1.0})
     return team, logged(tmp_path / "log", shifted, model)
+
+
+def _drift(team: Path, log: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`paved-ml drift --log LOG` in `team`, with `env` (and the test library importable)."""
+    reports = team.parent / "reports"
+    command = [
+        sys.executable, "-m", "paved_ml.cli", "drift", "--log", log,
+        "--contract", "tests.lib.iris_contract:CONTRACT", "--no-tracking",
+        "--report", str(reports / "drift.html"), "--summary", str(reports / "drift.json"),
+    ]  # fmt: skip
+    library = {"PYTHONPATH": str(Path(__file__).parents[2])}
+    return subprocess.run(
+        command, cwd=team, env={**env, **library}, capture_output=True, text=True, timeout=300
+    )
+
+
+def _reads_with_and_only_with(
+    team: Path, log: str, store: Mapping[str, str], handed: Mapping[str, str]
+) -> str:
+    """The drift report reads the shifted log at `log` with what storage-login `handed` over
+    (and finds the drift), and is refused without it: the refusal's stderr."""
+    read = _drift(team, log, {**store, **handed})
+    assert read.returncode == 1, read.stdout + read.stderr  # drift found, in the stored log
+    assert "DRIFTED  pl" in read.stdout and "300 logged rows" in read.stdout
+    refused = _drift(team, log, store)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"cannot read the prediction log at {log}:" in refused.stderr
+    return refused.stderr
+
+
+def _storage_login(
+    cloud: str, job: Mapping[str, str], handed: Path
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """`paved ci storage-login --cloud CLOUD` as a job's step runs it; what it handed over."""
+    login = subprocess.run(
+        [sys.executable, "-m", "paved", "ci", "storage-login", "--cloud", cloud],
+        env={**job, "GITHUB_ACTIONS": "true", "GITHUB_ENV": str(handed)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    return login, dict(line.split("=", 1) for line in handed.read_text().splitlines())
 
 
 #: Azurite, Microsoft's Blob Storage emulator (npm), installed once into the tools cache.
@@ -626,12 +630,9 @@ def test_storage_login_signs_a_container_sas_the_drift_report_reads_the_log_from
     setup.create_container("other").upload_blob("secret.txt", b"not for the monitoring job")
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "AWS_"))}
-    handed = tmp_path / "github-env"
     job = {
         **clean,
         **_job_env(base),
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_ENV": str(handed),
         "PAVED_AZURE_CLIENT_ID": "ml-data-reader",
         "PAVED_AZURE_TENANT_ID": TENANT,
         "PAVED_AZURE_STORAGE_ACCOUNT": DEV_ACCOUNT,
@@ -640,13 +641,9 @@ def test_storage_login_signs_a_container_sas_the_drift_report_reads_the_log_from
         "SSL_CERT_FILE": str(cert),
     }
     before = len(_requests(log))  # the token services serve the module's other tests too
-    login = subprocess.run(
-        [sys.executable, "-m", "paved", "ci", "storage-login", "--cloud", "azure"],
-        env=job, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert login.returncode == 0, login.stderr
-    name, _, connection = handed.read_text().strip().partition("=")
-    assert name == "AZURE_STORAGE_CONNECTION_STRING"
+    login, handed = _storage_login("azure", job, tmp_path / "github-env")
+    assert list(handed) == ["AZURE_STORAGE_CONNECTION_STRING"]
+    connection = handed["AZURE_STORAGE_CONNECTION_STRING"]
     assert f"::add-mask::{connection}" in login.stdout
     sas = dict(urllib.parse.parse_qsl(connection.split("SharedAccessSignature=", 1)[1]))
     assert (sas["sr"], sas["sp"], sas["sktid"]) == ("c", "racwdl", TENANT)
@@ -655,18 +652,8 @@ def test_storage_login_signs_a_container_sas_the_drift_report_reads_the_log_from
     entra = [r for r in _requests(log)[before:] if str(r["path"]).startswith("/entra/")]
     assert [r["fields"]["scope"] for r in entra] == ["https://storage.azure.com/.default"]
 
-    drift = [
-        sys.executable, "-m", "paved_ml.cli", "drift", "--log", "az://ml-logs/iris",
-        "--contract", "tests.lib.iris_contract:CONTRACT", "--no-tracking",
-        "--report", str(tmp_path / "drift.html"), "--summary", str(tmp_path / "drift.json"),
-    ]  # fmt: skip
-    storage = {**clean, "SSL_CERT_FILE": str(cert), "PYTHONPATH": str(Path(__file__).parents[2])}
-    read = subprocess.run(
-        drift, cwd=team, env={**storage, name: connection},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert read.returncode == 1, read.stdout + read.stderr  # drift found, in the container's log
-    assert "DRIFTED  pl" in read.stdout and "300 logged rows" in read.stdout
+    storage = {**clean, "SSL_CERT_FILE": str(cert)}
+    _reads_with_and_only_with(team, "az://ml-logs/iris", storage, handed)
 
     handed_client = BlobServiceClient.from_connection_string(
         connection, connection_verify=str(cert)
@@ -674,11 +661,6 @@ def test_storage_login_signs_a_container_sas_the_drift_report_reads_the_log_from
     with pytest.raises(HttpResponseError) as other:
         handed_client.get_container_client("other").download_blob("secret.txt").readall()
     assert other.value.status_code == 403  # the SAS is for ml-logs only
-    refused = subprocess.run(
-        drift, cwd=team, env=storage, capture_output=True, text=True, timeout=300
-    )
-    assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "cannot read the prediction log at az://ml-logs/iris:" in refused.stderr
 
 
 @pytest.mark.libs
@@ -771,26 +753,19 @@ def test_storage_login_hands_a_cloud_storage_token_the_drift_report_reads_the_lo
         path.unlink()  # the log is in the bucket only
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "GCE_"))}
-    handed = tmp_path / "github-env"
     runner_temp = tmp_path / "runner-temp"
     runner_temp.mkdir()
     job = {
         **clean,
         **_job_env(base),
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_ENV": str(handed),
         "RUNNER_TEMP": str(runner_temp),
         "PAVED_GCP_WORKLOAD_IDENTITY_PROVIDER": PROVIDER,
         "PAVED_GCP_SERVICE_ACCOUNT": ACCOUNT,
     }
     before = len(_requests(log))  # the token services serve the module's other tests too
-    login = subprocess.run(
-        [sys.executable, "-m", "paved", "ci", "storage-login", "--cloud", "gcp"],
-        env=job, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert login.returncode == 0, login.stderr
-    name, _, credentials = handed.read_text().strip().partition("=")
-    assert name == "GOOGLE_APPLICATION_CREDENTIALS"
+    login, handed = _storage_login("gcp", job, tmp_path / "github-env")
+    assert list(handed) == ["GOOGLE_APPLICATION_CREDENTIALS"]
+    credentials = handed["GOOGLE_APPLICATION_CREDENTIALS"]
     assert Path(credentials).parent.parent == runner_temp  # outside the checkout
     assert Path(credentials).stat().st_mode & 0o077 == 0  # the job's user's alone
     assert f"::add-mask::{PASSWORD}" in login.stdout and PASSWORD not in login.stderr
@@ -800,35 +775,17 @@ def test_storage_login_hands_a_cloud_storage_token_the_drift_report_reads_the_lo
         "https://www.googleapis.com/auth/devstorage.read_write"
     ]
 
-    drift = [
-        sys.executable, "-m", "paved_ml.cli", "drift", "--log", "gs://ml-logs/iris",
-        "--contract", "tests.lib.iris_contract:CONTRACT", "--no-tracking",
-        "--report", str(tmp_path / "drift.html"), "--summary", str(tmp_path / "drift.json"),
-    ]  # fmt: skip
     store = {
         **clean,
         "STORAGE_EMULATOR_HOST": gate,
         "NO_GCE_CHECK": "true",  # no metadata server to ask instead
         # The emulator speaks the JSON API only, not the gRPC one gcsfs asks bucket types of.
         "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
-        "PYTHONPATH": str(Path(__file__).parents[2]),
     }
     probed = len(gate_log.read_text().splitlines())  # the fixture's check that it answers
-    read = subprocess.run(
-        drift, cwd=team, env={**store, name: credentials},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert read.returncode == 1, read.stdout + read.stderr  # drift found, in the bucket's log
-    assert "DRIFTED  pl" in read.stdout and "300 logged rows" in read.stdout
-    passed = [json.loads(line) for line in gate_log.read_text().splitlines()[probed:]]
-    assert passed and all(entry["allowed"] for entry in passed)
-
-    refused = subprocess.run(
-        drift, cwd=team, env=store, capture_output=True, text=True, timeout=300
-    )
-    assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "cannot read the prediction log at gs://ml-logs/iris:" in refused.stderr
-    assert not json.loads(gate_log.read_text().splitlines()[-1])["allowed"]
+    _reads_with_and_only_with(team, "gs://ml-logs/iris", store, handed)
+    answered = [json.loads(line) for line in gate_log.read_text().splitlines()[probed:]]
+    assert answered[0]["allowed"] and not answered[-1]["allowed"]  # with the token, without
 
 
 @pytest.mark.libs

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paved_ml.errors import PavedMLError
-from paved_ml.prediction_log import PREDICTION, PREDICTION_ID, TIME
+from paved_ml.prediction_log import PREDICTION, PREDICTION_ID, TIME, storage_errors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -159,7 +159,7 @@ def read_labels(location: str | Path) -> pd.DataFrame:
     import fsspec
     import pandas as pd
 
-    try:
+    with storage_errors("the labels", location):
         fs, root = fsspec.core.url_to_fs(str(location))
         if fs.isdir(root):
             files = sorted(
@@ -183,13 +183,6 @@ def read_labels(location: str | Path) -> pd.DataFrame:
                     frames.append(pd.read_parquet(handle) if parquet else pd.read_csv(handle))
                 except (OSError, ValueError) as exc:
                     raise PavedMLError(f"{file}: cannot read it as labels ({exc})") from exc
-    except PavedMLError:
-        raise
-    except Exception as exc:  # storage that refuses (no credentials, access denied, no module)
-        detail = " ".join(str(exc).split())[:300]
-        raise PavedMLError(
-            f"cannot read the labels at {location}: {type(exc).__name__}: {detail}"
-        ) from exc
     return pd.concat(frames, ignore_index=True)
 
 

@@ -26,13 +26,14 @@ This module never imports the service; `read_prediction_log` reads the folder ba
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
@@ -352,7 +353,7 @@ def read_prediction_log(location: str | Path) -> pd.DataFrame:
     import fsspec
     import pandas as pd
 
-    try:
+    with storage_errors("the prediction log", location):
         fs, root = fsspec.core.url_to_fs(str(location))
         if not fs.isdir(root):
             raise PavedMLError(
@@ -370,11 +371,22 @@ def read_prediction_log(location: str | Path) -> pd.DataFrame:
         for path in files:
             with fs.open(path, "rb") as handle:
                 frames.append(pd.read_parquet(handle, engine="fastparquet"))
+    return pd.concat(frames, ignore_index=True)
+
+
+@contextlib.contextmanager
+def storage_errors(what: str, location: str | Path) -> Iterator[None]:
+    """Storage that refuses, as one PavedMLError: `cannot read <what> at <location>: <error>`.
+
+    No credentials, access denied, its fsspec package missing: whatever the store raises.
+    A PavedMLError passes as it is.
+    """
+    try:
+        yield
     except PavedMLError:
         raise
-    except Exception as exc:  # storage that refuses (no credentials, access denied, no module)
+    except Exception as exc:
         detail = " ".join(str(exc).split())[:300]
         raise PavedMLError(
-            f"cannot read the prediction log at {location}: {type(exc).__name__}: {detail}"
+            f"cannot read {what} at {location}: {type(exc).__name__}: {detail}"
         ) from exc
-    return pd.concat(frames, ignore_index=True)
