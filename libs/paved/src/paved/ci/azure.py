@@ -22,7 +22,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from paved._errors import PavedError
-from paved.ci.tokens import Credentials, call, endpoint, field, github_id_token, json_answer
+from paved.ci.tokens import (
+    Credentials,
+    call,
+    endpoint,
+    field,
+    github_id_token,
+    json_answer,
+    stamp,
+)
 
 __all__ = ["ACR_USER", "AzureStorage", "azure_credentials", "storage_sas"]
 
@@ -80,7 +88,7 @@ def storage_sas(env: Mapping[str, str], *, account: str, container: str) -> Azur
     blob = endpoint(env, "PAVED_AZURE_BLOB_URL", f"https://{account}.blob.core.windows.net")
     access = _entra_token(env, "https://storage.azure.com/.default")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    start, expiry = _stamp(now - dt.timedelta(minutes=5)), _stamp(now + dt.timedelta(hours=1))
+    start, expiry = stamp(now - dt.timedelta(minutes=5)), stamp(now + dt.timedelta(hours=1))
     request = urllib.request.Request(
         f"{blob}/?restype=service&comp=userdelegationkey",
         data=(
@@ -142,10 +150,6 @@ def _delegation_key(body: bytes) -> dict[str, str]:
     if root.tag != "UserDelegationKey" or missing:
         raise PavedError(f"Azure Blob Storage answered a delegation key without {missing}")
     return key
-
-
-def _stamp(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _tenant(env: Mapping[str, str]) -> str:

@@ -34,7 +34,7 @@ from paved._errors import PavedError
 from paved.ci.aws import ECR_HOST, aws_credentials, storage_keys
 from paved.ci.azure import azure_credentials, storage_sas
 from paved.ci.gcp import gcp_credentials, storage_token
-from paved.ci.tokens import LOOPBACK, Credentials
+from paved.ci.tokens import LOOPBACK, Credentials, stamp
 
 __all__ = [
     "CLOUDS",
@@ -180,7 +180,7 @@ def storage_credentials(*, cloud: str, env: Mapping[str, str]) -> StorageLogin:
         token, expiry = storage_token(env)
         credentials = _google_credentials_file(token, expiry, env)
         settings = {"GOOGLE_APPLICATION_CREDENTIALS": str(credentials)}
-        what = f"a Cloud Storage token until {expiry:%Y-%m-%dT%H:%M:%SZ}"
+        what = f"a Cloud Storage token until {stamp(expiry)}"
         return StorageLogin({}, settings, what, masks=(token,))
     if cloud == "azure":
         names = ("PAVED_AZURE_STORAGE_ACCOUNT", "PAVED_AZURE_CONTAINER")
@@ -202,18 +202,19 @@ def _google_credentials_file(token: str, expiry: dt.datetime, env: Mapping[str, 
     token and its expiry, and nothing to refresh it with: google-auth, so gcsfs, so DVC's gs
     remote and fsspec's gs:// alike, use the token for its hour, then fail, never renew.
     """
-    folder = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "paved-gcs"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # A new folder of this user's alone (the job's RUNNER_TEMP, else the system's temp): a
+    # fixed name in a shared /tmp could be another user's, or a link planted there.
+    folder = Path(tempfile.mkdtemp(prefix="paved-gcs-", dir=env.get("RUNNER_TEMP") or None))
     path = folder / "credentials.json"
     adc = {
         "type": "authorized_user",
         "token": token,
-        "expiry": f"{expiry:%Y-%m-%dT%H:%M:%SZ}",
+        "expiry": stamp(expiry),
         "refresh_token": "",
         "client_id": "",
         "client_secret": "",
     }
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     with os.fdopen(os.open(path, flags, 0o600), "w", encoding="utf-8") as out:
         json.dump(adc, out)
     return path

@@ -9,6 +9,7 @@ is not https (or http to this machine), and says which service failed and how.
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import urllib.error
@@ -29,6 +30,7 @@ __all__ = [
     "field",
     "github_id_token",
     "json_answer",
+    "stamp",
 ]
 
 #: The hosts of this machine: plain http goes to these only (emulators).
@@ -132,3 +134,8 @@ def field(answer: object, name: str, service: str) -> str:
     if not isinstance(value, str) or not value:
         raise PavedError(f"{service} answered without {name}")
     return value
+
+
+def stamp(moment: dt.datetime) -> str:
+    """`moment` (UTC) as the token services write a time: `2026-12-07T21:06:56Z`."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
