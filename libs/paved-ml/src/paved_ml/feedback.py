@@ -166,6 +166,8 @@ def read_labels(location: str | Path) -> pd.DataFrame:
                 path for path in fs.ls(root, detail=False) if path.endswith(_LABEL_SUFFIXES)
             )
         elif fs.isfile(root):
+            if not root.endswith(_LABEL_SUFFIXES):
+                raise PavedMLError(f"{location}: labels are a .csv or .parquet file")
             files = [root]
         else:
             raise PavedMLError(
@@ -175,8 +177,6 @@ def read_labels(location: str | Path) -> pd.DataFrame:
             raise PavedMLError(f"{location} holds no .csv or .parquet file of labels")
         frames = []
         for file in files:
-            if not file.endswith(_LABEL_SUFFIXES):
-                raise PavedMLError(f"{file}: labels are a .csv or .parquet file")
             with fs.open(file, "rb") as handle:
                 try:
                     parquet = file.endswith(".parquet")
