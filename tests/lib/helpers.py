@@ -109,11 +109,22 @@ def protected_origin(repo: Path, origin: Path, env: Mapping[str, str]) -> Path:
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path) -> Iterator[str]:
+def mlflow_server(
+    folder: Path,
+    *,
+    auth: str = "",
+    artifacts: str = "",
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
     """`mlflow server` on a free loopback port, its store and artifacts in `folder`; its URL.
 
-    Stopped by PID on the way out.
+    `auth` is an admin password: the server runs MLflow's basic-auth app, where nobody sees
+    what they were not given (`default_permission = NO_PERMISSIONS`), its user store in
+    `folder`. `artifacts` is where the server keeps artifacts it serves (for example an S3
+    URL; `env` then holds that store's keys, which only the server sees). Stopped by PID on
+    the way out.
     """
+    import os
     import urllib.request
 
     from ci.golden_path import free_port, running
@@ -121,13 +132,36 @@ def mlflow_server(folder: Path) -> Iterator[str]:
     port = free_port()
     command = [
         *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
-        *("--backend-store-uri", f"sqlite:///{folder / 'server.db'}"),
-        *("--default-artifact-root", str(folder / "artifacts"), "--workers", "1"),
+        *("--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--workers", "1"),
     ]
+    if artifacts:
+        command += ["--artifacts-destination", artifacts]
+    else:
+        command += ["--default-artifact-root", str(folder / "artifacts")]
+    server_env = {**os.environ, **(env or {})}
+    if auth:
+        config = folder / "basic_auth.ini"
+        config.write_text(
+            "[mlflow]\n"
+            "default_permission = NO_PERMISSIONS\n"
+            f"database_uri = sqlite:///{folder / 'users.db'}\n"
+            "admin_username = admin\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        command += ["--app-name", "basic-auth"]
+        server_env |= {
+            "MLFLOW_AUTH_CONFIG_PATH": str(config),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": auth,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "a-secret-for-the-test-server-only",
+        }
     log = folder / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=server_env,
         )
 
     def ready() -> bool:
@@ -139,3 +173,39 @@ def mlflow_server(folder: Path) -> Iterator[str]:
 
     with running(process, ready, timeout=90, failure=lambda: log.read_text()[-3000:]):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's AWS emulator (S3, STS, ECR, ...) on a free loopback port; its URL."""
+    from ci.golden_path import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with loopback_server(command, port):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def loopback_server(command: list[str], port: int) -> Iterator[int]:
+    """Run a loopback server until it answers HTTP on `port`; its PID; stopped by PID."""
+    import urllib.error
+    import urllib.request
+
+    from ci.golden_path import running
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
+        except urllib.error.HTTPError:
+            return True  # an error status is an answer
+        except OSError:
+            return False
+        return True
+
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    failure = f"{command[2]} did not start on port {port}"
+    with running(process, answers, timeout=30, failure=lambda: failure):
+        yield process.pid

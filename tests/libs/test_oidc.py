@@ -21,7 +21,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,32 +34,12 @@ from paved.ci.tokens import github_id_token
 from ci.golden_path import free_port, running
 from ci.oci_registry import local_registry
 from tests.lib.fake_clouds import REQUEST_TOKEN, github_token
+from tests.lib.helpers import loopback_server, moto_server
 
 ROLE = "arn:aws:iam::123456789012:role/paved-push"
 PROVIDER = "projects/123456/locations/global/workloadIdentityPools/github/providers/acme"
 ACCOUNT = "pusher@acme-ml.iam.gserviceaccount.com"
 PASSWORD = "short-lived-registry-password"
-
-
-@contextmanager
-def _server(command: list[str], port: int) -> Iterator[int]:
-    """Run a loopback server until it answers HTTP; stop it by PID."""
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    failure = f"{command[2]} did not start on port {port}"
-    with running(process, lambda: _answers(port), timeout=30, failure=lambda: failure):
-        yield process.pid
-
-
-def _answers(port: int) -> bool:
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
-    except urllib.error.HTTPError:
-        return True  # an error status is an answer
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +49,7 @@ def clouds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     port = free_port()
     script = str(Path(__file__).parents[1] / "lib" / "fake_clouds.py")
     command = [sys.executable, script, "--port", str(port), "--password", PASSWORD]
-    with _server([*command, "--log", str(log)], port):
+    with loopback_server([*command, "--log", str(log)], port):
         yield f"http://127.0.0.1:{port}", log
 
 
@@ -98,10 +77,8 @@ def _buildah(*args: str) -> str:
 @pytest.fixture(scope="module")
 def moto() -> Iterator[str]:
     """moto's AWS emulator on a free loopback port."""
-    port = free_port()
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    with _server(command, port):
-        yield f"http://127.0.0.1:{port}"
+    with moto_server() as url:
+        yield url
 
 
 def _job_env(base: str, **extra: str) -> dict[str, str]:
@@ -728,7 +705,7 @@ def gcs(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         "--port", str(gate_port), "--upstream", f"http://127.0.0.1:{storage_port}",
         "--token", PASSWORD, "--log", str(log),
     ]  # fmt: skip
-    with _server(emulator, storage_port), _server(gate, gate_port):
+    with loopback_server(emulator, storage_port), loopback_server(gate, gate_port):
         yield f"http://127.0.0.1:{storage_port}", f"http://127.0.0.1:{gate_port}", log
 
 
