@@ -17,11 +17,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS, MlflowException
 from mlflow.tracking import MlflowClient
 
 from paved_ml import __version__
 from paved_ml.config import ProjectConfig
 from paved_ml.data import file_md5
+from paved_ml.errors import ConfigError
 
 __all__ = [
     "TAG_PREFIX",
@@ -57,17 +59,45 @@ def use_tracking(config: ProjectConfig) -> str:
             else:
                 os.environ[name] = value
     client = MlflowClient()
-    experiment = client.get_experiment_by_name(config.project)
-    if experiment is None:
-        # An embedded store keeps its artifacts beside the database, whatever the cwd.
-        location = (
-            (config.root / "mlruns").as_uri() if config.tracking_uri.startswith("sqlite") else None
-        )
-        experiment_id: str = client.create_experiment(config.project, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
+    try:
+        experiment = client.get_experiment_by_name(config.project)
+        if experiment is None:
+            # An embedded store keeps its artifacts beside the database, whatever the cwd.
+            location = (
+                (config.root / "mlruns").as_uri()
+                if config.tracking_uri.startswith("sqlite")
+                else None
+            )
+            experiment_id: str = client.create_experiment(
+                config.project, artifact_location=location
+            )
+        else:
+            experiment_id = experiment.experiment_id
+    except MlflowException as exc:
+        refusal = _refusal(config, exc)
+        if refusal is None:
+            raise
+        raise ConfigError(refusal) from exc
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def _refusal(config: ProjectConfig, exc: MlflowException) -> str | None:
+    """What a server that turned the login away means, in words; None for other errors."""
+    status = ERROR_CODE_TO_HTTP_STATUS.get(exc.error_code)
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if status == 401:
+        who = f"the login of {user!r}" if user else "a request without a login"
+        return (
+            f"the tracking server {config.tracking_uri} refused {who} (401): export "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+        )
+    if status == 403:
+        return (
+            f"the tracking server {config.tracking_uri} gives {user or 'this login'} no access "
+            f"to experiment {config.project!r} (403): ask its admin for a permission on it"
+        )
+    return None
 
 
 def lineage_tags(config: ProjectConfig, inputs: Sequence[Path] = ()) -> dict[str, str]:
