@@ -7,6 +7,13 @@ fleet folder `--repos` times (a repo each: its own .git). Timed in the same run:
 `paved status --no-check`, `paved status` (with the conformance score), and the anchor,
 `copier check-update` run in `--sample` of the repos, scaled to the fleet.
 Targets: under 10 s without the score and under 30 s with it for 500 repos.
+
+The models column: each repo is given a model of its own, seeded into a tracking store with
+paved_ml's own calls (two versions through the champion gate, a staging alias, a drift and
+an accuracy run), and `paved status --no-check --tracking URL` reads them from a loopback
+`mlflow server`. Its anchor is MLflow's Python client asking the same per model (the model,
+its versions, each version's run, the monitoring runs), in `--sample` models, scaled.
+Target: the fleet's models in at most 15 s; the calls per repo are printed.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from benchmarks.targets import Target, report
 from ci.golden_path import DEMO_ANSWERS, generate, tool_env
 from ci.snapshot import GIT_IDENTITY
 from ci.throwaway import two_releases
+from tests.lib.helpers import mlflow_server, seed_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,8 +55,12 @@ def main() -> int:
         first = scratch / "first"
         generate(first, env, DEMO_ANSWERS, vcs_ref="v0.1.0", lock=False)
         fleet = scratch / "fleet"
+        pyproject = (first / "pyproject.toml").read_text()
         for number in range(args.repos):
-            shutil.copytree(first, fleet / f"team-{number:03d}", symlinks=True)
+            repo = fleet / f"team-{number:03d}"
+            shutil.copytree(first, repo, symlinks=True)
+            named = pyproject.replace('"iris-demo"', f'"team-{number:03d}"')
+            (repo / "pyproject.toml").write_text(named)
 
         status = [sys.executable, "-m", "paved", "status", str(fleet), "--json"]
         fast, out = timed([*status, "--no-check"], scratch, env)
@@ -64,21 +76,86 @@ def main() -> int:
             sample += seconds
         anchor = sample / args.sample * args.repos
 
+        models, models_anchor, calls = models_column(scratch, fleet, env, args)
+
     rows = [
         ("copier check-update per repo (anchor, scaled)", anchor, ""),
         ("paved status --no-check", fast, "target < 10 s"),
         ("paved status (with paved check)", scored, "target < 30 s"),
     ]
+    model_rows = [
+        ("mlflow client per model (anchor, scaled)", models_anchor, ""),
+        ("paved status --no-check --tracking", models, "target <= 15 s"),
+    ]
     print(f"\n{args.repos} team repos, one template source; anchor from {args.sample} repos\n")
     print(f"{'command':<48} {'seconds':>9} {'x anchor':>9}  note")
     for name, seconds, note in rows:
         print(f"{name:<48} {seconds:>9.2f} {seconds / anchor:>9.3f}  {note}")
+    print(f"\nthe models column: {args.repos} models on a loopback mlflow server\n")
+    for name, seconds, note in model_rows:
+        ratio = seconds / models_anchor
+        print(f"{name:<48} {seconds:>9.2f} {ratio:>9.3f}  {note}")
+    print(f"tracking server calls per repo: {calls:.2f}")
     return report(
         [
             Target("paved status --no-check", f"{fast:.2f} s", "< 10 s", fast < 10),
             Target("paved status (with paved check)", f"{scored:.2f} s", "< 30 s", scored < 30),
+            Target("paved status --tracking", f"{models:.2f} s", "<= 15 s", models <= 15),
         ]
     )
+
+
+def models_column(
+    scratch: Path, fleet: Path, env: dict[str, str], args: argparse.Namespace
+) -> tuple[float, float, float]:
+    """Seconds for the fleet's models, the anchor's (scaled), and calls per repo."""
+    folder = scratch / "tracking"
+    folder.mkdir()
+    store = f"sqlite:///{folder / 'server.db'}"
+    started = time.perf_counter()
+    for number in range(args.repos):
+        name = f"team-{number:03d}"
+        seed_model(
+            store,
+            project=name,
+            model=name,
+            figures=[0.8, 0.9],
+            deployed={"staging": "2"},
+            monitoring=[("drift", False), ("accuracy", number % 7 == 0)],
+            root=folder,
+        )
+    print(f"seeded {args.repos} models in {time.perf_counter() - started:.1f} s", flush=True)
+    with mlflow_server(folder) as url:
+        command = [sys.executable, "-m", "paved", "status", str(fleet), "--json", "--no-check"]
+        seconds, out = timed([*command, "--tracking", url], scratch, env)
+        answer = json.loads(out)
+        models = [row["model"] for row in answer["repos"]]
+        assert all(m["champion"] == "2" and len(m["history"]) == 2 for m in models), out[-2000:]
+        assert all(set(m["monitoring"]) == {"drift", "accuracy"} for m in models), out[-2000:]
+        calls = float(answer["tracking"]["calls_per_repo"])
+        started = time.perf_counter()
+        for number in range(args.sample):
+            client_reads(url, f"team-{number:03d}")
+        models_anchor = (time.perf_counter() - started) / args.sample * args.repos
+    return seconds, models_anchor, calls
+
+
+def client_reads(url: str, name: str) -> None:
+    """What a script with MLflow's client asks per model for the same row."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(url, url)
+    client.get_registered_model(name)
+    experiment = client.get_experiment_by_name(name)
+    for version in client.search_model_versions(f"name = '{name}'"):
+        client.get_run(version.run_id)
+    for kind in ("drift", "accuracy"):
+        client.search_runs(
+            [experiment.experiment_id],
+            f"tags.`paved.monitoring.kind` = '{kind}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
 
 
 if __name__ == "__main__":

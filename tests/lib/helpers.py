@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +209,48 @@ def loopback_server(command: list[str], port: int) -> Iterator[int]:
     failure = f"{command[2]} did not start on port {port}"
     with running(process, answers, timeout=30, failure=lambda: failure):
         yield process.pid
+
+
+def seed_model(
+    store: str,
+    *,
+    project: str,
+    model: str,
+    figures: list[float],
+    deployed: Mapping[str, str] | None = None,
+    monitoring: Sequence[tuple[str, bool]] = (),
+    root: Path | None = None,
+) -> None:
+    """Give tracking store `store` a team repo's model history, through paved_ml's own calls.
+
+    One training run and version per figure of `f1_macro`, each through the champion gate;
+    `deployed` maps staging/production to a version; `monitoring` lists checks (drift,
+    accuracy) in the order they ran and whether each failed, logged as the jobs log them.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from paved_ml.config import ProjectConfig
+    from paved_ml.registry import promote_if_better, record_deployed
+    from paved_ml.tracking import log_monitoring, use_tracking
+
+    config = ProjectConfig(
+        root=root or Path.cwd(),
+        team="team",
+        project=project,
+        model_name=model,
+        tracking_uri=store,
+        platform_version=RELEASE,
+    )
+    experiment = use_tracking(config)
+    client = MlflowClient(store, store)
+    client.create_registered_model(model)
+    for value in figures:
+        with mlflow.start_run(experiment_id=experiment) as run:
+            mlflow.log_metric("f1_macro", value)
+        source = f"runs:/{run.info.run_id}/model"
+        version = client.create_model_version(model, source, run_id=run.info.run_id).version
+        promote_if_better(config, str(version), metric="f1_macro", value=value, settle=0)
+    for environment, version in (deployed or {}).items():
+        record_deployed(config, environment, version)
+    for kind, failed in monitoring:
+        log_monitoring(config, kind=kind, failed=failed, metrics={"share": 0.5})

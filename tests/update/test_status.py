@@ -19,7 +19,7 @@ from ci.golden_path import generate, run, tool_env
 from ci.snapshot import GIT_IDENTITY
 from ci.throwaway import two_releases
 from tests.lib.fake_github import serving
-from tests.lib.helpers import paved
+from tests.lib.helpers import mlflow_server, paved, seed_model
 
 pytestmark = pytest.mark.update
 
@@ -78,6 +78,59 @@ def test_status_of_a_folder_tree(fleet: Fleet) -> None:
     assert table.returncode == 1
     for text in ("growth/churn", "v0.2.0", "branch paved/update-v0.2.0", "_commit"):
         assert text in table.stdout, text
+
+
+def test_status_knows_each_repo_s_model_from_the_tracking_server(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """Champion, metric over the versions, aliases, age and monitoring: from a real server."""
+    store = f"sqlite:///{tmp_path / 'server.db'}"  # the store `mlflow_server` serves
+    seed_model(
+        store,
+        project="churn",
+        model="churn",
+        figures=[0.8, 0.95, 0.9],
+        deployed={"staging": "2", "production": "1"},
+        monitoring=[("drift", False), ("accuracy", False), ("drift", True)],
+        root=tmp_path,
+    )
+    seed_model(store, project="upsell", model="upsell", figures=[0.7], root=tmp_path)
+    seed_model(store, project="fraud", model="fraud", figures=[0.6], root=tmp_path)  # not ours
+    with mlflow_server(tmp_path) as url:
+        done = paved(
+            fleet.env, "status", str(fleet.root), "--no-check", "--json", "--tracking", url
+        )
+        table = paved(
+            {**fleet.env, "COLUMNS": "250", "MLFLOW_TRACKING_URI": url},
+            *("status", str(fleet.root), "--no-check"),
+        )
+    assert done.returncode == 1 and done.stdout, done.stderr  # behind, as without models
+    report, rows = json.loads(done.stdout), rows_of(done)
+    churn = rows["growth/churn"]["model"]
+    assert (churn["name"], churn["versions"], churn["champion"]) == ("churn", 3, "2")
+    assert churn["metric"] == "f1_macro" and churn["value"] == pytest.approx(0.95)
+    assert churn["history"] == pytest.approx([0.8, 0.95, 0.9])  # oldest first
+    assert (churn["staging"], churn["production"]) == ("2", "1")
+    assert 0 <= churn["champion_age_days"] < 1
+    assert churn["monitoring"]["drift"]["state"] == "failed"  # the latest of two drift runs
+    assert churn["monitoring"]["accuracy"]["state"] == "passed"
+    upsell = rows["growth/upsell"]["model"]
+    assert (upsell["champion"], upsell["value"], upsell["monitoring"]) == ("1", 0.7, {})
+    assert rows["risk"]["model"]["versions"] == 0 and rows["risk"]["model"]["error"] == ""
+    assert rows["legacy"]["model"] is None  # an unreadable repo asks the server nothing
+
+    # Bounded: for the whole fleet, one search each of experiments, registered models,
+    # versions, training runs by id, drift runs and accuracy runs (each a page here).
+    tracking = report["tracking"]
+    assert (tracking["models"], tracking["calls"]) == (3, 6)
+
+    # The table (its server from MLFLOW_TRACKING_URI): the model columns and the cost line.
+    assert table.returncode == 1, table.stderr
+    for text in ("v2 f1_macro=0.95", "staging v2, production v1", "drift failed", "accuracy"):
+        assert text in table.stdout, text
+    assert "not registered" in table.stdout
+    assert "models: 3 read from http://127.0.0.1:" in table.stdout
+    assert "6 calls (2.00 per repo)" in table.stdout
 
 
 def test_status_lists_each_template_source_s_releases_once(

@@ -30,6 +30,7 @@ from paved.ci.jobs import (
 )
 from paved.deploy import deploy_status, propose, show_deploy_status
 from paved.fleet import fleet_status
+from paved.fleet.models import tracking_server
 from paved.fleet.rollout import (
     FETCHED_MANIFEST,
     UPDATE_REPORT,
@@ -159,13 +160,25 @@ def status(
     check: Annotated[bool, typer.Option(help="Score each repo with paved check.")] = True,
     jobs: Annotated[int, typer.Option(help="Repos read at once.")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    tracking: Annotated[
+        str | None,
+        typer.Option(
+            help="An MLflow tracking server: each row gains its model's champion, aliases "
+            "and monitoring. Default: $MLFLOW_TRACKING_URI if it is an http(s) URL.",
+        ),
+    ] = None,
 ) -> None:
     """Where every team repo stands: release, releases behind, pending update, score.
+
+    With a tracking server, also its model: champion and metric, staging and production,
+    the champion's age, and the latest drift and accuracy checks. The login comes from
+    MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.
 
     Exit codes: 0 every repo is on its latest release, 1 some repo is behind or could not
     be read.
     """
-    report = fleet_status(target, check=check, jobs=jobs)
+    server = tracking_server(tracking, os.environ)
+    report = fleet_status(target, check=check, jobs=jobs, tracking=server)
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))
         raise typer.Exit(report.exit_code)

@@ -4,16 +4,18 @@ One row per repo: template source, current release, latest release, releases beh
 pending update branch or pull request, and the conformance score (`paved check`). The
 releases come from one `git ls-remote --tags` per template source, never a clone per repo;
 a remote repo is read from a shallow clone (or, for GitHub without the score, through the
-API), a local one where it is.
+API), a local one where it is. With a tracking server, each row also has its model's facts
+(`paved.fleet.models`).
 """
 
 from __future__ import annotations
 
 import functools
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,10 @@ from paved._credentials import redact
 from paved._errors import ExitCode, PavedError, one_line
 from paved.checks import check_repo
 from paved.fleet.github import GitHub
+from paved.fleet.models import ModelFacts, TrackingServer
 from paved.fleet.sources import RepoRef, branch_tip, clone_shallow, find_repos, local_tip
 from paved.releases import base_version, latest, release_commits, release_version, update_branch
-from paved.repo import ANSWERS_FILE, parse_answers, read_answers
+from paved.repo import ANSWERS_FILE, TeamRepo, parse_answers, read_answers, tool_paved
 
 __all__ = ["RepoStatus", "StatusReport", "fleet_status", "show_status"]
 
@@ -45,7 +48,26 @@ class RepoStatus:
     #: "pull request #12", "branch paved/update-v0.2.0", or "".
     pending: str = ""
     score: float | None = None
+    #: What the tracking server knows of the repo's model (with `tracking` only).
+    model: ModelFacts | None = None
     error: str = ""
+    #: The experiment and the registered model, as the repo names them.
+    names: tuple[str, str] = field(default=("", ""), repr=False, compare=False)
+
+
+@dataclass
+class Tracking:
+    """What reading the models cost: the server, its calls, the seconds."""
+
+    uri: str
+    calls: int
+    models: int
+    seconds: float
+
+    @property
+    def per_repo(self) -> float:
+        """Calls per model read (the fleet-wide searches shared out)."""
+        return self.calls / self.models if self.models else 0.0
 
 
 @dataclass
@@ -53,6 +75,7 @@ class StatusReport:
     """Every repo's row, in the order found."""
 
     repos: list[RepoStatus]
+    tracking: Tracking | None = None
 
     @property
     def behind(self) -> list[RepoStatus]:
@@ -67,16 +90,32 @@ class StatusReport:
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready: the rows and the counts."""
+        rows = []
+        for repo in self.repos:
+            row = asdict(repo)
+            row.pop("names")
+            rows.append(row)
+        tracking = (
+            None
+            if self.tracking is None
+            else {**asdict(self.tracking), "calls_per_repo": round(self.tracking.per_repo, 2)}
+        )
         return {
-            "repos": [asdict(repo) for repo in self.repos],
+            "repos": rows,
+            "tracking": tracking,
             "behind": len(self.behind),
             "failed": sum(1 for repo in self.repos if repo.error),
             "exit_code": self.exit_code,
         }
 
 
-def fleet_status(target: str, *, check: bool = True, jobs: int = 4) -> StatusReport:
-    """The status of every repo `target` names (see `paved.fleet.sources`)."""
+def fleet_status(
+    target: str, *, check: bool = True, jobs: int = 4, tracking: TrackingServer | None = None
+) -> StatusReport:
+    """The status of every repo `target` names (see `paved.fleet.sources`).
+
+    With `tracking`, each readable row also gets its model's facts from that server.
+    """
     repos = find_repos(target)
     github = GitHub() if any(ref.github for ref in repos) else None
     with tempfile.TemporaryDirectory(prefix="paved-status-") as scratch:
@@ -93,9 +132,27 @@ def fleet_status(target: str, *, check: bool = True, jobs: int = 4) -> StatusRep
                 for (row, path), ref in zip(rows, repos, strict=True)
             ],
         )
-    for row, _ in rows:  # a URL's user and password are never shown
+    report = StatusReport([row for row, _ in rows])
+    if tracking is not None:
+        report.tracking = _models(report.repos, tracking)
+    for row in report.repos:  # a URL's user and password are never shown
         row.location, row.source, row.error = map(redact, (row.location, row.source, row.error))
-    return StatusReport([row for row, _ in rows])
+    return report
+
+
+def _models(rows: list[RepoStatus], tracking: TrackingServer) -> Tracking:
+    """Fill each readable row's model facts, read for the whole fleet at once.
+
+    A server that refuses or fails is a PavedError: the models column is all or nothing.
+    """
+    started = time.perf_counter()
+    readable = [row for row in rows if not row.error and row.names[1]]
+    if readable:
+        found = tracking.read({row.names[1]: row.names[0] for row in readable})
+        for row in readable:
+            row.model = found[row.names[1]]
+    seconds = round(time.perf_counter() - started, 2)
+    return Tracking(redact(tracking.uri), tracking.calls, len(readable), seconds)
 
 
 def _read(
@@ -120,12 +177,25 @@ def _read(
             answers = read_answers(path)
         row.source = str(answers.get("_src_path", ""))
         row.current = str(answers.get("_commit", ""))
+        row.names = _names(path, answers)
         if not row.source or not row.current:
             raise PavedError(f"{ANSWERS_FILE} names no _src_path or _commit")
         return row, path
     except Exception as exc:  # a repo, whatever it holds, fails its own row only
         row.error = one_line(exc, whole=False)
         return row, None
+
+
+def _names(path: Path | None, answers: dict[str, object]) -> tuple[str, str]:
+    """The repo's experiment and model: `[tool.paved]`, else what the answers made them."""
+    made = str(answers.get("distribution_name", ""))
+    if path is not None:
+        try:
+            settings = tool_paved(TeamRepo(path).pyproject, path)
+        except PavedError:
+            return made, made
+        return str(settings.get("project", made)), str(settings.get("model-name", made))
+    return made, made
 
 
 def _finish(
@@ -183,15 +253,20 @@ def _parallel(jobs: int, tasks: list[Callable[[], Any]]) -> list[Any]:
 def show_status(report: StatusReport, console: Console) -> None:
     """The fleet's status as a table: one row per repo, an unreadable one in red."""
     table = Table(title=f"{len(report.repos)} team repos", title_justify="left")
-    for column in ("repo", "template", "release", "latest", "behind", "pending", "score"):
+    columns = ["repo", "template", "release", "latest", "behind", "pending", "score"]
+    if report.tracking is not None:
+        columns += ["model", "champion", "deployed", "monitoring"]
+    for column in columns:
         table.add_column(column, justify="right" if column in {"behind", "score"} else "left")
     for repo in report.repos:
         if repo.error:
-            table.add_row(escape(repo.name), f"[red]{escape(repo.error)}[/]", *[""] * 5)
+            table.add_row(
+                escape(repo.name), f"[red]{escape(repo.error)}[/]", *[""] * (len(columns) - 2)
+            )
             continue
         behind = f"[yellow]{repo.behind}[/]" if repo.behind else "0"
         score = "" if repo.score is None else f"{repo.score:.0f} %"
-        table.add_row(
+        cells = [
             escape(repo.name),
             escape(repo.source),
             repo.current,
@@ -199,5 +274,53 @@ def show_status(report: StatusReport, console: Console) -> None:
             behind,
             escape(repo.pending),
             score,
-        )
+        ]
+        if report.tracking is not None:
+            cells += _model_cells(repo.model)
+        table.add_row(*cells)
     console.print(table)
+    if report.tracking is not None:
+        tracking = report.tracking
+        console.print(
+            f"models: {tracking.models} read from {escape(tracking.uri)} in "
+            f"{tracking.seconds:.2f} s, {tracking.calls} calls ({tracking.per_repo:.2f} per repo)"
+        )
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """`values` as block characters, lowest to highest (one value: a middle bar)."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = high - low
+    return "".join(
+        _SPARKS[3 if not span else round((value - low) / span * (len(_SPARKS) - 1))]
+        for value in values
+    )
+
+
+def _model_cells(model: ModelFacts | None) -> list[str]:
+    if model is None:
+        return ["", "", "", ""]
+    if model.error:
+        return [escape(model.name), f"[red]{escape(model.error)}[/]", "", ""]
+    if not model.versions:
+        return [escape(model.name), "[yellow]not registered[/]", "", ""]
+    champion = "[yellow]none[/]"
+    if model.champion:
+        figure = "" if model.value is None else f" {model.metric}={model.value:.4g}"
+        age = "" if model.champion_age_days is None else f", {model.champion_age_days:g} d old"
+        champion = f"v{model.champion}{figure}{age} {sparkline(model.history)}"
+    deployed = ", ".join(
+        f"{environment} v{version}"
+        for environment, version in (("staging", model.staging), ("production", model.production))
+        if version
+    )
+    monitoring = ", ".join(
+        f"{kind} [red]failed[/]" if result["state"] == "failed" else f"{kind} passed"
+        for kind, result in model.monitoring.items()
+    )
+    return [escape(model.name), champion, deployed, monitoring]
