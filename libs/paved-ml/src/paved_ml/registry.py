@@ -451,7 +451,18 @@ class _Judge:
 
 
 def _logged(client: MlflowClient, decision: Decision) -> Decision:
-    """Log the decision on the challenger's run: tags, and each finite figure as a metric."""
+    """Log the decision on the challenger's run: tags, and each finite figure as a metric.
+
+    The version itself is tagged with the metric and its figure too: a fleet view reads
+    every version's figure from one search of versions, not a search of runs.
+    """
+    client.set_model_version_tag(
+        decision.model_name, decision.version, f"{GATE_PREFIX}metric", decision.metric
+    )
+    if decision.value is not None and math.isfinite(decision.value):
+        client.set_model_version_tag(
+            decision.model_name, decision.version, f"{GATE_PREFIX}value", repr(decision.value)
+        )
     run_id = client.get_model_version(decision.model_name, decision.version).run_id
     if not run_id:
         return decision

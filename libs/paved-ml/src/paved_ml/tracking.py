@@ -8,9 +8,11 @@ registered model can be traced back to the exact code and data that made it.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -146,8 +148,9 @@ def log_monitoring(
 
     The run is in the project's experiment, named `monitoring: <kind>`, tagged
     `paved.monitoring.kind`, `.failed` and `.model_version` besides the lineage tags, with
-    each finite figure as a metric and the check's JSON summary as an artifact: a platform
-    view reads the latest of each kind per model.
+    each finite figure as a metric and the check's JSON summary as an artifact. The
+    registered model's tag `paved.monitoring.<kind>` holds the latest result (state, time,
+    version, run id), which `paved status --tracking` reads for the whole fleet at once.
     """
     with lineage_run(config, run_name=f"monitoring: {kind}") as run:
         mlflow.set_tags(
@@ -164,6 +167,19 @@ def log_monitoring(
         if summary is not None and summary.is_file():
             mlflow.log_artifact(str(summary), artifact_path="monitoring")
     run_id: str = run.info.run_id
+    latest = {
+        "state": "failed" if failed else "passed",
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.info.start_time / 1000)),
+        "version": model_version or "",
+        "run_id": run_id,
+    }
+    try:  # the model's latest check of this kind, where a fleet view reads it in one search
+        MlflowClient().set_registered_model_tag(
+            config.model_name, f"{TAG_PREFIX}monitoring.{kind}", json.dumps(latest)
+        )
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # no model registered yet: the run only
+            raise
     return run_id
 
 

@@ -2,17 +2,18 @@
 
 `paved status --tracking URI` asks MLflow's REST API, never MLflow itself (the platform CLI
 does not install it), and asks for the whole fleet at once: the number of calls grows with
-the pages of answers, not with the repos (a call costs the server tens of milliseconds
-whatever it returns, so a call per model would not scale to a fleet). In order:
+the pages of answers, not with the repos. A call costs an MLflow server tens of
+milliseconds whatever it returns, and a search of runs far more per run than a search of
+versions, so the facts are read where paved-ml writes them for this view:
 
-1. the experiments, and the registered models with their aliases (`champion`, `staging`,
-   `production`): one paged search each;
-2. every model version (one paged search): each model's count, and its newest `HISTORY`,
-   whose training runs give the gate's metric (the sparkline) and the champion's age;
-3. those training runs, by id (`attributes.run_id IN (...)`, `RUN_IDS_PER_CALL` a call);
-4. the monitoring runs `paved_ml.tracking.log_monitoring` logged in the last
-   `MONITORING_DAYS` days, newest first, one paged search per kind (`drift`, `accuracy`):
-   the latest of each kind per model. An older check is not shown: it says nothing of now.
+1. the registered models (one paged search): the aliases `champion`, `staging` and
+   `production`, and the tags `paved.monitoring.drift` / `.accuracy`, the latest check of
+   each kind (`paved_ml.tracking.log_monitoring` sets them);
+2. every model version (one paged search): each model's count, the champion's age, and the
+   newest `HISTORY` versions' tags `paved.gate.metric` and `paved.gate.value`, the figure
+   the champion gate judged each by (`paved_ml.registry` sets them): the sparkline;
+3. only for versions registered before paved-ml tagged them: their training runs, by id
+   (`RUN_IDS_PER_CALL` a call, in the experiments found by one more paged search).
 
 The login comes from the environment as MLflow's clients read it: `MLFLOW_TRACKING_TOKEN`,
 or `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`; it is sent over https only
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 import time
 import urllib.error
@@ -35,14 +37,12 @@ from typing import Any
 from paved._credentials import redact
 from paved._errors import PavedError, ServiceRefusal
 
-__all__ = ["HISTORY", "MONITORING_DAYS", "ModelFacts", "TrackingServer", "tracking_server"]
+__all__ = ["HISTORY", "ModelFacts", "TrackingServer", "tracking_server"]
 
 #: The versions read per model: the sparkline's points.
 HISTORY = 20
 #: Training runs asked for by id in one call.
 RUN_IDS_PER_CALL = 200
-#: How far back a monitoring check counts.
-MONITORING_DAYS = 35
 MONITORING_KINDS = ("drift", "accuracy")
 _TIMEOUT = 30
 _MAX_BYTES = 32 << 20
@@ -114,14 +114,15 @@ class TrackingServer:
             found[str(page.get("name"))] = str(page.get("experiment_id"))
         return found
 
-    def registered(self) -> dict[str, dict[str, str]]:
-        """Every registered model's aliases (alias: version) by name, in pages of 1000."""
-        found: dict[str, dict[str, str]] = {}
+    def registered(self) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+        """Every registered model's aliases (alias: version) and tags, by name."""
+        found: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
         for model in self._pages("registered-models/search", "registered_models", post=False):
-            aliases = model.get("aliases", [])
-            found[str(model.get("name"))] = {
-                str(alias.get("alias")): str(alias.get("version")) for alias in aliases
+            aliases = {
+                str(alias.get("alias")): str(alias.get("version"))
+                for alias in model.get("aliases", [])
             }
+            found[str(model.get("name"))] = (aliases, _pairs(model.get("tags", [])))
         return found
 
     def _pages(
@@ -145,18 +146,38 @@ class TrackingServer:
     def read(self, models: Mapping[str, str], *, now: float | None = None) -> dict[str, ModelFacts]:
         """The facts of each model in `models` (model name: its experiment's name)."""
         moment = now if now is not None else time.time()
-        experiments = self.experiments()
         facts = {name: ModelFacts(name=name) for name in models}
-        for name, aliases in self.registered().items():
-            if name in facts:
-                facts[name].champion = aliases.get("champion", "")
-                facts[name].staging = aliases.get("staging", "")
-                facts[name].production = aliases.get("production", "")
+        for name, (aliases, tags) in self.registered().items():
+            if name not in facts:
+                continue  # another team's model
+            facts[name].champion = aliases.get("champion", "")
+            facts[name].staging = aliases.get("staging", "")
+            facts[name].production = aliases.get("production", "")
+            for kind in MONITORING_KINDS:
+                latest = _monitoring(tags.get(f"paved.monitoring.{kind}", ""))
+                if latest:
+                    facts[name].monitoring[kind] = latest
         history = self._versions(facts, moment)
-        ids = sorted({experiments[name] for name in models.values() if name in experiments})
-        if ids:
-            self._figures(ids, history, facts)
-            self._monitoring(ids, facts, moment)
+        untagged = [
+            version
+            for versions in history.values()
+            for version in versions
+            if "paved.gate.value" not in _pairs(version.get("tags", [])) and version.get("run_id")
+        ]
+        figures = self._run_figures(untagged, models) if untagged else {}
+        for name, versions in history.items():
+            for version in versions:
+                tags = _pairs(version.get("tags", []))
+                metric, value = (
+                    tags.get("paved.gate.metric", ""),
+                    _number(tags.get("paved.gate.value")),
+                )
+                if value is None:
+                    metric, value = figures.get(str(version.get("run_id")), (metric, None))
+                if value is not None:
+                    facts[name].history.append(value)
+                if str(version.get("version")) == facts[name].champion:
+                    facts[name].metric, facts[name].value = metric, value
         return facts
 
     def _versions(
@@ -178,63 +199,27 @@ class TrackingServer:
                 facts[name].champion_age_days = round((moment - created) / 86400, 1)
         return history
 
-    def _figures(
-        self,
-        experiments: list[str],
-        history: dict[str, list[dict[str, Any]]],
-        facts: dict[str, ModelFacts],
-    ) -> None:
-        """The gate's figure of each version read, from its training run."""
-        wanted = sorted(
-            {str(v["run_id"]) for vs in history.values() for v in vs if v.get("run_id")}
-        )
+    def _run_figures(
+        self, versions: list[dict[str, Any]], models: Mapping[str, str]
+    ) -> dict[str, tuple[str, float | None]]:
+        """The gate's figure of each of `versions` from its training run, by run id."""
+        experiments = self.experiments()
+        ids = sorted({experiments[name] for name in models.values() if name in experiments})
+        wanted = sorted({str(version["run_id"]) for version in versions})
         figures: dict[str, tuple[str, float | None]] = {}
-        for start in range(0, len(wanted), RUN_IDS_PER_CALL):
+        for start in range(0, len(wanted) if ids else 0, RUN_IDS_PER_CALL):
             listed = ", ".join(f"'{_quoted(i)}'" for i in wanted[start : start + RUN_IDS_PER_CALL])
-            for run in self._runs(experiments, f"attributes.run_id IN ({listed})"):
+            for run in self._runs(ids, f"attributes.run_id IN ({listed})"):
                 figures[str(run["info"]["run_id"])] = _gate_figure(run)
-        for name, versions in history.items():
-            for version in versions:
-                metric, value = figures.get(str(version.get("run_id")), ("", None))
-                if value is not None:
-                    facts[name].history.append(value)
-                if str(version.get("version")) == facts[name].champion:
-                    facts[name].metric, facts[name].value = metric, value
+        return figures
 
-    def _monitoring(
-        self, experiments: list[str], facts: dict[str, ModelFacts], moment: float
-    ) -> None:
-        """The latest check of each kind per model, within MONITORING_DAYS."""
-        since = int((moment - MONITORING_DAYS * 86400) * 1000)
-        for kind in MONITORING_KINDS:
-            condition = f"tags.`paved.monitoring.kind` = '{kind}' AND attributes.start_time >= "
-            newest = self._runs(
-                experiments, f"{condition}{since}", order_by=["attributes.start_time DESC"]
-            )
-            for run in newest:
-                tags = _tags(run)
-                name = tags.get("paved.monitoring.model_name", "")
-                if name not in facts or kind in facts[name].monitoring:
-                    continue  # another team's, or older than the one already read
-                failed = tags.get("paved.monitoring.failed") == "true"
-                started = int(run["info"].get("start_time", 0)) / 1000
-                facts[name].monitoring[kind] = {
-                    "state": "failed" if failed else "passed",
-                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                    "version": tags.get("paved.monitoring.model_version", ""),
-                }
-
-    def _runs(
-        self, experiments: list[str], condition: str, *, order_by: list[str] | None = None
-    ) -> Iterator[dict[str, Any]]:
+    def _runs(self, experiments: list[str], condition: str) -> Iterator[dict[str, Any]]:
         """Every run of `experiments` that meets `condition`, a page of 1000 at a time."""
-        fields: dict[str, Any] = {
+        fields = {
             "experiment_ids": experiments,
             "filter": condition,
             "run_view_type": "ACTIVE_ONLY",
         }
-        if order_by:
-            fields["order_by"] = order_by
         return self._pages("runs/search", "runs", post=True, **fields)
 
     def _call(
@@ -278,14 +263,37 @@ def _quoted(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def _tags(run: Mapping[str, Any]) -> dict[str, str]:
-    pairs = run.get("data", {}).get("tags", [])
-    return {str(tag.get("key")): str(tag.get("value")) for tag in pairs}
+def _pairs(items: object) -> dict[str, str]:
+    """MLflow's `[{key, value}]` list as a dict."""
+    if not isinstance(items, list):
+        return {}
+    return {
+        str(item.get("key")): str(item.get("value")) for item in items if isinstance(item, dict)
+    }
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _monitoring(text: str) -> dict[str, str]:
+    """The latest check from a `paved.monitoring.<kind>` tag ({} if absent or unreadable)."""
+    try:
+        found = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(found, dict) or found.get("state") not in {"passed", "failed"}:
+        return {}
+    return {key: str(found.get(key, "")) for key in ("state", "at", "version")}
 
 
 def _gate_figure(run: Mapping[str, Any]) -> tuple[str, float | None]:
     """The metric the champion gate judged this version's run by, and its value."""
-    metric = _tags(run).get("paved.gate.metric", "")
+    metric = _pairs(run.get("data", {}).get("tags", [])).get("paved.gate.metric", "")
     figures = {
         str(item.get("key")): item.get("value") for item in run.get("data", {}).get("metrics", [])
     }
