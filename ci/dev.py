@@ -64,13 +64,21 @@ IMAGE_TOOLS = {
 #: a team repo's Kubernetes manifests with kubectl's kustomize; the libs tier installs Azurite,
 #: Microsoft's Blob Storage emulator, with npm and makes its https certificate with openssl.
 TIER_TOOLS = {
-    "render": {"kubectl": "kubectl"},
+    # kubectl renders the overlays; npm installs Backstage's catalog-model to validate with.
+    "render": {"kubectl": "kubectl", "npm": "npm"},
     "libs": {"npm": "npm", "openssl": "openssl"},
+    # The fleet dashboard is tested in Chromium (chromium-driver brings it along).
+    "update": {"chromedriver": "chromium-driver"},
     "image": IMAGE_TOOLS,
     "workflows": IMAGE_TOOLS,
 }
 #: What each benchmark needs beyond the image tools.
-BENCH_TOOLS = {"service": {"wrk": "wrk"}, "image": IMAGE_TOOLS, "ci_act": IMAGE_TOOLS}
+BENCH_TOOLS = {
+    "service": {"wrk": "wrk"},
+    "image": IMAGE_TOOLS,
+    "ci_act": IMAGE_TOOLS,
+    "status": {"chromedriver": "chromium-driver"},
+}
 #: Commits made by the tests (generated repos, throwaway releases) need an identity.
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Paved CI",

@@ -74,6 +74,13 @@ def test_the_matrix_rolls_a_release_out_to_bare_remotes(tmp_path: Path) -> None:
         == ""
     )
 
+    # The dashboard: an artifact, linked from the summary, one row per repo of the manifest.
+    page = (work / "artifacts" / "fleet-dashboard" / "index.html").read_text()
+    assert page.count("<tr data-team=") == 3
+    for name in ("churn", "upsell"):  # updated: each has its branch open, not yet merged
+        assert re.search(rf'<td data-sort="{name}"[^>]*>{name}</td>.*?branch paved/update', page)
+    assert "Success - Main Link the dashboard" in log, log[-4000:]
+
     # A re-run finds the branches at the commits the first run recorded (kept in the cache):
     # pending, nothing pushed.
     branches = {name: refs(remotes / f"{name}.git") for name in ("churn", "upsell")}

@@ -6,7 +6,7 @@ reusable workflows, paved-ml's start-up file) are checked by `tests/test_constan
 
 from __future__ import annotations
 
-__all__ = ["TELEMETRY_OFF"]
+__all__ = ["ALERT_LABEL", "TELEMETRY_OFF"]
 
 #: Telemetry off for every tool a team repo runs: set in its CI, its image, `paved ci
 #: check`'s steps, and at Python start-up by paved-ml; `paved check` (PV004) refuses a
@@ -16,3 +16,7 @@ TELEMETRY_OFF = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DVC_NO_ANALYTICS": "1",
 }
+
+#: The label of every monitoring issue (`paved.monitor`); one open issue per model carries
+#: it, and `paved status` counts them as the repo's open alerts.
+ALERT_LABEL = "paved-monitoring"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from paved._errors import PavedError
+from paved.constants import ALERT_LABEL
 from paved.fleet.github import GitHub
 
 __all__ = [
@@ -41,8 +42,6 @@ __all__ = [
 
 #: What the monitoring run writes and the alert job reads (in the `drift-report` artifact).
 ALERT_FILE = Path("reports/alert.json")
-#: The label of every monitoring issue; one open issue per model carries it.
-ALERT_LABEL = "paved-monitoring"
 #: The largest alert file read, and the most rows and characters per cell shown.
 _MAX_BYTES = 1 << 20
 _MAX_ROWS = 50

@@ -74,6 +74,7 @@ __all__ = [
     "fleet_deliver",
     "fleet_fetch",
     "fleet_update",
+    "read_record",
     "show_rollout",
 ]
 
@@ -157,7 +158,7 @@ def fleet_update(
         # Never a team repo's idea of the latest: its answers could name any source.
         release = to or _latest(platform_url, mirrors)
         record_path = state / f"{release}.json"
-        record = _read_record(record_path)
+        record = read_record(record_path)
         chosen = _select(repos, only, record)
         run_ctx = _context(
             credentials,
@@ -287,7 +288,7 @@ def fleet_fetch(
         raise PavedError(f"{out} is not empty: fetch into a new folder")
     with held() as credentials, tempfile.TemporaryDirectory(prefix="paved-fleet-") as scratch:
         release = to or _latest(platform_url, _Mirrors(Path(scratch), credentials))
-        chosen = _select(repos, only, _read_record(state / f"{release}.json"))
+        chosen = _select(repos, only, read_record(state / f"{release}.json"))
         branch = update_branch(release)
         entries = [
             _fetch_one(ref, out, f"repos/{number:04d}", branch, credentials)
@@ -365,7 +366,7 @@ def fleet_deliver(
     }
     refs = {ref.name: ref for ref in find_repos(target)}
     record_path = state / f"{release}.json"
-    record = _read_record(record_path)
+    record = read_record(record_path)
     with held() as credentials, tempfile.TemporaryDirectory(prefix="paved-fleet-") as scratch:
         workspace = Path(scratch)
         entries = [entry for entry in index["repos"] if isinstance(entry, dict)]
@@ -905,7 +906,11 @@ def _mirror_env(mirrors: Mapping[str, Path]) -> dict[str, str]:
     return env
 
 
-def _read_record(path: Path) -> dict[str, Any]:
+def read_record(path: Path) -> dict[str, Any]:
+    """A release's fleet record (`<state>/<release>.json`): each repo's last outcome by name.
+
+    {} when there is none yet; a PavedError when the file is not a record.
+    """
     if not path.is_file():
         return {}
     try:
@@ -928,7 +933,7 @@ def _write_record(path: Path, outcomes: Sequence[Outcome]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_name(path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            record = _read_record(path)
+            record = read_record(path)
             for outcome in outcomes:
                 entry = asdict(outcome)
                 # A run that failed before it reached the branch (a clone that did not

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from rich.table import Table
 from paved._credentials import redact
 from paved._errors import ExitCode, PavedError, one_line
 from paved.checks import check_repo
+from paved.constants import ALERT_LABEL
 from paved.fleet.github import GitHub
 from paved.fleet.models import ModelFacts, TrackingServer
 from paved.fleet.sources import RepoRef, branch_tip, clone_shallow, find_repos, local_tip
@@ -41,6 +42,8 @@ class RepoStatus:
 
     name: str
     location: str
+    #: The team answer the repo was generated with.
+    team: str = ""
     source: str = ""
     current: str = ""
     latest: str = ""
@@ -50,6 +53,11 @@ class RepoStatus:
     score: float | None = None
     #: What the tracking server knows of the repo's model (with `tracking` only).
     model: ModelFacts | None = None
+    #: The rollout's outcome for this repo, from a fleet record (with `record` only):
+    #: outcome, reason, to_release, pull_request.
+    update: dict[str, str] | None = None
+    #: Open monitoring alerts (issues labelled paved-monitoring; GitHub repos only).
+    alerts: int | None = None
     error: str = ""
     #: The experiment and the registered model, as the repo names them.
     names: tuple[str, str] = field(default=("", ""), repr=False, compare=False)
@@ -110,11 +118,17 @@ class StatusReport:
 
 
 def fleet_status(
-    target: str, *, check: bool = True, jobs: int = 4, tracking: TrackingServer | None = None
+    target: str,
+    *,
+    check: bool = True,
+    jobs: int = 4,
+    tracking: TrackingServer | None = None,
+    record: Mapping[str, Any] | None = None,
 ) -> StatusReport:
     """The status of every repo `target` names (see `paved.fleet.sources`).
 
-    With `tracking`, each readable row also gets its model's facts from that server.
+    With `tracking`, each readable row also gets its model's facts from that server; with
+    `record` (a fleet record, `paved.fleet.rollout.read_record`), its rollout outcome.
     """
     repos = find_repos(target)
     github = GitHub() if any(ref.github for ref in repos) else None
@@ -133,6 +147,11 @@ def fleet_status(
             ],
         )
     report = StatusReport([row for row, _ in rows])
+    for row in report.repos:
+        entry = (record or {}).get(row.name)
+        if isinstance(entry, dict):
+            keys = ("outcome", "reason", "to_release", "pull_request")
+            row.update = {key: str(entry.get(key) or "") for key in keys}
     if tracking is not None:
         report.tracking = _models(report.repos, tracking)
     for row in report.repos:  # a URL's user and password are never shown
@@ -178,6 +197,7 @@ def _read(
         row.source = str(answers.get("_src_path", ""))
         row.current = str(answers.get("_commit", ""))
         row.names = _names(path, answers)
+        row.team = str(answers.get("team", ""))
         if not row.source or not row.current:
             raise PavedError(f"{ANSWERS_FILE} names no _src_path or _commit")
         return row, path
@@ -219,8 +239,21 @@ def _finish(
             row.pending = _pending(ref, update_branch(row.latest), github)
         if check and path is not None:
             row.score = round(check_repo(path).score, 1)
+        if ref.github and github:
+            row.alerts = _alerts(github, ref.github)
     except Exception as exc:  # a repo, whatever it holds, fails its own row only
         row.error = one_line(exc, whole=False)
+
+
+def _alerts(github: GitHub, slug: str) -> int | None:
+    """Open monitoring alerts of `slug`; None when its issues cannot be listed (disabled)."""
+    try:
+        found = github.get(
+            f"/repos/{slug}/issues", state="open", labels=ALERT_LABEL, per_page="100"
+        )
+    except PavedError:
+        return None
+    return len(found) if isinstance(found, list) else None
 
 
 def _releases(source: str) -> Callable[[], list[str] | str]:
