@@ -254,3 +254,29 @@ def seed_model(
         record_deployed(config, environment, version)
     for kind, failed in monitoring:
         log_monitoring(config, kind=kind, failed=failed, metrics={"share": 0.5})
+
+
+def npm_tool(package: str, version: str) -> Path:
+    """`package@version` installed once into the tools cache by npm; its node_modules folder.
+
+    From the npm registry on first use (npm must be on PATH), then reused by every run.
+    """
+    import os
+    import shutil
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    name = package.lstrip("@").replace("/", "-")
+    folder = cache / "paved" / "tools" / f"{name}-{version}"
+    modules = folder / "node_modules"
+    if not (modules / package / "package.json").exists():
+        npm = shutil.which("npm")
+        assert npm, f"npm is needed for {package} (Debian: apt-get install npm)"
+        install = [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund"]
+        done = subprocess.run(
+            [*install, "--silent", f"{package}@{version}"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    return modules

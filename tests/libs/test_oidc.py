@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from paved.ci.tokens import github_id_token
 from ci.golden_path import free_port, running
 from ci.oci_registry import local_registry
 from tests.lib.fake_clouds import REQUEST_TOKEN, github_token
-from tests.lib.helpers import loopback_server, moto_server
+from tests.lib.helpers import loopback_server, moto_server, npm_tool
 
 ROLE = "arn:aws:iam::123456789012:role/paved-push"
 PROVIDER = "projects/123456/locations/global/workloadIdentityPools/github/providers/acme"
@@ -535,19 +534,7 @@ TENANT = "4f2c7c8e-0000-4000-8000-0000000a2b3c"
 
 
 def _azurite_command() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    folder = cache / "paved" / "tools" / f"azurite-{AZURITE}"
-    command = folder / "node_modules" / ".bin" / "azurite-blob"
-    if not command.exists():
-        npm = shutil.which("npm")
-        assert npm, "npm is needed for Azurite (Debian: apt-get install npm)"
-        install = [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund"]
-        done = subprocess.run(
-            [*install, "--silent", f"azurite@{AZURITE}"],
-            capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
-        assert done.returncode == 0 and command.exists(), done.stderr[-2000:]
-    return command
+    return npm_tool("azurite", AZURITE) / ".bin" / "azurite-blob"
 
 
 @pytest.fixture

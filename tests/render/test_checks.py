@@ -153,6 +153,13 @@ def _writable_root(repo: Path) -> None:
     )
 
 
+def _catalog_behind(repo: Path) -> None:
+    text = (repo / "catalog-info.yaml").read_text()
+    release = re.search(r'paved.dev/release: "(.+)"', text)
+    assert release, text
+    _edit(repo / "catalog-info.yaml", release.group(0), 'paved.dev/release: "v0.0.1"')
+
+
 BREAKS: dict[str, Callable[[Path], None]] = {
     "PV001": _answers_path,
     "PV002": _one_pin_moved,
@@ -166,6 +173,7 @@ BREAKS: dict[str, Callable[[Path], None]] = {
     "PV010": _remote_hook,
     "PV011": _analytics_on,
     "PV012": _writable_root,
+    "PV013": _catalog_behind,
 }
 
 
@@ -179,8 +187,11 @@ def test_a_render_broken_one_way_fails_that_rule_only(copy: Path, rule: str) -> 
     found = results(copy)
     assert found[rule] is False
     others = {name: found[name] for name in PV if name != rule}
-    # PV002 needs PV001: with the source broken, it is skipped rather than run.
-    expected = {name: (None if rule == "PV001" and name == "PV002" else True) for name in others}
+    # PV002 and PV013 need PV001: with the source broken, they are skipped rather than run.
+    needs_pv001 = {"PV002", "PV013"}
+    expected = {
+        name: (None if rule == "PV001" and name in needs_pv001 else True) for name in others
+    }
     assert others == expected
 
 

@@ -7,6 +7,7 @@ loopback stand-in of the endpoints used (tests/lib/fake_github.py), stopped by P
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,12 @@ def test_status_knows_each_repo_s_model_from_the_tracking_server(
         root=tmp_path,
     )
     seed_model(store, project="upsell", model="upsell", figures=[0.7], root=tmp_path)
+    # upsell's version as paved-ml registered it before it tagged versions with the gate's
+    # figure: status reads that from the training run instead.
+    from mlflow import MlflowClient
+
+    for key in ("paved.gate.metric", "paved.gate.value"):
+        MlflowClient(store, store).delete_model_version_tag("upsell", "1", key)
     seed_model(store, project="fraud", model="fraud", figures=[0.6], root=tmp_path)  # not ours
     with mlflow_server(tmp_path) as url:
         done = paved(
@@ -103,6 +110,29 @@ def test_status_knows_each_repo_s_model_from_the_tracking_server(
         table = paved(
             {**fleet.env, "COLUMNS": "250", "MLFLOW_TRACKING_URI": url},
             *("status", str(fleet.root), "--no-check"),
+        )
+        # The dashboard, with the rollout's record: churn's update failed.
+        record = tmp_path / "v0.2.0.json"
+        record.write_text(
+            json.dumps(
+                {
+                    "growth/churn": {
+                        "outcome": "failed",
+                        "reason": "conflict",
+                        "to_release": "v0.2.0",
+                    }
+                }
+            )
+        )
+        insights = paved(
+            fleet.env,
+            *("status", str(fleet.root), "--no-check", "--tracking", url, "--format", "backstage"),
+        )
+        page = tmp_path / "fleet.html"
+        html = paved(
+            fleet.env,
+            *("status", str(fleet.root), "--no-check", "--tracking", url),
+            *("--format", "html", "--output", str(page), "--record", str(record)),
         )
     assert done.returncode == 1 and done.stdout, done.stderr  # behind, as without models
     report, rows = json.loads(done.stdout), rows_of(done)
@@ -119,10 +149,11 @@ def test_status_knows_each_repo_s_model_from_the_tracking_server(
     assert rows["risk"]["model"]["versions"] == 0 and rows["risk"]["model"]["error"] == ""
     assert rows["legacy"]["model"] is None  # an unreadable repo asks the server nothing
 
-    # Bounded: for the whole fleet, one search each of experiments, registered models,
-    # versions, training runs by id, drift runs and accuracy runs (each a page here).
+    # Bounded: for the whole fleet, one search of registered models (aliases, monitoring
+    # tags) and one of versions (gate tags); for upsell's untagged version, one of
+    # experiments and one of runs by id. Each answer is a page here.
     tracking = report["tracking"]
-    assert (tracking["models"], tracking["calls"]) == (3, 6)
+    assert (tracking["models"], tracking["calls"]) == (3, 4)
 
     # The table (its server from MLFLOW_TRACKING_URI): the model columns and the cost line.
     assert table.returncode == 1, table.stderr
@@ -130,7 +161,39 @@ def test_status_knows_each_repo_s_model_from_the_tracking_server(
         assert text in table.stdout, text
     assert "not registered" in table.stdout
     assert "models: 3 read from http://127.0.0.1:" in table.stdout
-    assert "6 calls (2.00 per repo)" in table.stdout
+    assert "4 calls (1.33 per repo)" in table.stdout
+
+    # Backstage Tech Insights: one entity per readable repo, each fact of its schema's type.
+    answer = json.loads(insights.stdout)
+    entities = {item["entity"]["name"]: item for item in answer["facts"]}
+    assert set(entities) == {"churn", "upsell", "risk"}  # legacy is unreadable: left out
+    churn_facts = entities["churn"]["facts"]
+    assert entities["churn"]["entity"] == {
+        "namespace": "default",
+        "kind": "component",
+        "name": "churn",
+    }
+    assert (churn_facts["pavedRelease"], churn_facts["pavedReleasesBehind"]) == ("v0.1.0", 1)
+    assert (churn_facts["modelChampionVersion"], churn_facts["modelProductionVersion"]) == (
+        "2",
+        "1",
+    )
+    assert churn_facts["monitoringDrift"] == "failed" and churn_facts["modelMetricValue"] == 0.95
+    assert (
+        "modelName" in entities["risk"]["facts"]
+        and "modelChampionVersion" not in entities["risk"]["facts"]
+    )
+    types = {"string": str, "integer": int, "float": float, "boolean": bool}
+    for item in answer["facts"]:
+        for fact, value in item["facts"].items():
+            assert isinstance(value, types[answer["schema"][fact]["type"]]), (fact, value)
+
+    assert html.returncode == 1 and f"wrote {page}" in html.stderr, html.stderr
+    text = page.read_text()
+    assert 'data-state="failed update"' in text and 'title="conflict">failed: v0.2.0<' in text
+    assert '<svg class="spark"' in text  # churn's three versions
+    assert 'data-state="unreadable"' in text  # legacy
+    assert not re.search(r"\b(src|href)=", text)  # nothing fetched: no CDN, no server
 
 
 def test_status_lists_each_template_source_s_releases_once(
@@ -199,7 +262,13 @@ def github(fleet: Fleet, tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]
         )
     pull = {"repo": "acme/churn", "number": 7, "state": "open", "head": "paved/update-v0.2.0"}
     state = tmp_path / "github.json"
-    state.write_text(json.dumps({"token": "fleet-token", "repos": repos, "pulls": [pull]}))
+    alerts = [  # churn's model drifts: one open alert, one closed; risk's issue is no alert
+        {"repo": "acme/churn", "number": n, "state": s, "labels": [{"name": "paved-monitoring"}]}
+        for n, s in ((3, "open"), (2, "closed"))
+    ] + [{"repo": "acme/risk", "number": 1, "state": "open", "labels": [{"name": "bug"}]}]
+    state.write_text(
+        json.dumps({"token": "fleet-token", "repos": repos, "pulls": [pull], "issues": alerts})
+    )
     log = tmp_path / "github.log"
     with serving(state, log) as api_url:
         env = {**fleet.env, "PAVED_GITHUB_API": api_url}
@@ -217,6 +286,7 @@ def test_status_of_a_github_organisation(github: tuple[dict[str, str], Path]) ->
     assert set(rows) == {"churn", "risk"}  # archived repos are left out
     assert (rows["churn"]["behind"], rows["churn"]["pending"]) == (1, "pull request #7")
     assert rows["risk"]["behind"] == 0
+    assert (rows["churn"]["alerts"], rows["risk"]["alerts"]) == (1, 0)
     paths = [json.loads(line)["path"] for line in log.read_text().splitlines()]
     assert "/repos/acme/churn/contents/.copier-answers.yml" in paths  # read, not cloned
 

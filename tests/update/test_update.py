@@ -128,6 +128,8 @@ def test_update_merges_the_release_keeps_the_teams_work_and_relocks(
         text=True,
     )
     assert leftovers.returncode == 1 and leftovers.stdout == "", leftovers.stdout
+    # Backstage's catalog entry names the release the repo is on now.
+    assert 'paved.dev/release: "v0.2.0"' in (repo / "catalog-info.yaml").read_text()
 
     again = paved_update(repo, platform_ab)
     assert again.returncode == 1 and "uncommitted changes" in again.stderr  # review first

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +32,8 @@ from paved.ci.jobs import (
 )
 from paved.deploy import deploy_status, propose, show_deploy_status
 from paved.fleet import fleet_status
+from paved.fleet.backstage import tech_insights
+from paved.fleet.dashboard import render_dashboard
 from paved.fleet.models import tracking_server
 from paved.fleet.rollout import (
     FETCHED_MANIFEST,
@@ -39,6 +43,7 @@ from paved.fleet.rollout import (
     fleet_deliver,
     fleet_fetch,
     fleet_update,
+    read_record,
     show_rollout,
 )
 from paved.fleet.status import show_status
@@ -152,6 +157,15 @@ def new(
     _err.print(f"[green]created[/] {path}")
 
 
+class StatusFormat(StrEnum):
+    """How `paved status` prints the fleet."""
+
+    table = "table"
+    json = "json"
+    html = "html"
+    backstage = "backstage"
+
+
 @app.command()
 def status(
     target: Annotated[
@@ -159,12 +173,30 @@ def status(
     ] = ".",
     check: Annotated[bool, typer.Option(help="Score each repo with paved check.")] = True,
     jobs: Annotated[int, typer.Option(help="Repos read at once.")] = 4,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    output_format: Annotated[
+        StatusFormat,
+        typer.Option(
+            "--format",
+            help="table; json; html: one self-contained dashboard page (no server, no CDN); "
+            "backstage: the facts as Backstage Tech Insights facts (JSON).",
+        ),
+    ] = StatusFormat.table,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the report to this file, not to stdout.")
+    ] = None,
     tracking: Annotated[
         str | None,
         typer.Option(
             help="An MLflow tracking server: each row gains its model's champion, aliases "
             "and monitoring. Default: $MLFLOW_TRACKING_URI if it is an http(s) URL.",
+        ),
+    ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="A rollout's fleet record (<state>/<release>.json): each row gains its "
+            "update's outcome, a failed update shown as such.",
         ),
     ] = None,
 ) -> None:
@@ -178,11 +210,29 @@ def status(
     be read.
     """
     server = tracking_server(tracking, os.environ)
-    report = fleet_status(target, check=check, jobs=jobs, tracking=server)
-    if as_json:
-        typer.echo(json.dumps(report.as_json(), indent=2))
+    if record is not None and not record.is_file():
+        raise PavedError(f"{record}: no fleet record there")
+    outcomes = read_record(record) if record is not None else None
+    report = fleet_status(target, check=check, jobs=jobs, tracking=server, record=outcomes)
+    chosen = StatusFormat.json if as_json else output_format
+    if chosen is StatusFormat.table and output is None:
+        show_status(report, Console())
         raise typer.Exit(report.exit_code)
-    show_status(report, Console())
+    if chosen is StatusFormat.html:
+        text = render_dashboard(report)
+    elif chosen is StatusFormat.json:
+        text = json.dumps(report.as_json(), indent=2) + "\n"
+    elif chosen is StatusFormat.backstage:
+        text = json.dumps(tech_insights(report), indent=2) + "\n"
+    else:
+        buffer = Console(file=io.StringIO(), width=200, color_system=None)
+        show_status(report, buffer)
+        text = buffer.file.getvalue()  # type: ignore[attr-defined]
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
     raise typer.Exit(report.exit_code)
 
 

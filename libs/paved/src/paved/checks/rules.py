@@ -73,6 +73,11 @@ def paved_workflows(paved_repo: TeamRepo) -> dict[str, dict[Any, Any]]:
     return paved_repo.workflows
 
 
+#: The repo's entry in Backstage's catalog, and the annotation naming its platform release.
+CATALOG_FILE = "catalog-info.yaml"
+RELEASE_ANNOTATION = "paved.dev/release"
+
+
 # ------------------------------------------------------------------ checks
 
 
@@ -429,7 +434,35 @@ class PV012(Paved):
         return "\n".join(f"- {problem}" for problem in problems[:10]) if problems else True
 
 
-RULES = (PV001, PV002, PV003, PV004, PV005, PV006, PV007, PV008, PV009, PV010, PV011, PV012)
+class PV013(Paved):
+    """The repo is in Backstage's catalog, on its release"""
+
+    requires = frozenset({"PV001"})
+
+    @staticmethod
+    def check(paved_repo: TeamRepo, paved_answers: dict[str, Any]) -> bool | str:
+        """
+        `catalog-info.yaml` must describe one Backstage Component (`backstage.io/v1alpha1`)
+        of type `service`, owned by the `team` answer, whose `paved.dev/release` annotation
+        names the release in `_commit`, and whose `backstage.io/techdocs-ref` (`dir:.`)
+        finds a `mkdocs.yml`. `paved update` keeps the release annotation current; a repo
+        made before the file existed gets it with its next update.
+        """
+        path = paved_repo.root.joinpath(CATALOG_FILE)
+        if not path.is_file():
+            return f"no {CATALOG_FILE}"
+        try:
+            entity = _mapping(_read_yaml(path))
+        except yaml.YAMLError as exc:
+            return f"{CATALOG_FILE} does not parse: {exc}"
+        docs = paved_repo.root.joinpath("mkdocs.yml").is_file()
+        problems = _catalog_problems(entity, paved_answers, docs=docs)
+        return problems[0] if problems else True
+
+
+RULES = (
+    PV001, PV002, PV003, PV004, PV005, PV006, PV007, PV008, PV009, PV010, PV011, PV012, PV013
+)  # fmt: skip
 
 
 # ------------------------------------------------------------------ helpers
@@ -446,6 +479,31 @@ def _read_yaml(path: Traversable) -> Any:
     if text is None:
         raise UnsafeYaml(f"{path.name} is over {_FILE_BYTES} bytes")
     return load_yaml(text)
+
+
+def _catalog_problems(entity: dict[Any, Any], answers: dict[str, Any], *, docs: bool) -> list[str]:
+    """What is wrong with a catalog entry for this repo, first things first."""
+    metadata, spec = _mapping(entity.get("metadata")), _mapping(entity.get("spec"))
+    annotations = _mapping(metadata.get("annotations"))
+    team, release = answers.get("team"), str(answers.get("_commit", ""))
+    found = annotations.get(RELEASE_ANNOTATION)
+    checks = (
+        (
+            (entity.get("apiVersion"), entity.get("kind"), spec.get("type"))
+            == ("backstage.io/v1alpha1", "Component", "service"),
+            f"{CATALOG_FILE} is not a backstage.io/v1alpha1 Component of type service",
+        ),
+        (spec.get("owner") == team, f"spec.owner is {spec.get('owner')!r}, not the team {team!r}"),
+        (
+            str(found or "") == release,
+            f"the {RELEASE_ANNOTATION} annotation is {found!r}, not the release {release!r}",
+        ),
+        (
+            annotations.get("backstage.io/techdocs-ref") == "dir:." and docs,
+            "backstage.io/techdocs-ref is not dir:. beside a mkdocs.yml",
+        ),
+    )
+    return [message for passed, message in checks if not passed]
 
 
 def _dvc_config(root: Traversable) -> configparser.ConfigParser | None:
