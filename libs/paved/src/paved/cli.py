@@ -46,6 +46,7 @@ from paved.fleet.rollout import (
     read_record,
     show_rollout,
 )
+from paved.fleet.sources import find_waves
 from paved.fleet.status import show_status
 from paved.monitor import ALERT_FILE, alert
 from paved.repo import TeamRepo
@@ -246,6 +247,10 @@ def fleet_update_command(
     ] = False,
     jobs: Annotated[int, typer.Option(help="Repos updated at once.")] = 2,
     only: FleetOnly = None,
+    wave: Annotated[
+        str | None,
+        typer.Option(help="Only the repos of this wave of the manifest (its `waves:`)."),
+    ] = None,
     lock: Annotated[bool, typer.Option(help="Re-lock each repo (paved update).")] = True,
     max_open_prs: MaxOpenPrs = None,
     state: FleetState = Path(".paved-fleet"),
@@ -256,6 +261,15 @@ def fleet_update_command(
     Never pushes a default branch. Re-running changes nothing that is done. Exit code 1
     when any repo failed (the others go on).
     """
+    if wave is not None:
+        if only:
+            raise PavedError("--wave and --only each choose the repos: give one of them")
+        waves = {found.name: found for found in find_waves(target)}
+        if wave not in waves:
+            raise PavedError(f"--wave {wave}: {target} has the waves {', '.join(waves)}")
+        only = list(waves[wave].repos)
+        if not only:
+            raise PavedError(f"--wave {wave} holds no repo")
     with Progress(console=_err, transient=True) as progress:
         task = progress.add_task("paved fleet update", total=None)
 

@@ -3,6 +3,10 @@
 paved status ~/src            every folder under it with a .copier-answers*.yml
 paved status fleet.yml        a YAML list: git URLs, or {url, branch, name} maps
 paved status github:acme      the organisation's repositories (a token is needed)
+
+A manifest may also be a mapping: `repos:` (that list) and `waves:`, the rollout's waves in
+order, each a list of repo names, the last one may be `"*"` (every repo not in an earlier
+wave). Repos no wave names form a last wave, `rest`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ from paved._errors import PavedError
 from paved._git import git
 from paved.fleet.github import GitHub
 
-__all__ = ["RepoRef", "branch_tip", "clone_shallow", "find_repos", "local_tip", "push_url"]
+__all__ = [
+    "RepoRef",
+    "Wave",
+    "branch_tip",
+    "clone_shallow",
+    "find_repos",
+    "find_waves",
+    "local_tip",
+    "push_url",
+]
 
 #: Folders never searched for answers files.
 _SKIP = {".git", ".venv", "node_modules", ".tox", ".nox", ".dvc", "mlruns", ".bentoml"}
@@ -37,6 +50,52 @@ class RepoRef:
     github: str | None = None
     #: Why this entry cannot be used (a bad name): it fails alone, the others go on.
     problem: str = ""
+
+
+@dataclass(frozen=True)
+class Wave:
+    """One wave of a rollout: its name and the repos in it, in the manifest's order."""
+
+    name: str
+    repos: tuple[str, ...]
+
+
+def find_waves(target: str) -> list[Wave]:
+    """The waves `target`'s manifest names, in order; one wave `all` for any other target.
+
+    A PavedError names what is wrong: a wave naming a repo the manifest does not list, a
+    repo in two waves, `"*"` before the last wave, or a wave that is not a list.
+    """
+    names = [ref.name for ref in find_repos(target)]
+    path = Path(target).expanduser()
+    document = _load(path) if path.is_file() else None
+    declared = document.get("waves") if isinstance(document, dict) else None
+    if declared is None:
+        return [Wave("all", tuple(names))]
+    if not isinstance(declared, dict) or not declared:
+        raise PavedError(f"{path}: `waves` is a mapping of wave names to lists of repo names")
+    waves: list[Wave] = []
+    taken: dict[str, str] = {}
+    for number, (wave, listed) in enumerate(declared.items(), start=1):
+        if listed == "*" and number != len(declared):
+            raise PavedError(f"{path}: wave {wave!r} takes every other repo: make it last")
+        members = [name for name in names if name not in taken] if listed == "*" else listed
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise PavedError(f"{path}: wave {wave!r} is not a list of repo names")
+        unknown = [member for member in members if member not in names]
+        if unknown:
+            raise PavedError(f"{path}: wave {wave!r} names {', '.join(unknown)}: not in `repos`")
+        for member in members:
+            if member in taken:
+                raise PavedError(f"{path}: {member} is in the waves {taken[member]!r} and {wave!r}")
+            taken[member] = str(wave)
+        waves.append(Wave(str(wave), tuple(members)))
+    rest = tuple(name for name in names if name not in taken)
+    if rest:
+        if any(wave.name == "rest" for wave in waves):
+            raise PavedError(f"{path}: repos no wave names would form `rest`, a wave already")
+        waves.append(Wave("rest", rest))
+    return waves
 
 
 def find_repos(target: str) -> list[RepoRef]:
@@ -73,11 +132,17 @@ def _tree(root: Path) -> list[RepoRef]:
     return found
 
 
-def _manifest(path: Path) -> list[RepoRef]:
+def _load(path: Path) -> object:
     try:
-        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise PavedError(f"{path} is not valid YAML: {exc}") from exc
+
+
+def _manifest(path: Path) -> list[RepoRef]:
+    entries = _load(path)
+    if isinstance(entries, dict):  # the mapping form: `repos:` and `waves:`
+        entries = entries.get("repos")
     if not isinstance(entries, list):
         raise PavedError(f"{path}: a manifest is a YAML list of git URLs or {{url, branch}} maps")
     repos = []
